@@ -1,0 +1,256 @@
+"""The one gDDCM chain (SPEC §2) and its choosers (SPEC §4, §5).
+
+Encoding, decoding, DDCM-style random generation and RDPM sampling are the same loop::
+
+    state = init(...)                                         # SPEC §5 (may consume a token)
+    for n, (t_from, t_den, t_to) in enumerate(plan):
+        xh, eh = backbone(state, t_from, label)
+        idx    = chooser.step(ctx)                            # the only thing that differs
+        c      = grid.assemble(codebook(seed, n), idx)
+        state  = s(t_to)·xh + S(t_den)·eh + √(S(t_to)² - S(t_den)²)·c     # gDDCM Eq. 22
+    x_rec = ode_solve(state, plan.final_times)                # deterministic final sampler
+
+A chooser has two methods, ``init(ctx)`` and ``step(ctx)``, each returning indices ``(B, G)``.
+``run_chain`` is the only place the state update is written; ``ode_solve`` (the final sampler,
+also each backbone's own ODE sampler) is its p = 1 special case without a codebook.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .codebooks import GAUSSIAN_INIT_STEP, INIT_STEP, Grid, VirtualCodebook
+from .plans import Plan, StepCoefficients
+
+INIT_KINDS = ("codebook", "gaussian", "zeros")
+SELECTIONS = ("dot", "l2")
+
+
+@dataclass
+class ChainSpec:
+    """Everything the loop needs besides the backbone and the chooser."""
+
+    plan: Plan
+    codebook: VirtualCodebook
+    grid: Grid
+    codebook_size: int
+    init: str = "codebook"
+    # entries larger than this many bytes are scored chunk by chunk (bounded memory, SPEC §6)
+    max_codebook_bytes: int = 1 << 28
+
+    def __post_init__(self):
+        if self.init not in INIT_KINDS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INIT_KINDS)}")
+
+    @property
+    def has_init_token(self) -> bool:
+        return self.init == "codebook"
+
+    @property
+    def num_token_rows(self) -> int:
+        """Token maps per image: N steps plus one init map for ``init=codebook``."""
+        return len(self.plan) + int(self.has_init_token)
+
+
+@dataclass
+class StepContext:
+    """What a chooser sees at step ``n`` (``n = -1``: the init token)."""
+
+    n: int
+    spec: ChainSpec
+    state: torch.Tensor                 # (B, C, H, W) float32, state before this step
+    xh: torch.Tensor | None             # backbone x̂0 at this step (None for init)
+    eh: torch.Tensor | None
+    coef: StepCoefficients | None
+    labels: torch.Tensor | None
+
+    @property
+    def K(self) -> int:
+        return self.spec.codebook_size
+
+    @property
+    def grid(self) -> Grid:
+        return self.spec.grid
+
+    @property
+    def fits_in_memory(self) -> bool:
+        return self.K * self.spec.codebook.dim * 4 <= self.spec.max_codebook_bytes
+
+    def entries(self) -> torch.Tensor:
+        """This step's K codebook entries (K, D), float32 on the state's device."""
+        return self.spec.codebook.entries(self.n, self.K, self.state.device)
+
+    def entry_chunks(self):
+        """(offset, entries) chunks covering the K entries (bounded memory)."""
+        rows = max(1, self.spec.max_codebook_bytes // (4 * self.spec.codebook.dim))
+        if self.fits_in_memory:
+            yield 0, self.entries()
+        else:
+            yield from self.spec.codebook.iter_chunks(self.n, self.K, rows, self.state.device)
+
+
+# ------------------------------------------------------------------------------------------ choosers
+def best_scores(ctx: StepContext, target: torch.Tensor, selection: str) -> torch.Tensor:
+    """argmax over the codebook per block (SPEC §4), in fp32, chunked over K when needed.
+
+    ``dot``: argmax_k ⟨C_g[k], target_g⟩.  ``l2``: argmin_k ‖C_g[k] - target_g‖², computed as
+    argmax_k 2⟨C_g[k], target_g⟩ - ‖C_g[k]‖²."""
+    grid = ctx.grid
+    tb = grid.to_blocks(target.float())                               # (B, G, Db)
+    best_val, best_idx = None, None
+    for off, C in ctx.entry_chunks():
+        eb = grid.entries_to_blocks(C.float())                       # (k, G, Db)
+        scores = torch.einsum("bgd,kgd->bgk", tb, eb)
+        if selection == "l2":
+            scores = 2 * scores - (eb * eb).sum(-1).T.unsqueeze(0)
+        v, i = scores.max(dim=-1)
+        i = i + off
+        if best_val is None:
+            best_val, best_idx = v, i
+        else:
+            better = v > best_val
+            best_val = torch.where(better, v, best_val)
+            best_idx = torch.where(better, i, best_idx)
+    return best_idx
+
+
+class EncodeChooser:
+    """Residual argmax (SPEC §4 / gDDCM Eq. 14), init by Eq. 15. Holds the target latent x."""
+
+    def __init__(self, x: torch.Tensor, selection: str = "dot"):
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
+        self.x = x.float()
+        self.selection = selection
+
+    def init(self, ctx: StepContext) -> torch.Tensor:
+        return best_scores(ctx, self.x, "dot")                        # Eq. 15: argmax ⟨C[k], x⟩
+
+    def step(self, ctx: StepContext) -> torch.Tensor:
+        if ctx.coef.noise_scale == 0.0:
+            # a step that re-noises nothing carries no information; its token is fixed to 0
+            return torch.zeros(self.x.shape[0], ctx.grid.num_blocks, dtype=torch.long, device=self.x.device)
+        if self.selection == "dot" or ctx.spec.plan.kind == "ddcm":
+            return best_scores(ctx, self.x - ctx.xh, "dot")
+        c = ctx.coef
+        ideal = (c.s_to * (self.x - ctx.xh) + (c.S_to - c.S_den) * ctx.eh) / c.noise_scale
+        return best_scores(ctx, ideal, "l2")
+
+
+class LookupChooser:
+    """Decode: replay stored indices. ``tokens`` (B, R, G) with R = spec.num_token_rows."""
+
+    def __init__(self, tokens: torch.Tensor):
+        self.tokens = tokens.long()
+
+    def init(self, ctx):
+        return self.tokens[:, 0].to(ctx.state.device)
+
+    def step(self, ctx):
+        return self.tokens[:, ctx.n + int(ctx.spec.has_init_token)].to(ctx.state.device)
+
+
+class RandomChooser:
+    """DDCM-style generation: uniform random indices; image i's draws come from its own
+    generator, so results do not depend on the batch it is in."""
+
+    def __init__(self, generators: list[torch.Generator]):
+        self.generators = generators
+
+    def _draw(self, ctx):
+        G = ctx.grid.num_blocks
+        rows = [torch.randint(ctx.K, (G,), generator=g) for g in self.generators]
+        return torch.stack(rows).to(ctx.state.device)
+
+    init = _draw
+    step = _draw
+
+
+# ------------------------------------------------------------------------------------------ the loop
+@dataclass
+class ChainOutput:
+    tokens: torch.Tensor                      # (B, R, G) int64
+    state: torch.Tensor                       # state after the last step (at plan.final_times[0])
+    latent: torch.Tensor                      # after the final sampler: the reconstructed latent
+    states: list = field(default_factory=list)  # optional: state before each step (recorded)
+    xhs: list = field(default_factory=list)     # optional: backbone x̂0 at each step (recorded)
+
+
+def initial_state(spec: ChainSpec, chooser, S0: float, batch: int, labels, device,
+                  tokens_out: list) -> torch.Tensor:
+    """SPEC §5: the state at the plan's first time t0; ``S0`` = S(t0)."""
+    shape = (batch, *spec.grid.latent_shape)
+    if spec.init == "zeros":
+        return torch.zeros(shape, device=device)
+    if spec.init == "gaussian":
+        eps = spec.codebook.entries(GAUSSIAN_INIT_STEP, 1, device)[0].reshape(spec.grid.latent_shape)
+        return (S0 * eps).expand(shape).clone()
+    ctx = StepContext(INIT_STEP, spec, torch.zeros(shape, device=device), None, None, None, labels)
+    idx = chooser.init(ctx)
+    tokens_out.append(idx)
+    return S0 * spec.grid.assemble(ctx.entries(), idx)
+
+
+def run_chain(backbone, spec: ChainSpec, chooser, batch: int, labels=None, device="cpu",
+              record: bool = False, final: bool = True) -> ChainOutput:
+    """Walk ``spec.plan`` with ``chooser`` picking each step's indices (SPEC §2)."""
+    family = backbone.family
+    coefs = spec.plan.coefficients(family)
+    tokens: list = []
+    S0 = float(family.S(spec.plan.t_initial))
+    state = initial_state(spec, chooser, S0, batch, labels, device, tokens)
+    states, xhs = [], []
+    for n, coef in enumerate(coefs):
+        xh, eh = backbone.predict(state, coef.t_from, labels)
+        ctx = StepContext(n, spec, state, xh, eh, coef, labels)
+        idx = chooser.step(ctx)
+        tokens.append(idx)
+        if record:
+            states.append(state)
+            xhs.append(xh)
+        c = spec.grid.assemble(ctx.entries(), idx) if ctx.fits_in_memory else \
+            spec.grid.from_blocks(_gather_blocks(spec, n, idx))
+        state = coef.s_to * xh + coef.S_den * eh + coef.noise_scale * c
+    out_tokens = torch.stack(tokens, dim=1) if tokens else torch.zeros(batch, 0, spec.grid.num_blocks)
+    latent = ode_solve(backbone, state, spec.plan.final_times, labels, spec.plan.final_solver) if final else state
+    return ChainOutput(out_tokens.long(), state, latent, states, xhs)
+
+
+def _gather_blocks(spec: ChainSpec, n: int, idx: torch.Tensor) -> torch.Tensor:
+    """Block g of image b from entry idx[b, g], generating only the used chunks (large K)."""
+    vecs = spec.codebook.gather(n, idx, spec.codebook_size, idx.device)      # (B, G, D)
+    B, G, D = vecs.shape
+    blocks = spec.grid.to_blocks(vecs.reshape(B * G, *spec.grid.latent_shape))  # (B·G, G, Db)
+    blocks = blocks.reshape(B, G, G, -1)
+    g = torch.arange(G, device=idx.device)
+    return blocks[:, g, g]                                                      # (B, G, Db)
+
+
+# ------------------------------------------------------------------------------------------ ODE
+@torch.no_grad()
+def ode_solve(backbone, state: torch.Tensor, times, labels=None, solver: str = "ddim") -> torch.Tensor:
+    """Deterministic probability-flow ODE through ``times`` (descending, last may be clean).
+
+    The first-order step is Eq. 22 with t_den = t_to (DDIM; Euler in σ-space for EDM and flow).
+    ``heun`` adds EDM's second-order correction except on the step into the clean time."""
+    family = backbone.family
+    x = state
+    for t, t_next in zip(times[:-1], times[1:]):
+        if t == t_next:
+            continue
+        xh, eh = backbone.predict(x, t, labels)
+        if t_next == family.clean_time:
+            x = xh
+            continue
+        s1, S1 = float(family.s(t_next)), float(family.S(t_next))
+        if solver == "heun":
+            sig0, sig1 = float(family.sigma(t)), S1 / s1
+            y0 = x / float(family.s(t))
+            y_e = xh + sig1 * eh
+            xh2, eh2 = backbone.predict(s1 * y_e, t_next, labels)
+            y1 = y0 + (sig1 - sig0) * 0.5 * (eh + eh2)
+            x = s1 * y1
+        else:
+            x = s1 * xh + S1 * eh
+    return x

@@ -1,0 +1,289 @@
+"""Step plans: the (t_from, t_den, t_to) triples the chain walks (SPEC §3).
+
+A plan is computed from a ``PlanConfig`` and a ``Family`` alone and stored, as data, in every
+token header, so a decoder never recomputes it from possibly different code.
+
+- ``trajectory`` (gDDCM Algorithm 1, 0 < p < 1): net times EDM-ρ spaced from ``t_start`` to
+  ``t_end``; each step denoises by Δ_n = (t_{n-1} - t_n)/p and re-noises to t_n.
+- ``fixed-point`` (Algorithm 2, p = 0): every step is (T_s, T_s - Δ, T_s); Δ runs coarse to fine
+  over P intervals (Eq. 9) with step counts from Eq. 10 (continuous families) or Eqs. 12-13
+  (``vp-discrete``), rounded by largest remainders so they sum to exactly N.
+- ``ddcm`` (the official DDCM baseline): DDIM with η = 1 over N timesteps evenly spaced from
+  T-1 to 0 (``vp-discrete`` only). Its re-noising coefficient is DDIM's σ, not a family time, so
+  ``StepCoefficients`` for it come from ā directly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .families import Family
+
+PLAN_KINDS = ("fixed-point", "trajectory", "ddcm")
+
+
+@dataclass
+class PlanConfig:
+    """Everything that determines a plan. Defaults are the project's documented choices."""
+
+    kind: str = "fixed-point"
+    num_steps: int = 100                 # N: tokens per block (not counting the init token)
+    p: float = 0.0                       # backtrack parameter; 0 for fixed-point, (0,1) for trajectory
+    t_start: float | None = None         # trajectory: first time (T_r); default family t_max
+    t_end: float | None = None           # trajectory: last net time (T_t); default family t_min-ish
+    rho: float = 7.0                     # EDM spacing exponent (trajectory, and Eq. 10/13)
+    t_fixed: float | None = None         # fixed-point: T_s; default per family (see _defaults)
+    delta_min: float | None = None       # fixed-point: finest Δ
+    delta_max: float | None = None       # fixed-point: coarsest Δ
+    intervals: int = 16                  # fixed-point P (continuous families; vp-discrete uses Δmax-Δmin)
+    sigma_max_r: float = 80.0            # σ_max of Eq. 10/13: finest interval gets this many times the coarsest's share
+    final_steps: int = 1                 # deterministic ODE steps from the plan's last time to clean
+    final_solver: str = "ddim"           # "ddim" (first order) or "heun"
+
+    def validate(self):
+        if self.kind not in PLAN_KINDS:
+            raise ValueError(f"unknown plan {self.kind!r}; choose one of {', '.join(PLAN_KINDS)}")
+        if self.num_steps < 1:
+            raise ValueError(f"--num-steps must be >= 1, got {self.num_steps}")
+        if self.kind == "trajectory":
+            if self.p >= 1.0:
+                raise ValueError("p = 1 is a plain deterministic ODE step and carries no information: "
+                                 "it cannot encode. Use 0 < p < 1 with --plan trajectory "
+                                 "(or --plan fixed-point for p = 0).")
+            if self.p <= 0.0:
+                raise ValueError("--plan trajectory needs 0 < p < 1; p = 0 is --plan fixed-point")
+        if self.kind == "fixed-point" and self.p != 0.0:
+            raise ValueError(f"--plan fixed-point is p = 0; got --p {self.p}. Use --plan trajectory for p > 0")
+        if self.final_solver not in ("ddim", "heun"):
+            raise ValueError(f"unknown final solver {self.final_solver!r}; use ddim or heun")
+        if self.final_steps < 1:
+            raise ValueError("--final-steps must be >= 1")
+
+
+@dataclass
+class Plan:
+    """A resolved plan: ``steps`` are (t_from, t_den, t_to) triples; ``final_times`` the ODE
+    times from the last ``t_to`` down to clean (inclusive at both ends)."""
+
+    kind: str
+    steps: list
+    final_times: list
+    final_solver: str = "ddim"
+    config: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.steps)
+
+    @property
+    def t_initial(self) -> float:
+        return self.steps[0][0]
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "steps": [list(map(float, s)) for s in self.steps],
+                "final_times": [float(t) for t in self.final_times], "final_solver": self.final_solver,
+                "config": self.config}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Plan":
+        return cls(kind=d["kind"], steps=[tuple(s) for s in d["steps"]], final_times=list(d["final_times"]),
+                   final_solver=d.get("final_solver", "ddim"), config=d.get("config", {}))
+
+    def coefficients(self, family: Family) -> list["StepCoefficients"]:
+        """Per-step (s(t_to), S(t_to), S(t_den)) of Eq. 22 (float)."""
+        out = []
+        for (t_from, t_den, t_to) in self.steps:
+            s_to, S_to = float(family.s(t_to)), float(family.S(t_to))
+            if self.kind == "ddcm":
+                # DDIM η=1: x_prev = √ā_prev·xh + √(1-ā_prev-σ²)·eh + σ·c
+                a_t, a_prev = float(family.alpha_bar(t_from)), float(family.alpha_bar(t_to))
+                var = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+                S_den = math.sqrt(max(1 - a_prev - var, 0.0))
+            else:
+                S_den = float(family.S(t_den))
+            out.append(StepCoefficients(t_from=t_from, s_to=s_to, S_to=S_to, S_den=S_den))
+        return out
+
+
+@dataclass
+class StepCoefficients:
+    """Eq. 22: ``state = s_to·xh + S_den·eh + noise_scale·c`` with noise_scale = √(S_to² - S_den²)."""
+
+    t_from: float
+    s_to: float
+    S_to: float
+    S_den: float
+
+    @property
+    def noise_scale(self) -> float:
+        return math.sqrt(max(self.S_to ** 2 - self.S_den ** 2, 0.0))
+
+
+# ------------------------------------------------------------------------------------------
+def largest_remainder(weights, total: int) -> list[int]:
+    """Integers proportional to ``weights`` summing to exactly ``total`` (Hamilton's method).
+    Replaces the paper's ⌊·+0.5⌋ in Eq. 10/13, which does not sum to N."""
+    w = np.asarray(weights, dtype=np.float64)
+    if total == 0:
+        return [0] * len(w)
+    quota = w / w.sum() * total
+    counts = np.floor(quota).astype(int)
+    rest = total - counts.sum()
+    order = np.argsort(-(quota - counts), kind="stable")
+    counts[order[:rest]] += 1
+    return counts.tolist()
+
+
+def edm_times(t_start: float, t_end: float, n: int, rho: float) -> np.ndarray:
+    """n+1 times from t_start to t_end, EDM-ρ spaced: (a^{1/ρ} + i/n (b^{1/ρ} - a^{1/ρ}))^ρ."""
+    i = np.arange(n + 1) / n
+    return (t_start ** (1 / rho) + i * (t_end ** (1 / rho) - t_start ** (1 / rho))) ** rho
+
+
+def _defaults(cfg: PlanConfig, family: Family) -> dict:
+    """Family-dependent defaults for unset knobs (documented in the README)."""
+    d = {}
+    if family.name == "vp-discrete":
+        T = family.num_train_timesteps
+        d.update(t_start=T - 1, t_end=5, t_fixed=round(20 * T / 1000), delta_min=1,
+                 delta_max=max(2, round(18 * T / 1000)))
+    elif family.name == "vp-continuous":
+        d.update(t_start=1.0, t_end=0.005, t_fixed=0.02, delta_min=0.001, delta_max=0.018)
+    elif family.name == "ve":
+        d.update(t_start=family.sigma_max, t_end=0.02, t_fixed=0.2, delta_min=0.01, delta_max=0.18)
+    elif family.name == "flow":
+        d.update(t_start=1.0, t_end=0.005, t_fixed=0.15, delta_min=0.008, delta_max=0.14)
+    for k, v in d.items():
+        if getattr(cfg, k) is not None:
+            d[k] = getattr(cfg, k)
+    return d
+
+
+def _final_times(family: Family, t_last: float, steps: int, rho: float) -> list:
+    """ODE times from t_last to clean: EDM-ρ spaced, ending exactly at the clean time."""
+    if steps == 1:
+        return [t_last, family.clean_time]
+    t_lo = family.t_min if family.name != "vp-discrete" else 0.0
+    if t_last <= t_lo:
+        return [t_last, family.clean_time]
+    ts = edm_times(t_last, max(t_lo, 1e-3 if not family.discrete else 0.0), steps - 1, rho).tolist()
+    if family.discrete:
+        ts = _strictly_decreasing_ints(ts, floor=0)
+    return ts + [family.clean_time]
+
+
+def _strictly_decreasing_ints(ts, floor: int) -> list:
+    out = []
+    for t in ts:
+        v = int(round(t))
+        if out and v >= out[-1]:
+            v = out[-1] - 1
+        out.append(max(v, floor))
+    # de-duplicate at the floor (possible when asking for more steps than integers available)
+    dedup = []
+    for v in out:
+        if not dedup or v < dedup[-1]:
+            dedup.append(v)
+    return dedup
+
+
+def build_plan(cfg: PlanConfig, family: Family) -> Plan:
+    """Resolve a PlanConfig against a family into a Plan (SPEC §3)."""
+    cfg.validate()
+    d = _defaults(cfg, family)
+    clean = family.clean_time
+    N = cfg.num_steps
+    resolved = asdict(cfg)
+    resolved.update(d)
+
+    if cfg.kind == "ddcm":
+        if family.name != "vp-discrete":
+            raise ValueError("--plan ddcm is the DDPM-only DDCM baseline; it needs a vp-discrete backbone "
+                             f"(this backbone is {family.name}). Use --plan fixed-point or trajectory.")
+        T = family.num_train_timesteps
+        if N > T:
+            raise ValueError(f"--plan ddcm allows at most T={T} steps, got {N}")
+        ts = np.round(np.linspace(T - 1, 0, N)).astype(int).tolist()
+        ts = _strictly_decreasing_ints(ts, floor=0)
+        steps = []
+        for i, t in enumerate(ts):
+            t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+            steps.append((float(t), float(t_prev), float(t_prev)))
+        return Plan("ddcm", steps, [clean, clean], "ddim", resolved)
+
+    if cfg.kind == "trajectory":
+        t0, t1 = float(d["t_start"]), float(d["t_end"])
+        if not (family.t_min <= t1 < t0 <= family.t_max):
+            raise ValueError(f"trajectory needs {family.t_min} <= --t-end < --t-start <= {family.t_max} "
+                             f"for {family.name}; got t_start={t0}, t_end={t1}")
+        ts = edm_times(t0, t1, N, cfg.rho)
+        if family.discrete:
+            ts = np.array(_strictly_decreasing_ints(ts.tolist(), floor=0), dtype=float)
+            if len(ts) != N + 1:
+                raise ValueError(f"{N} trajectory steps do not fit between integer times {t0} and {t1}")
+        steps = []
+        for n in range(1, N + 1):
+            t_from, t_to = float(ts[n - 1]), float(ts[n])
+            delta = (t_from - t_to) / cfg.p
+            t_den = t_from - delta
+            if t_den < family.t_min:
+                t_den = clean
+            elif family.discrete:
+                t_den = float(min(round(t_den), t_to))
+            steps.append((t_from, float(t_den), t_to))
+        final = _final_times(family, float(ts[-1]), cfg.final_steps, cfg.rho)
+        return Plan("trajectory", steps, final, cfg.final_solver, resolved)
+
+    # fixed-point (p = 0), coarse to fine
+    Ts = float(d["t_fixed"])
+    dmin, dmax = float(d["delta_min"]), float(d["delta_max"])
+    if not (family.t_min < Ts <= family.t_max):
+        raise ValueError(f"--t-fixed must lie in ({family.t_min}, {family.t_max}] for {family.name}, got {Ts}")
+    if not (0 < dmin <= dmax):
+        raise ValueError(f"need 0 < --delta-min <= --delta-max, got {dmin}, {dmax}")
+    rho, smax = cfg.rho, cfg.sigma_max_r
+    if family.discrete:
+        # Eqs. 12-13: integer Δ = Δmin + k, k = 0..P with P = Δmax - Δmin; m_k places Δ on Eq. 9's scale
+        dmin_i, dmax_i = int(round(dmin)), int(round(dmax))
+        P = dmax_i - dmin_i
+        deltas = [dmax_i - j for j in range(P + 1)]            # coarse -> fine
+        if P == 0:
+            m = [float(0)]
+        else:
+            m = [P * math.log(dmax_i / dl) / math.log(dmax_i / dmin_i) for dl in deltas]
+        Pn = max(P, 1)
+        weights = [(1 + mk / Pn * (smax ** (1 / rho) - 1)) ** rho for mk in m]
+    else:
+        P = cfg.intervals
+        ks = list(range(P))                                    # k = 0 is Δmax: coarse -> fine
+        deltas = [dmin ** (k / P) * dmax ** ((P - k) / P) for k in ks]
+        weights = [(1 + k / P * (smax ** (1 / rho) - 1)) ** rho for k in ks]
+    counts = largest_remainder(weights, N)
+    steps = []
+    for delta, count in zip(deltas, counts):
+        t_den = Ts - delta
+        if t_den < family.t_min:
+            t_den = clean
+        for _ in range(count):
+            steps.append((Ts, float(t_den), Ts))
+    resolved["interval_deltas"] = [float(x) for x in deltas]
+    resolved["interval_counts"] = counts
+    final = _final_times(family, Ts, cfg.final_steps, cfg.rho)
+    return Plan("fixed-point", steps, final, cfg.final_solver, resolved)
+
+
+def ode_times(family: Family, steps: int, rho: float = 7.0) -> list:
+    """The times of a backbone's own deterministic sampler with ``steps`` model calls, from the
+    family's largest time to clean: DDIM's evenly spaced integer steps for ``vp-discrete``, EDM's
+    ρ-spaced σ for ``ve``, uniform t for ``flow`` and ``vp-continuous``."""
+    if steps < 1:
+        raise ValueError("the ODE sampler needs at least one step")
+    if family.name == "vp-discrete":
+        ts = np.round(np.linspace(family.t_max, 0, steps)).astype(int).tolist()
+        return [float(t) for t in _strictly_decreasing_ints(ts, 0)] + [family.clean_time]
+    if family.name == "ve":
+        return edm_times(family.sigma_max, family.sigma_min, steps - 1, rho).tolist() + [0.0] if steps > 1 \
+            else [family.sigma_max, 0.0]
+    t_lo = family.t_eps if family.name == "vp-continuous" else 0.0
+    return np.linspace(family.t_max, t_lo, steps + 1).tolist()[:-1] + [family.clean_time]

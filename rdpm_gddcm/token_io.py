@@ -1,0 +1,189 @@
+"""Token streams (SPEC §8): single-image files with packed indices, and dataset shards.
+
+Single-image file layout (little endian)::
+
+    b"GDDCMTOK"  u32 format_version  u32 header_bytes  header (UTF-8 JSON)
+    u64 payload_bits  payload (indices packed at ⌈log2 K⌉ bits, MSB first)  u32 crc32(all before)
+
+The header holds everything decoding needs (codebook generator version and seed, family, backbone
+and autoencoder identity, shapes, grid, K per step, the plan triples, init, final sampler,
+label). Readers refuse wrong magic, unknown versions, truncation and checksum mismatches.
+
+Dataset shards: ``shard-00000.tokens.npy`` (uint16/uint32, (n, R, G)), ``shard-00000.labels.npy``,
+optionally ``shard-00000.states.npy`` / ``.xh.npy`` (fp16 per-step chain states for RDPM
+training), and one ``manifest.json`` holding the shared header. Every file is written to a
+temporary name and renamed, so concurrent processes never see half a shard.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"GDDCMTOK"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+class TokenFormatError(ValueError):
+    """A token file or shard that cannot be decoded safely."""
+
+
+def bits_for(K: int) -> int:
+    return max(1, math.ceil(math.log2(K)))
+
+
+def pack_indices(indices: np.ndarray, bits: int) -> bytes:
+    """Pack non-negative integers (< 2**bits) MSB-first into bytes."""
+    idx = np.asarray(indices, dtype=np.uint64).ravel()
+    if idx.size and int(idx.max()) >= (1 << bits):
+        raise ValueError(f"index {int(idx.max())} does not fit in {bits} bits")
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint64)
+    bitarr = ((idx[:, None] >> shifts[None]) & np.uint64(1)).astype(np.uint8).ravel()
+    return np.packbits(bitarr).tobytes()
+
+
+def unpack_indices(data: bytes, count: int, bits: int) -> np.ndarray:
+    bitarr = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: count * bits]
+    if bitarr.size < count * bits:
+        raise TokenFormatError("token payload is shorter than its header says (truncated file)")
+    weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.uint64))
+    return (bitarr.reshape(count, bits).astype(np.uint64) * weights).sum(1).astype(np.int64)
+
+
+def write_atomic_bytes(path, data: bytes):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_token_file(path, header: dict, tokens: np.ndarray):
+    """One image's tokens (R, G) with its header."""
+    K = max(header["codebook_sizes"])
+    bits = bits_for(K)
+    tokens = np.asarray(tokens)
+    expect = (header["num_token_rows"], header["grid"][0] * header["grid"][1])
+    if tokens.shape != expect:
+        raise ValueError(f"tokens have shape {tokens.shape}, header says {expect}")
+    hb = json.dumps(header, sort_keys=True).encode()
+    payload = pack_indices(tokens, bits)
+    body = MAGIC + struct.pack("<II", FORMAT_VERSION, len(hb)) + hb + struct.pack("<Q", tokens.size * bits) + payload
+    write_atomic_bytes(path, body + struct.pack("<I", zlib.crc32(body)))
+
+
+def read_token_file(path) -> tuple[dict, np.ndarray]:
+    """Read and validate a token file; returns (header, tokens (R, G))."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"token file {p} does not exist")
+    raw = p.read_bytes()
+    if len(raw) < 16 or raw[:8] != MAGIC:
+        raise TokenFormatError(f"{p} is not a gDDCM token file (bad magic); expected a file written by "
+                               "`rdpm-codec encode`")
+    version, hlen = struct.unpack("<II", raw[8:16])
+    if version not in SUPPORTED_VERSIONS:
+        raise TokenFormatError(f"{p} has token format version {version}; this rdpm-gddcm reads "
+                               f"{SUPPORTED_VERSIONS}: upgrade the package or re-encode")
+    if len(raw) < 16 + hlen + 12:
+        raise TokenFormatError(f"{p} is truncated (header incomplete)")
+    if zlib.crc32(raw[:-4]) != struct.unpack("<I", raw[-4:])[0]:
+        raise TokenFormatError(f"{p} is corrupt or truncated (checksum mismatch); re-encode the image")
+    header = json.loads(raw[16:16 + hlen])
+    (nbits,) = struct.unpack("<Q", raw[16 + hlen:24 + hlen])
+    bits = bits_for(max(header["codebook_sizes"]))
+    R, G = header["num_token_rows"], header["grid"][0] * header["grid"][1]
+    if nbits != R * G * bits:
+        raise TokenFormatError(f"{p}: payload has {nbits} bits, header implies {R * G * bits}")
+    tokens = unpack_indices(raw[24 + hlen:-4], R * G, bits).reshape(R, G)
+    return header, tokens
+
+
+# ------------------------------------------------------------------------------------------ shards
+def token_dtype(K: int):
+    return np.uint16 if K <= 65536 else np.uint32
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:05d}"
+
+
+def save_npy_atomic(path, arr: np.ndarray):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def shard_complete(out_dir, i: int) -> bool:
+    return (Path(out_dir) / f"{shard_name(i)}.done").exists()
+
+
+def write_shard(out_dir, i: int, tokens: np.ndarray, labels: np.ndarray, K: int, extras: dict | None = None):
+    """Write shard i: tokens, labels and optional extra arrays, then its ``.done`` marker last."""
+    out = Path(out_dir)
+    save_npy_atomic(out / f"{shard_name(i)}.tokens.npy", tokens.astype(token_dtype(K)))
+    save_npy_atomic(out / f"{shard_name(i)}.labels.npy", labels.astype(np.int64))
+    for name, arr in (extras or {}).items():
+        save_npy_atomic(out / f"{shard_name(i)}.{name}.npy", arr)
+    write_atomic_bytes(out / f"{shard_name(i)}.done", json.dumps({"num_images": int(len(tokens))}).encode())
+
+
+def write_manifest(out_dir, header: dict, shards: list[dict], extra: dict | None = None):
+    man = {"format_version": FORMAT_VERSION, "header": header, "shards": shards,
+           "num_images": int(sum(s["num_images"] for s in shards)), **(extra or {})}
+    write_atomic_bytes(Path(out_dir) / "manifest.json", json.dumps(man, indent=2, sort_keys=True).encode())
+
+
+class TokenDataset:
+    """Read a token directory: ``tokens`` (M, R, G) int64, ``labels`` (M,), the shared header, and
+    (memory-mapped) per-step states when they were saved."""
+
+    def __init__(self, directory, mmap: bool = True):
+        d = Path(directory)
+        mf = d / "manifest.json"
+        if not mf.exists():
+            raise FileNotFoundError(f"no manifest.json in {d}: pass --tokens DIR written by rdpm-tokenize "
+                                    "(an unfinished run has shards but no manifest: re-run rdpm-tokenize to finish it)")
+        man = json.loads(mf.read_text())
+        if man.get("format_version") not in SUPPORTED_VERSIONS:
+            raise TokenFormatError(f"{mf} has unknown format version {man.get('format_version')}")
+        self.manifest = man
+        self.header = man["header"]
+        toks, labs, self.states, self.xh = [], [], [], []
+        for s in man["shards"]:
+            base = d / s["name"]
+            try:
+                t = np.load(f"{base}.tokens.npy")
+                lab = np.load(f"{base}.labels.npy")
+            except (OSError, ValueError) as e:
+                raise TokenFormatError(f"shard {base} is missing or corrupt ({e}); re-run rdpm-tokenize") from None
+            if len(t) != s["num_images"] or len(lab) != len(t):
+                raise TokenFormatError(f"shard {base} holds {len(t)} images, manifest says {s['num_images']}")
+            toks.append(t)
+            labs.append(lab)
+            if Path(f"{base}.states.npy").exists():
+                self.states.append(np.load(f"{base}.states.npy", mmap_mode="r" if mmap else None))
+                self.xh.append(np.load(f"{base}.xh.npy", mmap_mode="r" if mmap else None))
+        self.tokens = np.concatenate(toks).astype(np.int64)
+        self.labels = np.concatenate(labs)
+        self.has_states = len(self.states) == len(toks) and len(toks) > 0
+        self._offsets = np.cumsum([0] + [len(t) for t in toks])
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def states_for(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """Cached (states, xh) of the given images: (n, N, C, H, W) each, fp16."""
+        st, xh = [], []
+        for i in np.asarray(indices):
+            s = int(np.searchsorted(self._offsets, i, side="right") - 1)
+            j = i - self._offsets[s]
+            st.append(np.asarray(self.states[s][j]))
+            xh.append(np.asarray(self.xh[s][j]))
+        return np.stack(st), np.stack(xh)

@@ -1,0 +1,328 @@
+"""``rdpm-train-backbone``: train a class-conditional diffusion backbone (VP-ε, EDM, or flow).
+
+Runs unchanged from one CPU process to many GPUs under ``accelerate launch``. The dataset is
+encoded once by the frozen autoencoder and cached (fp16) in the run directory, so training reads
+tensors, not JPEGs. Each global batch is a fixed slice of a (seed, epoch) permutation, so
+``--resume-from-checkpoint latest`` restores model, EMA, optimizer, RNG *and* data position.
+
+Losses (SPEC §1 families): VP ε-MSE with t ~ U{0..T-1}; EDM's weighted x̂0-MSE with
+ln σ ~ N(-1.2, 1.2²); flow velocity-MSE (v = ε - x) with t ~ logit-normal(0, 1).
+Labels are dropped to the null class with probability ``--label-dropout`` (CFG).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .backbones import NetworkBackbone
+from .chain import ode_solve
+from .families import Family, broadcast_time, ddpm_alphas_cumprod
+from .networks import UNET_CONFIGS, UNet, UNetConfig
+from .plans import ode_times
+from .training import EMA, cosine_lr, epoch_permutation, find_checkpoint, setup_logger, write_json_atomic
+
+FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
+
+
+@dataclass
+class BackboneTrainConfig:
+    data_path: str = "procedural:2000"
+    image_size: int = 32
+    family: str = "vp"
+    autoencoder: str = "pixels"
+    model: str = "unet-cpu"
+    num_classes: int | None = None          # default: from the dataset
+    results_dir: str = "results/backbone"
+    max_steps: int = 10000
+    global_batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 2e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    ema_decay: float = 0.999
+    label_dropout: float = 0.1
+    hflip: bool = True
+    mixed_precision: str = "no"
+    global_seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 1000
+    sample_every: int = 2000
+    sample_steps: int = 50
+    keep_checkpoints: int = 2
+    resume_from_checkpoint: str | None = None
+    skip_corrupt: bool = False
+    num_workers: int = 0
+
+
+def parse_args(argv=None) -> BackboneTrainConfig:
+    d = BackboneTrainConfig()
+    p = argparse.ArgumentParser(prog="rdpm-train-backbone", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-path", default=d.data_path, help="ImageFolder root, 'procedural[:N]', or 'cifar10-download:ROOT'")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="images are resized + center-cropped to this")
+    p.add_argument("--family", default=d.family, choices=sorted(FAMILY_OF), help="vp = DDPM ε-pred (T=1000, linear β); ve/edm = EDM x̂0-pred; flow = rectified-flow velocity")
+    p.add_argument("--autoencoder", default=d.autoencoder, help="pixels | taef2:DIR | hf:ID_OR_PATH")
+    p.add_argument("--model", default=d.model, choices=sorted(UNET_CONFIGS), help="network size (see networks.UNET_CONFIGS)")
+    p.add_argument("--num-classes", type=int, default=None, help="class count (default: the dataset's; 0 = unconditional)")
+    p.add_argument("--results-dir", default=d.results_dir, help="run directory (config.json, log.txt, checkpoints, backbone.*)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
+    p.add_argument("--global-batch-size", type=int, default=d.global_batch_size, help="images per optimizer step over all processes")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation micro-steps per optimizer step")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (warm-up then cosine)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="gradient clipping (0 = off)")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--label-dropout", type=float, default=d.label_dropout, help="probability of the null class (for CFG)")
+    p.add_argument("--no-hflip", dest="hflip", action="store_false", help="disable random horizontal flips")
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "fp16", "bf16"])
+    p.add_argument("--global-seed", type=int, default=d.global_seed)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--sample-every", type=int, default=d.sample_every, help="sample-grid period in steps (0 = only at the end)")
+    p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps of the sample grids")
+    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
+    p.add_argument("--resume-from-checkpoint", default=None, help="'latest' or a checkpoints/step_N directory")
+    p.add_argument("--skip-corrupt", action="store_true", help="skip (and count) unreadable images instead of stopping")
+    a = p.parse_args(argv)
+    return BackboneTrainConfig(**{k: v for k, v in vars(a).items()})
+
+
+def make_family(name: str) -> Family:
+    fam = FAMILY_OF[name]
+    if fam == "vp-discrete":
+        return Family("vp-discrete", alphas_cumprod=ddpm_alphas_cumprod(1000, 1e-4, 0.02, "linear"))
+    return Family(fam)
+
+
+def diffusion_loss(backbone: NetworkBackbone, x: torch.Tensor, y, gen: torch.Generator | None = None) -> torch.Tensor:
+    """One Monte-Carlo estimate of the family's training loss on a batch of clean latents x."""
+    fam = backbone.family
+    B, dev = x.shape[0], x.device
+    eps = torch.randn(x.shape, generator=gen, device="cpu").to(dev)
+    u = torch.rand(B, generator=gen, device="cpu")
+    if fam.name == "vp-discrete":
+        t = (u * fam.num_train_timesteps).floor().clamp_max(fam.num_train_timesteps - 1).double()
+    elif fam.name == "vp-continuous":
+        t = (fam.t_eps + (1 - fam.t_eps) * u).double()
+    elif fam.name == "ve":
+        t = torch.exp(-1.2 + 1.2 * torch.randn(B, generator=gen)).double()
+    else:  # flow: logit-normal times (SD3), kept off the exact endpoints
+        t = torch.sigmoid(torch.randn(B, generator=gen)).clamp(1e-4, 1 - 1e-4).double()
+    s = broadcast_time(fam.s(t), x)
+    S = broadcast_time(fam.S(t), x)
+    x_t = s * x + S * eps
+    o = backbone.raw(x_t, t, y)
+    if fam.name == "ve":
+        sd = backbone.sigma_data
+        sig = broadcast_time(t, x)
+        w = (sig ** 2 + sd ** 2) / (sig * sd) ** 2
+        return (w * (o - x) ** 2).mean()
+    target = eps if backbone.prediction == "epsilon" else eps - x
+    return ((o - target) ** 2).mean()
+
+
+@torch.no_grad()
+def sample_grid(backbone, autoencoder, num_classes: int, steps: int, seed: int, path: Path, per_class: int = 8):
+    """A class-conditional grid (rows = classes) from the backbone's own deterministic ODE."""
+    from .data import save_image_grid
+    fam = backbone.family
+    n_cls = max(num_classes, 1)
+    y = torch.arange(n_cls).repeat_interleave(per_class) if num_classes else None
+    B = n_cls * per_class
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(B, *backbone.latent_shape, generator=g)
+    times = ode_times(fam, steps)
+    x = ode_solve(backbone, float(fam.S(times[0])) * noise, times, y, "heun" if fam.name == "ve" else "ddim")
+    save_image_grid(autoencoder.decode(x), path, nrow=per_class)
+
+
+def cache_latents(dataset, autoencoder, path: Path, hflip: bool, logger, batch_size: int = 256):
+    """Encode the whole dataset once (and its mirror images when hflip) into a fp16 tensor file."""
+    if path.exists():
+        d = torch.load(path, weights_only=True)
+        logger.info(f"latent cache: {path} ({len(d['labels'])} entries)")
+        return d["latents"], d["labels"], d.get("flipped")
+    lat, flp, labs = [], [], []
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for imgs, ys in tqdm(loader, desc="encoding dataset", leave=False):
+        lat.append(autoencoder.encode(imgs).half())
+        if hflip and autoencoder.name != "pixels":
+            flp.append(autoencoder.encode(imgs.flip(-1)).half())
+        labs.append(torch.as_tensor(ys))
+    d = {"latents": torch.cat(lat), "labels": torch.cat(labs), "flipped": torch.cat(flp) if flp else None}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(d, tmp)
+    tmp.replace(path)
+    logger.info(f"latent cache written: {path} {tuple(d['latents'].shape)}")
+    return d["latents"], d["labels"], d["flipped"]
+
+
+def train(cfg: BackboneTrainConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from .autoencoders import load_autoencoder
+    from .data import build_dataset
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())
+    rd = Path(cfg.results_dir)
+    if accelerator.is_main_process:
+        (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (rd / "samples").mkdir(exist_ok=True)
+    accelerator.wait_for_everyone()
+    logger = setup_logger(rd, accelerator.is_main_process)
+    set_seed(cfg.global_seed + accelerator.process_index)
+
+    world = accelerator.num_processes
+    if cfg.global_batch_size % (world * cfg.grad_accum):
+        raise ValueError(f"--global-batch-size {cfg.global_batch_size} must be divisible by processes×grad-accum "
+                         f"= {world}×{cfg.grad_accum}")
+    micro = cfg.global_batch_size // (world * cfg.grad_accum)
+
+    autoencoder = load_autoencoder(cfg.autoencoder, device=accelerator.device)
+    dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)
+    num_classes = dataset.num_classes if cfg.num_classes is None else cfg.num_classes
+    cache = rd / f"latents-{autoencoder.name.replace(':', '_').replace('/', '_')}-{cfg.image_size}.pt"
+    if accelerator.is_main_process:
+        cache_latents(dataset, autoencoder, cache, cfg.hflip, logger)
+    accelerator.wait_for_everyone()
+    latents, labels, flipped = cache_latents(dataset, autoencoder, cache, cfg.hflip, logger)
+    latent_shape = tuple(latents.shape[1:])
+
+    family = make_family(cfg.family)
+    net_cfg = UNetConfig(**{**UNET_CONFIGS[cfg.model], "in_channels": latent_shape[0],
+                            "image_size": latent_shape[1], "num_classes": num_classes})
+    net = UNet(net_cfg)
+    data_std = float(latents.float().std())
+    backbone = NetworkBackbone(net, family, sigma_data=0.5 if cfg.autoencoder == "pixels" else round(data_std, 3))
+    ema = EMA(net, cfg.ema_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    net, opt = accelerator.prepare(net, opt)
+    accelerator.register_for_checkpointing(ema)
+    backbone.net = net
+
+    if accelerator.is_main_process:
+        write_json_atomic(rd / "config.json", {**asdict(cfg), "resolved": {
+            "family": family.to_json(), "network": net_cfg.to_json(), "latent_shape": latent_shape,
+            "autoencoder": autoencoder.identity(), "num_images": len(latents), "num_processes": world,
+            "micro_batch": micro, "data_std": data_std,
+            "parameters": sum(p.numel() for p in net.parameters())}})
+        logger.info(f"{family.name} {cfg.model}: {sum(p.numel() for p in net.parameters())/1e6:.2f}M params, "
+                    f"{len(latents)} images {latent_shape}, {world} process(es), micro-batch {micro}")
+
+    step = 0
+    ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        logger.info(f"resumed from {ckpt} at step {step}")
+
+    n = len(latents)
+    steps_per_epoch = max(1, n // cfg.global_batch_size)
+    loss_gen = torch.Generator().manual_seed(cfg.global_seed * 7919 + accelerator.process_index)
+    if ckpt is not None:
+        # the noise stream is a function of (seed, rank, step): restart it at the checkpoint's step
+        loss_gen.manual_seed(cfg.global_seed * 7919 + accelerator.process_index + 1000003 * step)
+    running, t0, seen = 0.0, time.time(), 0
+    pbar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, desc="train")
+    net.train()
+    while step < cfg.max_steps:
+        epoch, k = divmod(step, steps_per_epoch)
+        perm = epoch_permutation(n, cfg.global_seed, epoch)
+        gidx = perm[k * cfg.global_batch_size:(k + 1) * cfg.global_batch_size]
+        mine = gidx[accelerator.process_index::world]
+        for m in range(cfg.grad_accum):
+            idx = mine[m * micro:(m + 1) * micro]
+            x = latents[idx].float()
+            if cfg.hflip:
+                flip = torch.rand(len(idx), generator=loss_gen) < 0.5
+                if flipped is not None:
+                    x = torch.where(flip[:, None, None, None], flipped[idx].float(), x)
+                else:
+                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            y = labels[idx].long()
+            if num_classes:
+                drop = torch.rand(len(idx), generator=loss_gen) < cfg.label_dropout
+                y = torch.where(drop, torch.full_like(y, num_classes), y)
+            else:
+                y = None
+            x = x.to(accelerator.device)
+            y = y.to(accelerator.device) if y is not None else None
+            with accelerator.accumulate(net):
+                with accelerator.autocast():
+                    loss = diffusion_loss(backbone, x, y, loss_gen)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+                for gr in opt.param_groups:
+                    gr["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, 0.1)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            running += loss.item() / cfg.grad_accum
+        ema.update(accelerator.unwrap_model(net))
+        step += 1
+        seen += cfg.global_batch_size
+        pbar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            avg = accelerator.reduce(torch.tensor(running / (cfg.log_every if step % cfg.log_every == 0 else max(1, step % cfg.log_every)),
+                                                  device=accelerator.device), "mean").item()
+            dt = time.time() - t0
+            logger.info(f"step {step:07d} loss {avg:.5f} lr {opt.param_groups[0]['lr']:.2e} "
+                        f"{seen / dt:.1f} img/s")
+            pbar.set_postfix(loss=f"{avg:.4f}")
+            running, t0, seen = 0.0, time.time(), 0
+        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+            out = rd / "checkpoints" / f"step_{step:07d}"
+            accelerator.save_state(str(out))
+            if accelerator.is_main_process:
+                write_json_atomic(out / "trainer_state.json", {"step": step, "epoch": epoch})
+                olds = sorted((rd / "checkpoints").glob("step_*"))[:-cfg.keep_checkpoints]
+                for o in olds:
+                    import shutil
+                    shutil.rmtree(o, ignore_errors=True)
+        if accelerator.is_main_process and cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
+            export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=True)
+    pbar.close()
+    if accelerator.is_main_process:
+        export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=False):
+    """Write a sample grid from the EMA weights (and, at the end, backbone.safetensors/json)."""
+    raw = accelerator.unwrap_model(net)
+    eval_net = UNet(raw.cfg)
+    eval_net.load_state_dict(raw.state_dict())
+    ema.copy_to(eval_net)
+    bb = NetworkBackbone(eval_net.eval(), family, sigma_data=backbone.sigma_data, name="rdpm-unet")
+    if cfg.mixed_precision == "bf16":
+        bb.autocast_dtype = torch.bfloat16
+    sample_grid(bb, autoencoder, eval_net.cfg.num_classes, cfg.sample_steps, cfg.global_seed,
+                rd / "samples" / f"step_{step:07d}.png")
+    if grid_only:
+        return
+    bb.autocast_dtype = None
+    bb.save(rd, extra={"autoencoder": autoencoder.identity(), "autoencoder_spec": cfg.autoencoder,
+                       "data": {"path": cfg.data_path, "image_size": cfg.image_size},
+                       "steps": step, "model": cfg.model, "train_config": asdict(cfg)})
+    logger.info(f"exported {rd / 'backbone.safetensors'} (EMA, fp16) and backbone.json at step {step}")
+
+
+def main(argv=None):
+    cfg = parse_args(argv)
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Training plumbing shared by ``rdpm-train-backbone`` and ``rdpm-train``: run directories, EMA,
+checkpoint discovery, resumable data order, and logging. Kept small and explicit, DiT-style."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+
+
+class EMA(torch.nn.Module):
+    """Exponential moving average of a model's parameters (and copies of its buffers).
+    An ``nn.Module`` so ``accelerator.register_for_checkpointing`` saves and restores it."""
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        super().__init__()
+        self.decay = decay
+        self.shadow = torch.nn.ParameterDict()
+        for name, p in model.named_parameters():
+            self.shadow[name.replace(".", "__")] = torch.nn.Parameter(p.detach().clone().float(), requires_grad=False)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module):
+        self.num_updates += 1
+        # warm-up as in EMA of ADM/DiT reimplementations: short runs are not dominated by init
+        d = min(self.decay, (1 + self.num_updates.item()) / (10 + self.num_updates.item()))
+        for name, p in model.named_parameters():
+            self.shadow[name.replace(".", "__")].lerp_(p.detach().float(), 1 - d)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module):
+        for name, p in model.named_parameters():
+            p.copy_(self.shadow[name.replace(".", "__")].to(p.dtype))
+
+
+def setup_logger(results_dir: Path, is_main: bool) -> logging.Logger:
+    logger = logging.getLogger(f"rdpm.{results_dir}")
+    logger.handlers.clear()
+    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    logger.propagate = False
+    if is_main:
+        fmt = logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+        for h in (logging.StreamHandler(), logging.FileHandler(results_dir / "log.txt")):
+            h.setFormatter(fmt)
+            logger.addHandler(h)
+    else:
+        logger.addHandler(logging.NullHandler())
+    return logger
+
+
+def write_json_atomic(path, obj):
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def find_checkpoint(results_dir: Path, spec: str | None) -> Path | None:
+    """``latest`` → the newest ``checkpoints/step_*`` (None if there is none); else a path."""
+    if not spec:
+        return None
+    if spec == "latest":
+        ckpts = sorted((results_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+        ckpts = [c for c in ckpts if (c / "trainer_state.json").exists()]
+        return ckpts[-1] if ckpts else None
+    p = Path(spec)
+    if not (p / "trainer_state.json").exists():
+        raise FileNotFoundError(f"--resume-from-checkpoint {spec}: no trainer_state.json there; pass a "
+                                "checkpoints/step_N directory or 'latest'")
+    return p
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The data order of one epoch: a function of (seed, epoch) only, so a resumed run sees
+    exactly the batches the uninterrupted run would have seen."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def cosine_lr(step: int, base_lr: float, warmup: int, total: int, min_ratio: float = 0.0) -> float:
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    if total <= warmup:
+        return base_lr
+    prog = min(1.0, (step - warmup) / (total - warmup))
+    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog)))

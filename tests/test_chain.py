@@ -1,0 +1,165 @@
+"""SPEC §2/§4/§5: the one chain. Eq. 22 marginal, p = 1 = DDIM, DDCM step, bit-exact replay,
+error falling with N and K (exact empirical denoiser)."""
+import math
+
+import pytest
+import torch
+
+from rdpm_gddcm.backbones import Backbone, EmpiricalBackbone
+from rdpm_gddcm.chain import (ChainSpec, EncodeChooser, LookupChooser, RandomChooser, StepContext,
+                              best_scores, ode_solve, run_chain)
+from rdpm_gddcm.codebooks import Grid, VirtualCodebook
+from rdpm_gddcm.families import Family
+from rdpm_gddcm.plans import Plan, PlanConfig, StepCoefficients, build_plan
+
+
+class OracleBackbone(Backbone):
+    """x̂0 = the true x; ε̂ = fresh noise independent of everything else."""
+
+    def __init__(self, family, x, seed=0):
+        super().__init__()
+        self.family, self.x = family, x
+        self.latent_shape = tuple(x.shape[1:])
+        self.g = torch.Generator().manual_seed(seed)
+
+    def _predict(self, x_t, t, y):
+        return self.x.expand_as(x_t).clone(), torch.randn(x_t.shape, generator=self.g)
+
+
+@pytest.mark.parametrize("name,triple", [("flow", (0.6, 0.3, 0.45)), ("ve", (2.0, 0.5, 1.0)),
+                                         ("vp-discrete", (600.0, 200.0, 400.0))])
+def test_eq22_marginal_mean_and_variance(name, triple):
+    """With xh = x and eh independent of c, the new state has mean s(t_to)·x, variance S(t_to)²."""
+    f = Family(name)
+    B = 4000
+    x = torch.linspace(-1, 1, 16).reshape(1, 1, 4, 4)
+    plan = Plan("trajectory", [triple], [triple[2], f.clean_time])
+    spec = ChainSpec(plan, VirtualCodebook(0, 16), Grid((1, 4, 4)), codebook_size=4096, init="zeros")
+    gens = [torch.Generator().manual_seed(i) for i in range(B)]
+    out = run_chain(OracleBackbone(f, x), spec, RandomChooser(gens), B, final=False)
+    t_to = triple[2]
+    mean, var = out.state.mean(0), out.state.var(0)
+    assert torch.allclose(mean, float(f.s(t_to)) * x[0], atol=4 * float(f.S(t_to)) / math.sqrt(B) * 3)
+    assert torch.allclose(var, torch.full_like(var, float(f.S(t_to)) ** 2), rtol=0.12)
+
+
+def test_p_one_step_equals_ddim_step():
+    """Eq. 22 with t_den = t_to is the deterministic DDIM step s(t')·x̂0 + S(t')·ε̂."""
+    f = Family("vp-discrete")
+    data = torch.randn(6, 3, 4, 4)
+    bb = EmpiricalBackbone(data, f)
+    x_t = torch.randn(2, 3, 4, 4)
+    plan = Plan("trajectory", [(500.0, 300.0, 300.0)], [300.0, -1.0])
+    spec = ChainSpec(plan, VirtualCodebook(0, 48), Grid((3, 4, 4)), 16, init="zeros")
+    coef = plan.coefficients(f)[0]
+    assert coef.noise_scale == 0.0
+    xh, eh = bb.predict(x_t, 500.0)
+    ddim = float(f.s(300)) * xh + float(f.S(300)) * eh
+    ode = ode_solve(bb, x_t, [500.0, 300.0])
+    assert torch.allclose(ode, ddim, atol=1e-6)
+    step = coef.s_to * xh + coef.S_den * eh + coef.noise_scale * torch.randn_like(xh)
+    assert torch.allclose(step, ddim, atol=1e-6)
+
+
+def test_ddcm_step_matches_official_formula():
+    f = Family("vp-discrete")
+    plan = build_plan(PlanConfig(kind="ddcm", num_steps=20), f)
+    t, _, t_prev = plan.steps[5]
+    c = plan.coefficients(f)[5]
+    a_t, a_p = float(f.alpha_bar(t)), float(f.alpha_bar(t_prev))
+    sigma = math.sqrt((1 - a_p) / (1 - a_t) * (1 - a_t / a_p))
+    xh, eh, noise = torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, 8)
+    official = math.sqrt(a_p) * xh + math.sqrt(1 - a_p - sigma ** 2) * eh + sigma * noise
+    ours = c.s_to * xh + c.S_den * eh + c.noise_scale * noise
+    assert torch.allclose(ours, official, atol=1e-6)
+
+
+def _setup(kind, N, K, grid=(1, 1), init="codebook", selection="dot", family="flow", seed=0, p=0.5,
+           targets_in_data=False):
+    torch.manual_seed(seed)
+    f = Family(family)
+    data = torch.rand(256, 3, 8, 8) * 2 - 1
+    bb = EmpiricalBackbone(data, f)
+    cfg = PlanConfig(kind=kind, num_steps=N, p=0.0 if kind == "fixed-point" else p)
+    if kind == "fixed-point":
+        cfg.t_fixed, cfg.delta_min, cfg.delta_max, cfg.intervals = (
+            (0.3, 0.01, 0.25, 8) if family == "flow" else (None, None, None, 8))
+    plan = build_plan(cfg, f)
+    spec = ChainSpec(plan, VirtualCodebook(7, 3 * 64), Grid((3, 8, 8), *grid), K, init=init)
+    x = data[:8] if targets_in_data else torch.rand(4, 3, 8, 8) * 2 - 1
+    return bb, spec, x
+
+
+@pytest.mark.parametrize("kind", ["fixed-point", "trajectory", "ddcm"])
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2)])
+@pytest.mark.parametrize("selection", ["dot", "l2"])
+def test_encode_decode_bit_exact(kind, grid, selection):
+    family = "vp-discrete" if kind == "ddcm" else "flow"
+    bb, spec, x = _setup(kind, 12, 64, grid, family=family)
+    enc = run_chain(bb, spec, EncodeChooser(x, selection), 4)
+    assert enc.tokens.shape == (4, spec.num_token_rows, grid[0] * grid[1])
+    dec = run_chain(bb, spec, LookupChooser(enc.tokens), 4)
+    assert torch.equal(enc.latent, dec.latent)
+    # decoding other tokens gives something else (the tokens carry the information)
+    other = run_chain(bb, spec, LookupChooser((enc.tokens + 1) % 64), 4)
+    assert not torch.equal(other.latent, enc.latent)
+
+
+@pytest.mark.parametrize("init", ["codebook", "gaussian", "zeros"])
+def test_init_kinds_decode(init):
+    bb, spec, x = _setup("trajectory", 6, 32, init=init)
+    enc = run_chain(bb, spec, EncodeChooser(x), 4)
+    assert enc.tokens.shape[1] == 6 + (init == "codebook")
+    dec = run_chain(bb, spec, LookupChooser(enc.tokens), 4)
+    assert torch.equal(enc.latent, dec.latent)
+
+
+def _mse(bb, spec, x):
+    return ((run_chain(bb, spec, EncodeChooser(x, "l2"), x.shape[0]).latent - x) ** 2).mean().item()
+
+
+def test_error_falls_with_N_and_K():
+    """The exact denoiser of a 256-image set: the chain must single out the target among them,
+    which more tokens (N) and larger codebooks (K) do better."""
+    errs_N = []
+    for N in (1, 16, 64):
+        bb, spec, x = _setup("fixed-point", N, 256, targets_in_data=True)
+        errs_N.append(_mse(bb, spec, x))
+    errs_K = []
+    for K in (2, 1024):
+        bb, spec, x = _setup("fixed-point", 4, K, targets_in_data=True)
+        errs_K.append(_mse(bb, spec, x))
+    assert errs_N[2] < 0.8 * errs_N[1] < 0.8 * 0.8 * errs_N[0], errs_N
+    assert errs_K[1] < 0.8 * errs_K[0], errs_K
+
+
+def test_chunked_selection_equals_in_memory():
+    bb, spec, x = _setup("trajectory", 5, 1000, grid=(2, 2))
+    full = run_chain(bb, spec, EncodeChooser(x, "l2"), 4)
+    spec.max_codebook_bytes = 256 * spec.codebook.dim * 4     # force 256-row chunks
+    spec.codebook.cache_bytes = 0
+    chunked = run_chain(bb, spec, EncodeChooser(x, "l2"), 4)
+    assert torch.equal(full.tokens, chunked.tokens)
+    assert torch.allclose(full.latent, chunked.latent, atol=1e-6)
+
+
+def test_l2_picks_nearest_to_ideal_vector():
+    """The l2 rule is argmin ‖C[k] - c*‖², even when entry norms differ (2D blocks)."""
+    spec = ChainSpec(Plan("trajectory", [(0.5, 0.2, 0.3)], [0.3, 0.0]), VirtualCodebook(1, 8), Grid((2, 2, 2), 1, 2), 50)
+    C = spec.codebook.entries(0, 50)
+    ctx = StepContext(0, spec, torch.zeros(3, 2, 2, 2), None, None, None, None)
+    target = torch.randn(3, 2, 2, 2)
+    got = best_scores(ctx, target, "l2")
+    blocks_t = spec.grid.to_blocks(target)
+    blocks_C = spec.grid.entries_to_blocks(C)
+    want = torch.stack([((blocks_C[:, g][None] - blocks_t[:, g][:, None]) ** 2).sum(-1).argmin(1)
+                        for g in range(2)], dim=1)
+    assert torch.equal(got, want)
+
+
+def test_random_chooser_independent_of_batch():
+    bb, spec, _ = _setup("trajectory", 4, 32, grid=(2, 2))
+    gens = lambda ids: [torch.Generator().manual_seed(1000 + i) for i in ids]  # noqa: E731
+    both = run_chain(bb, spec, RandomChooser(gens([0, 1])), 2).tokens
+    one = run_chain(bb, spec, RandomChooser(gens([1])), 1).tokens
+    assert torch.equal(both[1:], one)

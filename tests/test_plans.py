@@ -1,0 +1,102 @@
+"""SPEC §3: plan invariants (exactly N steps, monotone times, counts sum, coarse to fine)."""
+import math
+
+import pytest
+
+from rdpm_gddcm.families import Family
+from rdpm_gddcm.plans import Plan, PlanConfig, build_plan, largest_remainder, ode_times
+
+FAMS = ["vp-discrete", "vp-continuous", "ve", "flow"]
+
+
+def test_largest_remainder_sums_exactly():
+    for total in [0, 1, 7, 100, 301]:
+        c = largest_remainder([1.0, 2.5, 3.3, 0.01, 9.0], total)
+        assert sum(c) == total and all(v >= 0 for v in c)
+    # the paper's floor(x+0.5) would give 1+1+1 = 3 for three equal weights and N=2
+    assert sum(largest_remainder([1, 1, 1], 2)) == 2
+
+
+@pytest.mark.parametrize("name", FAMS)
+@pytest.mark.parametrize("N", [1, 10, 300])
+def test_fixed_point_invariants(name, N):
+    f = Family(name)
+    plan = build_plan(PlanConfig(kind="fixed-point", num_steps=N), f)
+    assert len(plan) == N
+    Ts = plan.steps[0][0]
+    deltas = []
+    for t_from, t_den, t_to in plan.steps:
+        assert t_from == t_to == Ts                     # p = 0: time never advances
+        assert t_den < t_from
+        deltas.append(t_from - t_den)
+    assert all(a >= b for a, b in zip(deltas, deltas[1:])), "coarse to fine: Δ non-increasing"
+    assert sum(plan.config["interval_counts"]) == N
+    assert plan.final_times[0] == Ts and plan.final_times[-1] == f.clean_time
+
+
+def test_fixed_point_vp_discrete_uses_integer_deltas_eq12():
+    f = Family("vp-discrete")
+    plan = build_plan(PlanConfig(kind="fixed-point", num_steps=300, t_fixed=20, delta_min=1, delta_max=18), f)
+    assert plan.config["interval_deltas"] == [float(d) for d in range(18, 0, -1)]
+    counts = plan.config["interval_counts"]
+    assert counts[-1] > counts[0], "Eq. 13 gives the finest Δ the most steps"
+    assert all(float(t).is_integer() for s in plan.steps for t in s)
+
+
+@pytest.mark.parametrize("name", FAMS)
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.9])
+def test_trajectory_invariants(name, p):
+    f = Family(name)
+    N = 10
+    plan = build_plan(PlanConfig(kind="trajectory", num_steps=N, p=p), f)
+    assert len(plan) == N
+    t_to_prev = None
+    for t_from, t_den, t_to in plan.steps:
+        assert t_den <= t_to < t_from
+        if t_to_prev is not None:
+            assert t_from == t_to_prev                    # a trajectory is contiguous
+        t_to_prev = t_to
+        if t_den != f.clean_time and not f.discrete:
+            assert (t_from - t_to) == pytest.approx(p * (t_from - t_den))
+    if f.discrete:
+        assert all(float(t).is_integer() for s in plan.steps for t in s)
+
+
+def test_p_one_refused_for_encoding():
+    with pytest.raises(ValueError, match="carries no information"):
+        build_plan(PlanConfig(kind="trajectory", p=1.0), Family("flow"))
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        build_plan(PlanConfig(kind="trajectory", p=0.0), Family("flow"))
+
+
+def test_ddcm_plan_and_coefficients_match_official_formula():
+    f = Family("vp-discrete")
+    N = 50
+    plan = build_plan(PlanConfig(kind="ddcm", num_steps=N), f)
+    assert len(plan) == N and plan.steps[0][0] == 999 and plan.steps[-1][0] == 0 and plan.steps[-1][2] == -1
+    for (t, _, t_prev), c in zip(plan.steps, plan.coefficients(f)):
+        a_t, a_p = float(f.alpha_bar(t)), float(f.alpha_bar(t_prev))
+        sigma2 = (1 - a_p) / (1 - a_t) * (1 - a_t / a_p)
+        assert c.s_to == pytest.approx(math.sqrt(a_p))
+        assert c.S_den == pytest.approx(math.sqrt(max(1 - a_p - sigma2, 0)), abs=1e-9)
+        assert c.noise_scale == pytest.approx(math.sqrt(sigma2), abs=1e-6)
+
+
+def test_ddcm_requires_vp_discrete():
+    with pytest.raises(ValueError, match="vp-discrete"):
+        build_plan(PlanConfig(kind="ddcm"), Family("flow"))
+
+
+def test_plan_json_roundtrip():
+    f = Family("ve")
+    plan = build_plan(PlanConfig(kind="trajectory", p=0.5, num_steps=7, final_steps=3), f)
+    again = Plan.from_json(plan.to_json())
+    assert again.steps == plan.steps and again.final_times == plan.final_times
+
+
+@pytest.mark.parametrize("name", FAMS)
+def test_ode_times_descend_to_clean(name):
+    f = Family(name)
+    ts = ode_times(f, 10)
+    assert len(ts) == 11 and ts[-1] == f.clean_time
+    assert all(a > b for a, b in zip(ts, ts[1:]))

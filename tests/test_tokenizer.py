@@ -1,0 +1,184 @@
+"""SPEC §8 and the tokenizer commands: codec round trip, header checks, bad files, shards."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rdpm_gddcm import codec, reconstruct, tokenize
+from rdpm_gddcm.autoencoders import PixelAutoencoder
+from rdpm_gddcm.backbones import NetworkBackbone, load_backbone
+from rdpm_gddcm.data import ProceduralDataset, save_images
+from rdpm_gddcm.families import Family
+from rdpm_gddcm.networks import UNet, UNetConfig
+from rdpm_gddcm.token_io import (TokenDataset, TokenFormatError, pack_indices, read_token_file, unpack_indices,
+                                 write_token_file)
+from rdpm_gddcm.tokenizer import Tokenizer, TokenizerConfig, tokenizer_from_header
+
+SIZE = 16
+
+
+def make_backbone(path, family="flow", seed=0):
+    torch.manual_seed(seed)
+    net = UNet(UNetConfig(in_channels=3, image_size=SIZE, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+                          attn_resolutions=(), dropout=0.0, num_classes=10))
+    for p in net.parameters():          # random, non-zero output layers: a real (if useless) denoiser
+        torch.nn.init.normal_(p, std=0.02)
+    bb = NetworkBackbone(net.eval(), Family("vp-discrete" if family == "vp" else family))
+    bb.save(path, extra={"autoencoder": PixelAutoencoder().identity(), "autoencoder_spec": "pixels",
+                         "data": {"path": "procedural", "image_size": SIZE}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory):
+    return make_backbone(tmp_path_factory.mktemp("bb") / "flow")
+
+
+@pytest.fixture(scope="module")
+def image_file(tmp_path_factory):
+    img, _ = ProceduralDataset(4, SIZE)[1]
+    p = tmp_path_factory.mktemp("img") / "x.png"
+    save_images(img[None], [str(p)])
+    return p
+
+
+def test_pack_roundtrip():
+    rng = np.random.default_rng(0)
+    for bits in [1, 3, 10, 12, 16, 17]:
+        idx = rng.integers(0, 2 ** bits, size=57)
+        assert np.array_equal(unpack_indices(pack_indices(idx, bits), 57, bits), idx)
+
+
+def _tok(backbone_dir, **kw):
+    bb = load_backbone(str(backbone_dir))
+    cfg = TokenizerConfig(**{"plan": "trajectory", "p": 0.5, "num_steps": 6, "codebook_size": 64, "grid": "2x2", **kw})
+    return Tokenizer(bb, PixelAutoencoder(), cfg, SIZE)
+
+
+def test_saved_fp16_backbone_roundtrip(backbone_dir):
+    bb = load_backbone(str(backbone_dir))
+    assert bb.family.name == "flow" and bb.latent_shape == (3, SIZE, SIZE)
+    again = load_backbone(str(backbone_dir))
+    assert bb.weights_hash() == again.weights_hash()
+
+
+def test_codec_cli_roundtrip_matches_encoder(backbone_dir, image_file, tmp_path):
+    f = tmp_path / "x.gddcm"
+    codec.main(["encode", str(image_file), "-o", str(f), "--backbone", str(backbone_dir), "--plan", "trajectory",
+                "--p", "0.5", "--num-steps", "6", "--codebook-size", "1024", "--grid", "2x2"])
+    header, tokens = read_token_file(f)
+    assert tokens.shape == (7, 4) and header["codebook_sizes"] == [1024] * 6
+    # file size: header + 28 tokens at 10 bits
+    assert f.stat().st_size < len(json.dumps(header)) + 28 * 10 // 8 + 64
+    out = tmp_path / "y.png"
+    codec.main(["decode", str(f), "-o", str(out), "--backbone", str(backbone_dir)])
+    from rdpm_gddcm.data import load_image
+    tok = tokenizer_from_header(header, load_backbone(str(backbone_dir)), PixelAutoencoder())
+    _, rec, _ = tok.encode(load_image(str(image_file), SIZE)[None])
+    from rdpm_gddcm.metrics import to_uint8
+    assert torch.equal(to_uint8(load_image(str(out), SIZE)), to_uint8(rec[0]))
+
+
+def test_bad_token_files(backbone_dir, tmp_path):
+    tok = _tok(backbone_dir)
+    tokens = np.random.default_rng(0).integers(0, 64, size=(tok.num_token_rows, 4))
+    good = tmp_path / "good.gddcm"
+    write_token_file(good, tok.header(), tokens)
+    raw = good.read_bytes()
+    cases = {"truncated": raw[:-9], "flipped": raw[:40] + bytes([raw[40] ^ 1]) + raw[41:],
+             "magic": b"NOTATOKN" + raw[8:], "version": raw[:8] + (99).to_bytes(4, "little") + raw[12:]}
+    msgs = {"truncated": "corrupt or truncated", "flipped": "corrupt", "magic": "not a gDDCM token file",
+            "version": "format version 99"}
+    for name, data in cases.items():
+        p = tmp_path / f"{name}.gddcm"
+        p.write_bytes(data)
+        with pytest.raises(TokenFormatError, match=msgs[name]):
+            read_token_file(p)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_token_file(tmp_path / "missing.gddcm")
+
+
+def test_header_mismatch_refused(backbone_dir, tmp_path):
+    tok = _tok(backbone_dir)
+    other_bb = load_backbone(str(make_backbone(tmp_path / "other", seed=1)))
+    other = Tokenizer(other_bb, PixelAutoencoder(), tok.cfg, SIZE)
+    with pytest.raises(TokenFormatError, match="different backbone"):
+        other.check_header(tok.header())
+    for change, what in [(dict(codebook_seed=5), "codebook"), (dict(grid="1x1"), "grid"),
+                         (dict(codebook_size=128), "codebook size"), (dict(num_steps=7), "different"), (dict(t_end=0.1), "plan")]:
+        t2 = _tok(backbone_dir, **change)
+        with pytest.raises(TokenFormatError, match=what):
+            t2.check_header(tok.header())
+    with pytest.raises(TokenFormatError, match="shape"):
+        tok.decode(torch.zeros(1, 3, 4, dtype=torch.long))
+    with pytest.raises(TokenFormatError, match="outside"):
+        tok.decode(torch.full((1, tok.num_token_rows, 4), 64))
+
+
+def test_encode_refuses_nan_and_wrong_shape(backbone_dir):
+    tok = _tok(backbone_dir)
+    with pytest.raises(ValueError, match="NaN"):
+        tok.encode(torch.full((1, 3, SIZE, SIZE), float("nan")))
+    with pytest.raises(ValueError, match="expected images"):
+        tok.encode(torch.zeros(1, 1, SIZE, SIZE))
+
+
+def test_reconstruct_cli_writes_metrics(backbone_dir, tmp_path):
+    m = reconstruct.run(reconstruct.parse_args([
+        "--data-path", "procedural:20", "--backbone", str(backbone_dir), "--num-images", "6", "--batch-size", "4",
+        "--out", str(tmp_path / "r"), "--plan", "fixed-point", "--num-steps", "5", "--codebook-size", "16",
+        "--verify-decode"]))
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for k in ("psnr", "ssim", "bits_per_image", "bpp", "seconds_per_image", "num_images"):
+        assert k in saved
+    assert saved["num_images"] == 6 and saved["bits_per_image"] == (5 + 1) * 4
+    assert (tmp_path / "r" / "reconstructions.png").exists() and m["psnr"] > 0
+
+
+TOK_ARGS = ["--data-path", "procedural:10", "--num-images", "10", "--shard-size", "4", "--batch-size", "2",
+            "--plan", "trajectory", "--p", "0.5", "--num-steps", "3", "--codebook-size", "32", "--grid", "2x2"]
+
+
+def test_tokenize_resume_and_dataset(backbone_dir, tmp_path):
+    out = tmp_path / "tok"
+    tokenize.run(tokenize.parse_args(TOK_ARGS + ["--backbone", str(backbone_dir), "--out", str(out), "--save-states"]))
+    ds = TokenDataset(out)
+    assert len(ds) == 10 and ds.tokens.shape == (10, 4, 4) and ds.has_states
+    st, xh = ds.states_for([0, 9])
+    assert st.shape == (2, 3, 3, SIZE, SIZE) and xh.shape == st.shape
+    # resume: remove one shard's marker; only that shard is recomputed and results are identical
+    before = np.load(out / "shard-00001.tokens.npy")
+    (out / "shard-00001.done").unlink()
+    os.utime(out / "shard-00000.tokens.npy", (0, 0))
+    tokenize.run(tokenize.parse_args(TOK_ARGS + ["--backbone", str(backbone_dir), "--out", str(out), "--save-states"]))
+    assert np.array_equal(np.load(out / "shard-00001.tokens.npy"), before)
+    assert os.stat(out / "shard-00000.tokens.npy").st_mtime == 0          # not rewritten
+    # a finished dir with other settings is refused
+    with pytest.raises(SystemExit, match="other settings"):
+        tokenize.run(tokenize.parse_args(TOK_ARGS[:-2] + ["--grid", "1x1", "--backbone", str(backbone_dir),
+                                                          "--out", str(out)]))
+
+
+def test_token_dataset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        TokenDataset(tmp_path)
+
+
+def test_tokenize_same_shards_with_two_processes(backbone_dir, tmp_path):
+    """Under `accelerate launch` with 2 CPU processes, the shards equal the 1-process ones."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    tokenize.run(tokenize.parse_args(TOK_ARGS + ["--backbone", str(backbone_dir), "--out", str(one)]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "rdpm_gddcm.tokenize", *TOK_ARGS, "--backbone", str(backbone_dir), "--out", str(two)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for i in range(3):
+        assert np.array_equal(np.load(one / f"shard-{i:05d}.tokens.npy"), np.load(two / f"shard-{i:05d}.tokens.npy"))
+    assert json.loads((one / "manifest.json").read_text())["header"] == json.loads((two / "manifest.json").read_text())["header"]
