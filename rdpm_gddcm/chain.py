@@ -64,6 +64,7 @@ class StepContext:
     eh: torch.Tensor | None
     coef: StepCoefficients | None
     labels: torch.Tensor | None
+    _entries: torch.Tensor | None = None
 
     @property
     def K(self) -> int:
@@ -78,8 +79,10 @@ class StepContext:
         return self.K * self.spec.codebook.dim * 4 <= self.spec.max_codebook_bytes
 
     def entries(self) -> torch.Tensor:
-        """This step's K codebook entries (K, D), float32 on the state's device."""
-        return self.spec.codebook.entries(self.n, self.K, self.state.device)
+        """This step's K codebook entries (K, D), float32 on the state's device (fetched once)."""
+        if self._entries is None:
+            self._entries = self.spec.codebook.entries(self.n, self.K, self.state.device)
+        return self._entries
 
     def entry_chunks(self):
         """(offset, entries) chunks covering the K entries (bounded memory)."""

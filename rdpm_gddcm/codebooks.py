@@ -28,13 +28,17 @@ def chunk_seed(seed: int, n: int, chunk: int) -> int:
 
 
 class VirtualCodebook:
-    """Seeded Gaussian codebooks for every step, generated lazily and cached (LRU, bytes-bounded).
+    """Seeded Gaussian codebooks for every step, generated lazily and cached up to ``cache_bytes``.
+
+    The chain visits steps cyclically (every batch walks n = -1..N-1), where LRU eviction would
+    give a zero hit rate once the steps outgrow the cache; so the cache keeps what fits and
+    regenerates the rest (generation is cheap next to a backbone call).
 
     ``dim`` is the number of values of one entry (the whole latent, C·H·W). Entries come back
     float32 ``(K, dim)`` on the requested device.
     """
 
-    def __init__(self, seed: int, dim: int, cache_bytes: int = 1 << 30):
+    def __init__(self, seed: int, dim: int, cache_bytes: int = 4 << 30):
         self.seed = int(seed)
         self.dim = int(dim)
         self.cache_bytes = int(cache_bytes)
@@ -51,15 +55,11 @@ class VirtualCodebook:
         key = (n, K, str(device))
         hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
             return hit
         nchunks = -(-K // CHUNK)
         C = torch.cat([self.chunk(n, j) for j in range(nchunks)])[:K].to(device)
         size = C.numel() * 4
-        if size <= self.cache_bytes:
-            while self._cache and self._cached_bytes + size > self.cache_bytes:
-                _, old = self._cache.popitem(last=False)
-                self._cached_bytes -= old.numel() * 4
+        if self._cached_bytes + size <= self.cache_bytes:
             self._cache[key] = C
             self._cached_bytes += size
         return C

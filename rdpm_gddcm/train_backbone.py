@@ -59,7 +59,8 @@ class BackboneTrainConfig:
     keep_checkpoints: int = 2
     resume_from_checkpoint: str | None = None
     skip_corrupt: bool = False
-    num_workers: int = 0
+    num_images: int | None = None           # class-balanced subset (stride over the sorted dataset)
+    stop_at_step: int | None = None         # checkpoint and exit at this step (a time-limited job)
 
 
 def parse_args(argv=None) -> BackboneTrainConfig:
@@ -92,6 +93,10 @@ def parse_args(argv=None) -> BackboneTrainConfig:
     p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
     p.add_argument("--resume-from-checkpoint", default=None, help="'latest' or a checkpoints/step_N directory")
     p.add_argument("--skip-corrupt", action="store_true", help="skip (and count) unreadable images instead of stopping")
+    p.add_argument("--num-images", type=int, default=None, help="train on N images spread evenly over the dataset (default: all)")
+    p.add_argument("--stop-at-step", type=int, default=None,
+                   help="save a checkpoint and exit at this step without exporting (resume later with "
+                        "--resume-from-checkpoint latest; the LR schedule still follows --max-steps)")
     a = p.parse_args(argv)
     return BackboneTrainConfig(**{k: v for k, v in vars(a).items()})
 
@@ -192,7 +197,12 @@ def train(cfg: BackboneTrainConfig):
     autoencoder = load_autoencoder(cfg.autoencoder, device=accelerator.device)
     dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)
     num_classes = dataset.num_classes if cfg.num_classes is None else cfg.num_classes
-    cache = rd / f"latents-{autoencoder.name.replace(':', '_').replace('/', '_')}-{cfg.image_size}.pt"
+    subset = ""
+    if cfg.num_images is not None and cfg.num_images < len(dataset):
+        idx = [int(i * len(dataset) / cfg.num_images) for i in range(cfg.num_images)]
+        dataset = torch.utils.data.Subset(dataset, idx)
+        subset = f"-n{cfg.num_images}"
+    cache = rd / f"latents-{autoencoder.name.replace(':', '_').replace('/', '_')}-{cfg.image_size}{subset}.pt"
     if accelerator.is_main_process:
         cache_latents(dataset, autoencoder, cache, cfg.hflip, logger)
     accelerator.wait_for_everyone()
@@ -282,21 +292,33 @@ def train(cfg: BackboneTrainConfig):
             pbar.set_postfix(loss=f"{avg:.4f}")
             running, t0, seen = 0.0, time.time(), 0
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-            out = rd / "checkpoints" / f"step_{step:07d}"
-            accelerator.save_state(str(out))
-            if accelerator.is_main_process:
-                write_json_atomic(out / "trainer_state.json", {"step": step, "epoch": epoch})
-                olds = sorted((rd / "checkpoints").glob("step_*"))[:-cfg.keep_checkpoints]
-                for o in olds:
-                    import shutil
-                    shutil.rmtree(o, ignore_errors=True)
+            save_checkpoint(accelerator, rd, step, epoch, cfg.keep_checkpoints)
         if accelerator.is_main_process and cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
             export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=True)
+        if cfg.stop_at_step is not None and step >= cfg.stop_at_step and step < cfg.max_steps:
+            save_checkpoint(accelerator, rd, step, epoch, cfg.keep_checkpoints)
+            logger.info(f"stopping at step {step} (--stop-at-step); resume with --resume-from-checkpoint latest")
+            pbar.close()
+            accelerator.end_training()
+            return
     pbar.close()
     if accelerator.is_main_process:
         export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+
+
+def save_checkpoint(accelerator, rd: Path, step: int, epoch: int, keep: int):
+    """accelerate state (model, optimizer, EMA, RNG) + trainer_state.json (written last: a
+    checkpoint without it is incomplete and ignored by 'latest'); keeps the newest ``keep``."""
+    import shutil
+    out = rd / "checkpoints" / f"step_{step:07d}"
+    accelerator.save_state(str(out))
+    if accelerator.is_main_process:
+        write_json_atomic(out / "trainer_state.json", {"step": step, "epoch": epoch})
+        for old in sorted((rd / "checkpoints").glob("step_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
 
 
 def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=False):

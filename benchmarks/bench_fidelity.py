@@ -1,0 +1,136 @@
+"""Tokenizer fidelity tables (the gDDCM paper's Table 1 analogue, 2D grids, K scaling).
+
+Each row runs `rdpm-reconstruct` (rdpm_gddcm.reconstruct.run) on the first --num-images images
+of a class-balanced stride over CIFAR-10 `val`, and the rows are collected into one JSON:
+
+    python benchmarks/bench_fidelity.py --suite table1 --num-images 128 \
+        --out benchmarks/results/fidelity_table1.json
+
+Suites: ``table1`` (N=300, K=1024, pixel space: p=0, DDCM, p=0.5 per backbone + the
+linear-Gaussian floor), ``grid2d`` (N=100, 1x1/4x4/8x8), ``ksweep`` (K in 256/1024/4096),
+``tune`` (a small T_s/Δ search on the first val images, for the defaults). Rows already in the
+output JSON are kept (re-running resumes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rdpm_gddcm import reconstruct  # noqa: E402
+
+
+def fit_floor(data_path: str, out_dir: Path, num_images: int | None = None) -> Path:
+    """Fit the linear-Gaussian (Wiener) backbone to CIFAR-10 train in pixel space (vp-discrete)."""
+    from rdpm_gddcm.backbones import LinearGaussianBackbone
+    from rdpm_gddcm.data import build_dataset
+    from rdpm_gddcm.families import Family
+    if (out_dir / "backbone.json").exists():
+        return out_dir
+    ds = build_dataset(data_path, 32)
+    n = len(ds) if num_images is None else min(num_images, len(ds))
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)), batch_size=1000)
+    X = torch.cat([x for x, _ in loader])
+    LinearGaussianBackbone.fit(X, Family("vp-discrete")).save(out_dir)
+    return out_dir
+
+
+def rows_for(suite: str, a) -> list[dict]:
+    vp, flow, floor = a.vp_backbone, a.flow_backbone, str(a.floor_dir)
+    N, K = a.num_steps, a.codebook_size
+    common = ["--num-steps", str(N), "--codebook-size", str(K)]
+    if suite == "table1":
+        rows = [
+            ("linear-Gaussian (floor)", "DDCM", floor, ["--plan", "ddcm", "--selection", "dot"]),
+            ("linear-Gaussian (floor)", "p=0", floor, ["--plan", "fixed-point"]),
+            ("VP-ε (ours)", "DDCM", vp, ["--plan", "ddcm", "--selection", "dot"]),
+            ("VP-ε (ours)", "p=0", vp, ["--plan", "fixed-point"]),
+            ("VP-ε (ours)", "p=0.5", vp, ["--plan", "trajectory", "--p", "0.5"]),
+            ("flow (ours)", "p=0", flow, ["--plan", "fixed-point"]),
+            ("flow (ours)", "p=0.5", flow, ["--plan", "trajectory", "--p", "0.5"]),
+        ]
+        return [dict(backbone_label=b, plan_label=p, backbone=d, args=common + x) for b, p, d, x in rows]
+    if suite == "grid2d":
+        out = []
+        for bb_label, d in (("VP-ε (ours)", vp), ("flow (ours)", flow)):
+            for g in ("1x1", "4x4", "8x8"):
+                out.append(dict(backbone_label=bb_label, plan_label=f"p=0.5 grid {g}", backbone=d,
+                                args=["--num-steps", "100", "--codebook-size", str(K), "--plan", "trajectory",
+                                      "--p", "0.5", "--grid", g]))
+        return out
+    if suite == "ksweep":
+        return [dict(backbone_label="flow (ours)", plan_label=f"p=0 K={k}", backbone=flow,
+                     args=["--num-steps", str(N), "--codebook-size", str(k), "--plan", "fixed-point"])
+                for k in (256, 1024, 4096)]
+    if suite == "tune":
+        out = []
+        for label, d, grid in (("VP-ε (ours)", vp, [("20", "1", "18"), ("40", "2", "36"), ("80", "4", "72")]),):
+            for ts, dmin, dmax in grid:
+                out.append(dict(backbone_label=label, plan_label=f"p=0 T_s={ts} Δ {dmax}->{dmin}", backbone=d,
+                                args=common + ["--plan", "fixed-point", "--t-fixed", ts, "--delta-min", dmin,
+                                               "--delta-max", dmax]))
+        for ts, dmin, dmax in (("0.1", "0.005", "0.09"), ("0.15", "0.008", "0.14"), ("0.25", "0.01", "0.22")):
+            out.append(dict(backbone_label="flow (ours)", plan_label=f"p=0 T_s={ts} Δ {dmax}->{dmin}", backbone=flow,
+                            args=common + ["--plan", "fixed-point", "--t-fixed", ts, "--delta-min", dmin,
+                                           "--delta-max", dmax]))
+        return out
+    raise SystemExit(f"unknown suite {suite}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--suite", default="table1", choices=["table1", "grid2d", "ksweep", "tune"])
+    p.add_argument("--data-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "val"))
+    p.add_argument("--train-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "train"))
+    p.add_argument("--vp-backbone", default=str(ROOT / "assets" / "cifar10-pixels-vp"))
+    p.add_argument("--flow-backbone", default=str(ROOT / "assets" / "cifar10-pixels-flow"))
+    p.add_argument("--floor-dir", default=str(ROOT / "runs" / "linear-gaussian-cifar10"))
+    p.add_argument("--num-images", type=int, default=128)
+    p.add_argument("--num-steps", type=int, default=300)
+    p.add_argument("--codebook-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--mixed-precision", default="bf16", choices=["no", "bf16"])
+    p.add_argument("--rows", default=None, help="comma-separated row numbers to run (default: all)")
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    a.floor_dir = Path(a.floor_dir)
+    fit_floor(a.train_path, a.floor_dir)
+    out = Path(a.out)
+    res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    done = {(r["backbone_label"], r["plan_label"]) for r in res["rows"]}
+    rows = rows_for(a.suite, a)
+    if a.rows:
+        rows = [rows[int(i)] for i in a.rows.split(",")]
+    for row in rows:
+        if (row["backbone_label"], row["plan_label"]) in done:
+            continue
+        tag = f"{row['backbone_label']}-{row['plan_label']}".replace(" ", "_").replace("/", "_")
+        mp = "no" if "floor" in row["backbone_label"] else a.mixed_precision
+        args = ["--data-path", a.data_path, "--backbone", row["backbone"], "--num-images", str(a.num_images),
+                "--batch-size", str(a.batch_size), "--out", str(ROOT / "runs" / "fidelity" / a.suite / tag),
+                "--mixed-precision", mp, *row["args"]]
+        t0 = time.time()
+        m = reconstruct.run(reconstruct.parse_args(args))
+        res["rows"].append({**{k: row[k] for k in ("backbone_label", "plan_label")}, "psnr": m["psnr"], "ssim": m["ssim"],
+                            "bits_per_image": m["bits_per_image"], "bpp": m["bpp"],
+                            "seconds_per_image": m["seconds_per_image"], "wall_s": time.time() - t0,
+                            "num_images": m["num_images"], "plan": m["plan_resolved"], "command_args": args})
+        res.update({"suite": a.suite, "command": " ".join(sys.argv), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=2))
+        tmp.replace(out)
+        print(f"{row['backbone_label']:28s} {row['plan_label']:22s} PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
