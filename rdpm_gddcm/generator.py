@@ -1,0 +1,219 @@
+"""The RDPM-style generator over gDDCM token maps (SPEC §9) and its chooser.
+
+Markov property: with fixed seeds, the chain state before step n determines everything after
+it, so p(Z_n | Z_<n, y) = p(Z_n | state_{n-1}, n, y). The model is a DiT-style transformer over
+the tokenizer's block grid (one position per block) whose input is the patchified state before
+step n and the backbone's x̂0 at step n — both free at sampling time because the chain computes
+them — conditioned by adaLN on the token row m and the class y (null class = num_classes).
+
+Token rows: m = 0 is the init token map when the tokenizer uses ``init=codebook`` (predicted
+from a zero state and zero x̂0), and m = n + has_init is chain step n.
+
+Head (SPEC §9): tied to the codebook, ``logit_k = κ·(⟨u_b, C_m[k]_b⟩ - ½‖C_m[k]_b‖²)`` with a
+learned κ > 0 and a per-block vector u_b; with u_b equal to the ideal vector c* this is exactly
+the encoder's l2 rule. An untied linear head over K is the ablation.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+from timm.models.vision_transformer import Attention, Mlp
+
+from .codebooks import INIT_STEP
+
+
+@dataclass
+class GeneratorConfig:
+    num_blocks: int = 16          # G = gh·gw
+    block_dim: int = 192          # Db = C·bh·bw
+    num_rows: int = 11            # R token maps per image (N steps + init)
+    codebook_size: int = 1024     # K
+    num_classes: int = 10
+    hidden: int = 256
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    head: str = "tied"            # "tied" | "untied"
+    dropout: float = 0.0
+
+    def to_json(self):
+        return asdict(self)
+
+
+# DiT-table style sizes (parameters for a 16-block, Db=192, K=1024 tied setting)
+GENERATOR_CONFIGS = {
+    "gen-tiny": dict(hidden=64, depth=2, heads=2),          # tests
+    "gen-xs": dict(hidden=256, depth=6, heads=4),           # ~5M: CPU CIFAR-10
+    "gen-s": dict(hidden=384, depth=12, heads=6),           # ~30M (DiT-S width/depth)
+    "gen-b": dict(hidden=768, depth=12, heads=12),          # ~130M (DiT-B)
+    "gen-l": dict(hidden=1024, depth=24, heads=16),         # ~450M (DiT-L)
+}
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class DiTBlock(nn.Module):
+    """Pre-LN transformer block with adaLN-Zero conditioning (DiT)."""
+
+    def __init__(self, d: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(d, num_heads=heads, qkv_bias=True, proj_drop=dropout)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(d, int(d * mlp_ratio), act_layer=lambda: nn.GELU(approximate="tanh"), drop=dropout)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x, c):
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(c).chunk(6, dim=-1)
+        x = x + g1.unsqueeze(1) * self.attn(modulate(self.norm1(x), sh1, sc1))
+        return x + g2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), sh2, sc2))
+
+
+class TokenGenerator(nn.Module):
+    """``forward(state_blocks, xh_blocks, row, y) -> head features`` and
+    ``head_logits(features, codebook_blocks) -> logits (B, G, K)``.
+
+    state_blocks, xh_blocks: (B, G, Db); row: (B,) long; y: (B,) long (num_classes = null).
+    Features are u (B, G, Db) for the tied head, logits (B, G, K) for the untied one;
+    codebook_blocks: (K, G, Db) is the row's codebook restricted to each block (tied head only).
+    """
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden
+        self.inp = nn.Linear(2 * cfg.block_dim, d)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.num_blocks, d))
+        nn.init.normal_(self.pos, std=0.02)
+        self.row_emb = nn.Embedding(cfg.num_rows, d)
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, d)
+        self.blocks = nn.ModuleList([DiTBlock(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth)])
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        nn.init.zeros_(self.ada_out[1].weight)
+        nn.init.zeros_(self.ada_out[1].bias)
+        if cfg.head == "tied":
+            self.out = nn.Linear(d, cfg.block_dim)
+            self.log_kappa = nn.Parameter(torch.zeros(()))
+        elif cfg.head == "untied":
+            self.out = nn.Linear(d, cfg.codebook_size)
+        else:
+            raise ValueError(f"unknown head {cfg.head!r}; use tied or untied")
+
+    def forward(self, state_blocks, xh_blocks, row, y):
+        h = self.inp(torch.cat([state_blocks, xh_blocks], dim=-1)) + self.pos
+        c = self.row_emb(row) + self.class_emb(y)
+        for blk in self.blocks:
+            h = blk(h, c)
+        sh, sc = self.ada_out(c).chunk(2, dim=-1)
+        return self.out(modulate(self.norm_out(h), sh, sc))
+
+    def head_logits(self, features: torch.Tensor, codebook_blocks: torch.Tensor | None) -> torch.Tensor:
+        if self.cfg.head == "untied":
+            return features.float()
+        return tied_logits(features.float(), codebook_blocks, self.log_kappa.exp())
+
+
+def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa) -> torch.Tensor:
+    """κ·(⟨u_b, C[k]_b⟩ - ½‖C[k]_b‖²) for u (B, G, Db) and codebook_blocks (K, G, Db) -> (B, G, K), fp32."""
+    C = codebook_blocks.float()
+    dots = torch.einsum("bgd,kgd->bgk", u.float(), C)
+    return kappa * (dots - 0.5 * (C * C).sum(-1).T.unsqueeze(0))
+
+
+# ------------------------------------------------------------------------------------------ sampling
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Mask logits outside the top-k / nucleus top-p set with -inf (per block)."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_l, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_l.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p          # keep the smallest set reaching top_p
+        sorted_l = sorted_l.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_l)
+    return logits
+
+
+def cfg_scale_at(n: int, num_rows: int, scale: float, schedule: str) -> float:
+    """CFG weight for token row n: ``constant`` = w everywhere; ``linear`` ramps 1 → w over the rows
+    (MUSE/MAR-style: little guidance on the first, noisiest maps)."""
+    if schedule == "constant" or num_rows <= 1:
+        return scale
+    if schedule == "linear":
+        return 1.0 + (scale - 1.0) * n / (num_rows - 1)
+    raise ValueError(f"unknown CFG schedule {schedule!r}; use constant or linear")
+
+
+class ModelChooser:
+    """The chain's chooser for RDPM sampling (SPEC §9): CFG on logits l = l_u + w·(l_c - l_u),
+    then Gumbel-max argmax(l/τ + G) with image i's noise from its own generator (τ = 0: greedy).
+    ``w = 1`` is no guidance (DiT/diffusers convention; VAR's (1+w') corresponds to w = 1 + w')."""
+
+    def __init__(self, model: TokenGenerator, labels: torch.Tensor, generators: list, cfg_scale: float = 1.0,
+                 cfg_schedule: str = "constant", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                 autocast_dtype=None):
+        self.model, self.labels, self.generators = model, labels.long(), generators
+        self.cfg_scale, self.cfg_schedule = cfg_scale, cfg_schedule
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.autocast_dtype = autocast_dtype
+        self.time_in_model = 0.0
+
+    def _row(self, ctx) -> int:
+        return ctx.n + int(ctx.spec.has_init_token) if ctx.n != INIT_STEP else 0
+
+    @torch.no_grad()
+    def logits(self, ctx) -> torch.Tensor:
+        import time
+        t0 = time.time()
+        grid = ctx.grid
+        state = grid.to_blocks(ctx.state.float())
+        xh = torch.zeros_like(state) if ctx.xh is None else grid.to_blocks(ctx.xh.float())
+        B, dev = state.shape[0], state.device
+        m = self._row(ctx)
+        row = torch.full((B,), m, dtype=torch.long, device=dev)
+        cb = grid.entries_to_blocks(ctx.entries()) if self.model.cfg.head == "tied" else None
+        w = cfg_scale_at(m, self.model.cfg.num_rows, self.cfg_scale, self.cfg_schedule)
+        y = self.labels.to(dev)
+        with torch.autocast(dev.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            if w == 1.0:
+                out = self.model.head_logits(self.model(state, xh, row, y), cb)
+            else:
+                null = torch.full_like(y, self.model.cfg.num_classes)
+                feats = self.model(torch.cat([state, state]), torch.cat([xh, xh]), torch.cat([row, row]),
+                                   torch.cat([y, null]))
+                lc, lu = self.model.head_logits(feats, cb).chunk(2)
+                out = lu + w * (lc - lu)
+        self.time_in_model += time.time() - t0
+        return out.float()
+
+    def choose(self, ctx) -> torch.Tensor:
+        logits = filter_logits(self.logits(ctx), self.top_k, self.top_p)
+        if self.temperature <= 0:
+            return logits.argmax(-1)
+        G, K = logits.shape[1:]
+        u = torch.stack([torch.rand(G, K, generator=g) for g in self.generators]).to(logits.device)
+        neg_log_u = (-torch.log(u.clamp(1e-20, 1.0))).clamp_min(1e-20)      # in (0, 46]
+        gumbel = -torch.log(neg_log_u)
+        return (logits / self.temperature + gumbel).argmax(-1)
+
+    init = choose
+    step = choose
+
+
+def build_generator(name: str, **fields) -> TokenGenerator:
+    if name not in GENERATOR_CONFIGS:
+        raise ValueError(f"unknown generator size {name!r}; choose one of {', '.join(GENERATOR_CONFIGS)}")
+    return TokenGenerator(GeneratorConfig(**{**GENERATOR_CONFIGS[name], **fields}))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+

@@ -1,0 +1,146 @@
+"""``rdpm-sample``: class-conditional images from a trained generator (SPEC §9).
+
+The gDDCM chain runs with the generator as chooser: at every step the backbone gives x̂0, the
+generator scores the K codebook entries of every block from (state, x̂0, step, class), CFG mixes
+conditional and unconditional logits ``l = l_u + w·(l_c - l_u)`` (w = 1: off), top-k/top-p filter
+them, and Gumbel-max picks ``argmax(l/τ + G)`` (τ = 0: greedy). The final ODE and the
+autoencoder turn the state into an image.
+
+Image i's randomness comes only from its own generator, seeded by (--global-seed, i), and its
+label is the i-th of a class-balanced cycle (or of --class-labels): 1 process or N processes
+(``accelerate launch``), batch 1 or 64, give the same images. Writes {i:06d}.png, grid.png,
+samples.npz (arr_0: uint8 NHWC, ADM evaluator format; labels) and sample_config.json.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .generator import ModelChooser
+from .training import write_json_atomic
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="rdpm-sample", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="generator run dir (generator.json + .safetensors; EMA weights) or a .safetensors")
+    p.add_argument("--backbone", default=None, help="backbone dir (default: the one recorded in generator.json)")
+    p.add_argument("--autoencoder", default=None, help="autoencoder spec (default: the backbone's)")
+    p.add_argument("--num-samples", type=int, default=100)
+    p.add_argument("--class-labels", default=None, help="comma-separated labels cycled over the samples (default: all classes, balanced)")
+    p.add_argument("--cfg-scale", type=float, default=1.5, help="w in l_u + w·(l_c - l_u); 1 = no guidance")
+    p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear"], help="linear ramps w from 1 at the first token map")
+    p.add_argument("--temperature", type=float, default=1.0, help="Gumbel-max temperature τ (0 = greedy argmax)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k best entries per block (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--global-seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64, help="images per chain run (results do not depend on it)")
+    p.add_argument("--sample-dir", required=True)
+    p.add_argument("--grid-size", type=int, default=100, help="images in grid.png")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="generator autocast (the backbone uses the tokens' setting)")
+    return p.parse_args(argv)
+
+
+def image_generator(global_seed: int, index: int) -> torch.Generator:
+    """The only source of randomness of image ``index``."""
+    h = hashlib.blake2b(f"rdpm-sample:{global_seed}:{index}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(h, "little") & ((1 << 63) - 1))
+
+
+def labels_for(n: int, num_classes: int, class_labels: str | None) -> np.ndarray:
+    if class_labels:
+        vals = [int(v) for v in class_labels.split(",")]
+        bad = [v for v in vals if not 0 <= v < num_classes]
+        if bad:
+            raise ValueError(f"--class-labels {bad} outside [0, {num_classes})")
+        return np.array([vals[i % len(vals)] for i in range(n)])
+    return np.arange(n) % num_classes
+
+
+class Sampler:
+    """Generator + tokenizer (rebuilt from the tokens' header) + sampling settings."""
+
+    def __init__(self, ckpt, backbone=None, autoencoder=None, device="cpu", mixed_precision="no"):
+        from .tokenizer import load_models, tokenizer_from_header
+        from .train_generator import load_generator
+        self.model, self.meta = load_generator(ckpt, device)
+        h = self.meta["tokens_header"]
+        bb_spec = backbone or self.meta.get("backbone")
+        if bb_spec is None:
+            raise ValueError("this generator does not record its backbone: pass --backbone DIR")
+        dtype = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[h["backbone_dtype"]]
+        bb, ae, _ = load_models(bb_spec, autoencoder or self.meta.get("autoencoder"), h["image_shape"][-1], device, dtype)
+        self.tokenizer = tokenizer_from_header(h, bb, ae, device)
+        self.device = torch.device(device)
+        self.autocast = torch.bfloat16 if mixed_precision == "bf16" else None
+        self.num_classes = self.model.cfg.num_classes
+
+    @torch.no_grad()
+    def sample(self, indices, labels, cfg_scale=1.5, cfg_schedule="constant", temperature=1.0, top_k=0, top_p=1.0,
+               global_seed=0, return_tokens=False):
+        from .chain import run_chain
+        tok = self.tokenizer
+        gens = [image_generator(global_seed, int(i)) for i in indices]
+        y = torch.as_tensor(np.asarray(labels)).long()
+        chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast)
+        t0 = time.time()
+        out = run_chain(tok.backbone, tok.spec, chooser, len(indices), y if tok.cfg.conditional else None, self.device)
+        t_chain = time.time() - t0
+        t1 = time.time()
+        images = tok.autoencoder.decode(out.latent)
+        timing = {"transformer_s": chooser.time_in_model, "backbone_and_chain_s": t_chain - chooser.time_in_model,
+                  "autoencoder_s": time.time() - t1}
+        return (images, out.tokens, timing) if return_tokens else (images, timing)
+
+
+def run(a):
+    from accelerate import PartialState
+
+    from .data import save_image_grid, save_images
+    state = PartialState(cpu=a.device == "cpu")
+    device = state.device if a.device != "cpu" else torch.device("cpu")
+    sampler = Sampler(a.ckpt, a.backbone, a.autoencoder, device, a.mixed_precision)
+    out = Path(a.sample_dir)
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
+    labels = labels_for(a.num_samples, sampler.num_classes, a.class_labels)
+    mine = np.arange(a.num_samples)[state.process_index::state.num_processes]
+    timing = {"transformer_s": 0.0, "backbone_and_chain_s": 0.0, "autoencoder_s": 0.0}
+    t0 = time.time()
+    for b in tqdm(range(0, len(mine), a.batch_size), disable=not state.is_local_main_process, desc="sampling"):
+        idx = mine[b:b + a.batch_size]
+        imgs, t = sampler.sample(idx, labels[idx], a.cfg_scale, a.cfg_schedule, a.temperature, a.top_k, a.top_p, a.global_seed)
+        for k in timing:
+            timing[k] += t[k]
+        save_images(imgs.cpu(), [str(out / f"{i:06d}.png") for i in idx])
+    state.wait_for_everyone()
+    if state.is_main_process:
+        from PIL import Image
+        arr = np.stack([np.asarray(Image.open(out / f"{i:06d}.png").convert("RGB")) for i in range(a.num_samples)])
+        tmp = out / ".samples.tmp.npz"
+        np.savez(tmp, arr_0=arr, labels=labels)
+        tmp.replace(out / "samples.npz")
+        k = min(a.grid_size, a.num_samples)
+        grid = torch.from_numpy(arr[:k]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        save_image_grid(grid, str(out / "grid.png"), nrow=max(1, min(sampler.num_classes, k)))
+        wall = time.time() - t0
+        write_json_atomic(out / "sample_config.json", {**vars(a), "num_processes": state.num_processes,
+                                                       "wall_s": wall, "seconds_per_image": wall / a.num_samples,
+                                                       "timing_main_process": timing,
+                                                       "tokens_header": sampler.meta["tokens_header"]})
+        print(f"wrote {a.num_samples} samples to {out} (grid.png, samples.npz) in {wall:.1f} s")
+
+
+def main(argv=None):
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

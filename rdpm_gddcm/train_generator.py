@@ -1,0 +1,305 @@
+"""``rdpm-train``: train the RDPM-style generator on gDDCM token shards (SPEC §9).
+
+Each example is (image i, token row m): the input is the chain state before that row and the
+backbone's x̂0 there, the target the encoder's token map; loss = cross-entropy over the K
+codebook entries of every block. States come from the shards when rdpm-tokenize ran with
+--save-states, else they are replayed through the backbone (the same chain, a lookup chooser).
+Rows are drawn uniformly, so every step's token map is trained; per-row accuracy is logged.
+
+Runs unchanged from 1 CPU process to many GPUs under ``accelerate launch``; resume restores
+model, EMA, optimizer, RNG and data position (the data order is a function of seed and step).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .codebooks import INIT_STEP, Grid, VirtualCodebook
+from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
+from .token_io import TokenDataset
+from .training import EMA, cosine_lr, epoch_permutation, find_checkpoint, setup_logger, write_json_atomic
+
+
+@dataclass
+class GeneratorTrainConfig:
+    tokens: str = ""
+    results_dir: str = "results/generator"
+    model: str = "gen-xs"
+    head: str = "tied"
+    max_steps: int = 5000
+    global_batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 3e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    ema_decay: float = 0.999
+    label_dropout: float = 0.1
+    mixed_precision: str = "no"
+    global_seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 1000
+    sample_every: int = 0
+    keep_checkpoints: int = 2
+    resume_from_checkpoint: str | None = None
+    stop_at_step: int | None = None
+    backbone: str | None = None          # for replaying states and for sample grids
+    autoencoder: str | None = None
+
+
+def parse_args(argv=None) -> GeneratorTrainConfig:
+    d = GeneratorTrainConfig()
+    p = argparse.ArgumentParser(prog="rdpm-train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--tokens", required=True, help="token directory written by rdpm-tokenize")
+    p.add_argument("--results-dir", default=d.results_dir)
+    p.add_argument("--model", default=d.model, choices=sorted(GENERATOR_CONFIGS), help="generator size (DiT-style table)")
+    p.add_argument("--head", default=d.head, choices=["tied", "untied"], help="tied to the codebook (default) or a linear head over K")
+    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--global-batch-size", type=int, default=d.global_batch_size)
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (warm-up then cosine)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--label-dropout", type=float, default=d.label_dropout, help="probability of the null class (CFG)")
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "fp16", "bf16"])
+    p.add_argument("--global-seed", type=int, default=d.global_seed)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--sample-every", type=int, default=d.sample_every, help="sample-grid period (needs --backbone; 0 = end only)")
+    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
+    p.add_argument("--resume-from-checkpoint", default=None, help="'latest' or a checkpoints/step_N directory")
+    p.add_argument("--stop-at-step", type=int, default=None, help="checkpoint and exit at this step (resume later)")
+    p.add_argument("--backbone", default=None, help="backbone the tokens were made with (replays states if none are cached; sample grids)")
+    p.add_argument("--autoencoder", default=None, help="autoencoder for sample grids (default: the backbone's)")
+    return GeneratorTrainConfig(**vars(p.parse_args(argv)))
+
+
+class RowBatcher:
+    """Turns (image indices, row indices) into model inputs, from cached states or by replay."""
+
+    def __init__(self, data: TokenDataset, tokenizer=None):
+        h = data.header
+        self.data, self.tokenizer = data, tokenizer
+        self.grid = Grid(tuple(h["latent_shape"]), *h["grid"])
+        self.codebook = VirtualCodebook(h["codebook"]["seed"], int(np.prod(h["latent_shape"])))
+        self.K = h["codebook_sizes"][0]
+        self.has_init = h["init"] == "codebook"
+        if not data.has_states and tokenizer is None:
+            raise ValueError("the token shards hold no cached states (rdpm-tokenize --save-states) and no --backbone "
+                             "was given to replay them: pass --backbone DIR")
+
+    def codebook_blocks(self, row: int, device) -> torch.Tensor:
+        n = INIT_STEP if (self.has_init and row == 0) else row - int(self.has_init)
+        return self.grid.entries_to_blocks(self.codebook.entries(n, self.K, device))
+
+    def inputs(self, idx: np.ndarray, rows: np.ndarray, device):
+        """(state_blocks, xh_blocks, targets) for images idx at rows ``rows``."""
+        L = tuple(self.data.header["latent_shape"])
+        steps = rows - int(self.has_init)                 # chain step per example (-1: init row)
+        if self.data.has_states:
+            st, xh = self.data.states_for(idx)            # (B, N, C, H, W)
+            st = torch.from_numpy(st.astype(np.float32))
+            xh = torch.from_numpy(xh.astype(np.float32))
+        else:
+            from .chain import LookupChooser, run_chain
+            tok = self.tokenizer
+            out = run_chain(tok.backbone, tok.spec, LookupChooser(torch.from_numpy(self.data.tokens[idx])), len(idx),
+                            None, device, record=True, final=False)
+            st, xh = torch.stack(out.states, 1).cpu(), torch.stack(out.xhs, 1).cpu()
+        b = torch.arange(len(idx))
+        s = torch.from_numpy(np.maximum(steps, 0))
+        state = torch.where(torch.from_numpy(steps >= 0)[:, None, None, None], st[b, s], torch.zeros(len(idx), *L))
+        xhat = torch.where(torch.from_numpy(steps >= 0)[:, None, None, None], xh[b, s], torch.zeros(len(idx), *L))
+        targets = torch.from_numpy(self.data.tokens[idx, rows]).long()
+        return (self.grid.to_blocks(state).to(device), self.grid.to_blocks(xhat).to(device), targets.to(device))
+
+
+def generator_loss(model, raw: TokenGenerator, batcher: RowBatcher, sb, xb, rows: torch.Tensor, y, targets):
+    """Mean CE over blocks. ``model`` may be DDP-wrapped (its forward gives the features); the
+    head is applied per row group, each row having its own codebook. Returns (loss, accuracy (B,))."""
+    feats = model(sb, xb, rows, y).float()
+    loss = feats.new_zeros(())
+    correct = torch.zeros(len(rows), device=feats.device)
+    for r in rows.unique().tolist():
+        sel = rows == r
+        cb = batcher.codebook_blocks(r, feats.device) if raw.cfg.head == "tied" else None
+        logits = raw.head_logits(feats[sel], cb)
+        loss = loss + F.cross_entropy(logits.flatten(0, 1), targets[sel].flatten(), reduction="sum")
+        correct[sel] = (logits.argmax(-1) == targets[sel]).float().mean(-1)
+    return loss / targets.numel(), correct
+
+
+def train(cfg: GeneratorTrainConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())
+    rd = Path(cfg.results_dir)
+    if accelerator.is_main_process:
+        (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (rd / "samples").mkdir(exist_ok=True)
+    accelerator.wait_for_everyone()
+    logger = setup_logger(rd, accelerator.is_main_process)
+    set_seed(cfg.global_seed + accelerator.process_index)
+    world = accelerator.num_processes
+    if cfg.global_batch_size % (world * cfg.grad_accum):
+        raise ValueError(f"--global-batch-size {cfg.global_batch_size} must be divisible by processes×grad-accum = "
+                         f"{world}×{cfg.grad_accum}")
+    micro = cfg.global_batch_size // (world * cfg.grad_accum)
+
+    data = TokenDataset(cfg.tokens)
+    h = data.header
+    tokenizer = None
+    if cfg.backbone is not None:
+        from .tokenizer import load_models, tokenizer_from_header
+        dtype = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[h["backbone_dtype"]]
+        bb, ae, _ = load_models(cfg.backbone, cfg.autoencoder, h["image_shape"][-1], accelerator.device, dtype)
+        tokenizer = tokenizer_from_header(h, bb, ae, accelerator.device)
+    batcher = RowBatcher(data, tokenizer)
+    num_classes = data.manifest.get("num_classes") or int(data.labels.max()) + 1
+    gcfg = GeneratorConfig(**{**GENERATOR_CONFIGS[cfg.model], "num_blocks": batcher.grid.num_blocks,
+                              "block_dim": batcher.grid.block_dim, "num_rows": h["num_token_rows"],
+                              "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head})
+    model = TokenGenerator(gcfg)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    model, opt = accelerator.prepare(model, opt)
+    accelerator.register_for_checkpointing(ema)
+    raw = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        write_json_atomic(rd / "config.json", {**asdict(cfg), "resolved": {"generator": gcfg.to_json(),
+                          "parameters": count_params(raw), "num_images": len(data), "has_states": data.has_states,
+                          "num_processes": world, "micro_batch": micro, "tokens_header": h}})
+        logger.info(f"{cfg.model} ({cfg.head} head): {count_params(raw)/1e6:.2f}M params, {len(data)} token sequences "
+                    f"x {h['num_token_rows']} rows x {batcher.grid.num_blocks} blocks, K={batcher.K}")
+    step = 0
+    ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        logger.info(f"resumed from {ckpt} at step {step}")
+
+    n, R = len(data), h["num_token_rows"]
+    steps_per_epoch = max(1, n // cfg.global_batch_size)
+    run_loss, run_acc = 0.0, np.zeros((2, R))
+    t0, seen = time.time(), 0
+    pbar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, desc="train")
+    model.train()
+    while step < cfg.max_steps:
+        epoch, k = divmod(step, steps_per_epoch)
+        gidx = epoch_permutation(n, cfg.global_seed, epoch)[k * cfg.global_batch_size:(k + 1) * cfg.global_batch_size]
+        # rows and label drops are a function of (seed, step): resume sees the same examples
+        g = torch.Generator().manual_seed(cfg.global_seed * 1000003 + step)
+        grows = torch.randint(R, (len(gidx),), generator=g)
+        gdrop = torch.rand(len(gidx), generator=g) < cfg.label_dropout
+        mine = torch.arange(len(gidx))[accelerator.process_index::world]
+        for m in range(cfg.grad_accum):
+            sel = mine[m * micro:(m + 1) * micro]
+            idx, rows = gidx[sel].numpy(), grows[sel].numpy()
+            sb, xb, targets = batcher.inputs(idx, rows, accelerator.device)
+            y = torch.from_numpy(data.labels[idx]).long()
+            y = torch.where(gdrop[sel], torch.full_like(y, num_classes), y).to(accelerator.device)
+            rows_t = torch.from_numpy(rows).long().to(accelerator.device)
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    loss, acc = generator_loss(model, raw, batcher, sb, xb, rows_t, y, targets)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                for gr in opt.param_groups:
+                    gr["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, 0.1)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            run_loss += loss.item() / cfg.grad_accum
+            np.add.at(run_acc[0], rows, acc.detach().cpu().numpy())
+            np.add.at(run_acc[1], rows, 1)
+        ema.update(raw)
+        step += 1
+        seen += cfg.global_batch_size
+        pbar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            k_log = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+            avg = accelerator.reduce(torch.tensor(run_loss / k_log, device=accelerator.device), "mean").item()
+            accs = run_acc[0] / np.maximum(run_acc[1], 1)
+            logger.info(f"step {step:07d} ce {avg:.4f} acc {np.sum(run_acc[0]) / max(np.sum(run_acc[1]), 1):.4f} "
+                        f"per-row acc [{' '.join(f'{a:.3f}' for a in accs)}] {seen / (time.time() - t0):.1f} seq/s")
+            pbar.set_postfix(ce=f"{avg:.3f}")
+            run_loss, run_acc, t0, seen = 0.0, np.zeros((2, R)), time.time(), 0
+        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+            _save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
+        if cfg.stop_at_step is not None and cfg.stop_at_step <= step < cfg.max_steps:
+            _save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
+            logger.info(f"stopping at step {step} (--stop-at-step)")
+            accelerator.end_training()
+            return
+    pbar.close()
+    if accelerator.is_main_process:
+        export(cfg, raw, ema, gcfg, data, rd, step, logger)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+def _save_checkpoint(accelerator, rd, step, keep):
+    import shutil
+    out = rd / "checkpoints" / f"step_{step:07d}"
+    accelerator.save_state(str(out))
+    if accelerator.is_main_process:
+        write_json_atomic(out / "trainer_state.json", {"step": step})
+        for old in sorted((rd / "checkpoints").glob("step_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def export(cfg, raw, ema, gcfg, data, rd: Path, step: int, logger, dtype=torch.float16):
+    """generator.safetensors (EMA weights, fp16) + generator.json (config + tokenizer header)."""
+    import os
+
+    from safetensors.torch import save_file
+    model = TokenGenerator(gcfg)
+    model.load_state_dict(raw.state_dict())
+    ema.copy_to(model)
+    sd = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, str(rd / "generator.safetensors.tmp"))
+    meta = {"format_version": 1, "generator": gcfg.to_json(), "tokens_header": data.header, "steps": step,
+            "backbone": cfg.backbone, "autoencoder": cfg.autoencoder, "classes": data.manifest.get("classes"),
+            "train_config": asdict(cfg)}
+    (rd / "generator.json.tmp").write_text(json.dumps(meta, indent=2))
+    os.replace(rd / "generator.safetensors.tmp", rd / "generator.safetensors")
+    os.replace(rd / "generator.json.tmp", rd / "generator.json")
+    logger.info(f"exported {rd / 'generator.safetensors'} (EMA, fp16) at step {step}")
+
+
+def load_generator(path, device="cpu") -> tuple[TokenGenerator, dict]:
+    """A generator from a run dir / dir with generator.json, or a .safetensors with its .json beside it."""
+    from safetensors.torch import load_file
+    p = Path(path)
+    if p.is_dir():
+        w, j = p / "generator.safetensors", p / "generator.json"
+    else:
+        w, j = p, p.with_suffix(".json")
+    if not w.exists() or not j.exists():
+        raise FileNotFoundError(f"no generator at {path}: expected generator.safetensors + generator.json "
+                                "(written by rdpm-train); pass --ckpt RUN_DIR")
+    meta = json.loads(j.read_text())
+    model = TokenGenerator(GeneratorConfig(**meta["generator"]))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(w)).items()})
+    return model.eval().requires_grad_(False).to(device), meta
+
+
+def main(argv=None):
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""SPEC §9: the RDPM-style generator, its chooser, training and sampling."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from test_tokenizer import SIZE, make_backbone
+
+from rdpm_gddcm import sample, tokenize, train_generator
+from rdpm_gddcm.chain import ChainSpec, StepContext
+from rdpm_gddcm.codebooks import Grid, VirtualCodebook
+from rdpm_gddcm.generator import (GeneratorConfig, ModelChooser, TokenGenerator, build_generator, cfg_scale_at,
+                                  filter_logits, tied_logits)
+from rdpm_gddcm.plans import Plan
+from rdpm_gddcm.token_io import TokenDataset
+
+
+def tiny_cfg(**kw):
+    return GeneratorConfig(**{"num_blocks": 4, "block_dim": 12, "num_rows": 3, "codebook_size": 32, "num_classes": 5,
+                              "hidden": 32, "depth": 1, "heads": 2, **kw})
+
+
+def test_shapes_tied_and_untied():
+    for head in ("tied", "untied"):
+        m = TokenGenerator(tiny_cfg(head=head))
+        sb, xb = torch.randn(3, 4, 12), torch.randn(3, 4, 12)
+        f = m(sb, xb, torch.tensor([0, 1, 2]), torch.tensor([0, 4, 5]))
+        cb = torch.randn(32, 4, 12) if head == "tied" else None
+        assert f.shape == ((3, 4, 12) if head == "tied" else (3, 4, 32))
+        assert m.head_logits(f, cb).shape == (3, 4, 32)
+
+
+def test_tied_logits_equal_l2_rule_at_ideal_vector():
+    """With u = c*, argmax of κ(⟨u,C⟩ - ½‖C‖²) is argmin ‖C - c*‖² (the encoder's l2 rule), and
+    the logits are -κ/2·‖C - c*‖² up to a per-block constant."""
+    C = torch.randn(50, 4, 12) * torch.linspace(0.5, 2, 50)[:, None, None]     # entries of unequal norms
+    u = torch.randn(2, 4, 12)
+    lg = tied_logits(u, C, kappa=3.0)
+    d2 = ((u[:, :, None, :] - C.permute(1, 0, 2)[None]) ** 2).sum(-1)          # (B, G, K)
+    assert torch.equal(lg.argmax(-1), d2.argmin(-1))
+    diff = lg + 1.5 * d2
+    assert torch.allclose(diff, diff[..., :1].expand_as(diff), atol=1e-4)
+
+
+def test_filter_logits_top_k_top_p():
+    lg = torch.tensor([[[3.0, 2.0, 1.0, 0.0]]])
+    assert torch.isinf(filter_logits(lg, top_k=2)[0, 0, 2:]).all() and torch.isfinite(filter_logits(lg, top_k=2)[0, 0, :2]).all()
+    p = torch.softmax(lg, -1)[0, 0]
+    out = filter_logits(lg, top_p=float(p[0]) + 1e-3)      # needs the top two to reach that mass
+    assert torch.isfinite(out[0, 0, :2]).all() and torch.isinf(out[0, 0, 2:]).all()
+    assert torch.equal(filter_logits(lg), lg)
+
+
+def _ctx(n=0, B=3):
+    spec = ChainSpec(Plan("trajectory", [(0.9, 0.5, 0.7)] * 2, [0.7, 0.0]), VirtualCodebook(0, 48), Grid((3, 4, 4), 2, 2), 32)
+    return StepContext(n, spec, torch.randn(B, 3, 4, 4), torch.randn(B, 3, 4, 4), None, None, None)
+
+
+def test_cfg_one_is_conditional_and_temperature_zero_is_argmax():
+    torch.manual_seed(0)
+    m = TokenGenerator(tiny_cfg())
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    y = torch.tensor([1, 2, 3])
+    ctx = _ctx()
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(3)]  # noqa: E731
+    cond = ModelChooser(m, y, gens(), cfg_scale=1.0).logits(ctx)
+    feats = m(ctx.grid.to_blocks(ctx.state), ctx.grid.to_blocks(ctx.xh), torch.full((3,), 1), y)
+    assert torch.allclose(cond, m.head_logits(feats, ctx.grid.entries_to_blocks(ctx.entries())), atol=1e-5)
+    guided = ModelChooser(m, y, gens(), cfg_scale=3.0).logits(ctx)
+    null = ModelChooser(m, torch.full((3,), 5), gens(), cfg_scale=1.0).logits(ctx)
+    assert torch.allclose(guided, null + 3.0 * (cond - null), atol=1e-4)
+    greedy = ModelChooser(m, y, gens(), cfg_scale=2.0, temperature=0.0).step(ctx)
+    assert torch.equal(greedy, ModelChooser(m, y, gens(), cfg_scale=2.0).logits(ctx).argmax(-1))
+    cold = ModelChooser(m, y, gens(), cfg_scale=2.0, temperature=1e-6).step(ctx)
+    assert torch.equal(cold, greedy)
+    assert cfg_scale_at(0, 5, 3.0, "linear") == 1.0 and cfg_scale_at(4, 5, 3.0, "linear") == 3.0
+
+
+def test_model_table_sizes():
+    cfg = dict(num_blocks=16, block_dim=192, num_rows=11, codebook_size=1024, num_classes=1000)
+    sizes = {k: sum(p.numel() for p in build_generator(k, **cfg).parameters()) / 1e6 for k in ("gen-s", "gen-b")}
+    assert 20 < sizes["gen-s"] < 40 and 100 < sizes["gen-b"] < 160
+
+
+# ---------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """4 procedural images of 4 classes, tokenized with cached states (2 steps, 2x2 grid, K=16)."""
+    root = tmp_path_factory.mktemp("gen")
+    bb = make_backbone(root / "bb")
+    tok = root / "tokens"
+    tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb), "--out", str(tok),
+                                      "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16",
+                                      "--grid", "2x2", "--save-states", "--batch-size", "4"]))
+    return root, bb, tok
+
+
+def _train(toy, run, extra=()):
+    root, bb, tok = toy
+    train_generator.main(["--tokens", str(tok), "--results-dir", str(root / run), "--model", "gen-tiny",
+                          "--max-steps", "120", "--global-batch-size", "8", "--lr", "3e-3", "--warmup-steps", "5",
+                          "--label-dropout", "0", "--log-every", "10", "--ckpt-every", "60", "--backbone", str(bb),
+                          *extra])
+    return root / run
+
+
+def test_overfit_and_samples_decode_to_training_images(toy):
+    root, bb, tok = toy
+    run = _train(toy, "overfit")
+    log = (run / "log.txt").read_text()
+    final_ce = float(log.strip().splitlines()[-2].split(" ce ")[1].split()[0])
+    assert final_ce < 0.05, log[-800:]
+    data = TokenDataset(tok)
+    s = sample.Sampler(str(run), device="cpu")
+    imgs, tokens, _ = s.sample(np.arange(4), data.labels, cfg_scale=1.0, temperature=0.0, return_tokens=True)
+    assert torch.equal(tokens, torch.from_numpy(data.tokens))          # the training sequences, exactly
+    ref = s.tokenizer.decode(torch.from_numpy(data.tokens))
+    assert torch.allclose(imgs, ref, atol=1e-5)
+
+
+def test_resume_continues_same_loss_curve(toy):
+    root, _, _ = toy
+    full = _train(toy, "full")
+    part = _train(toy, "part", ["--stop-at-step", "60"])
+    assert not (part / "generator.safetensors").exists()
+    _train(toy, "part", ["--resume-from-checkpoint", "latest"])
+    ce = lambda d: [l.split(" ce ")[1].split()[0] for l in (d / "log.txt").read_text().splitlines() if " ce " in l]  # noqa: E731
+    assert ce(full)[-6:] == ce(part)[-6:]
+    from safetensors.torch import load_file
+    a, b = load_file(str(full / "generator.safetensors")), load_file(str(part / "generator.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
+    root, bb, tok = toy
+    run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    common = ["--ckpt", str(run), "--num-samples", "7", "--cfg-scale", "2.0", "--temperature", "1.0", "--global-seed", "3"]
+    sample.main(common + ["--batch-size", "7", "--sample-dir", str(tmp_path / "b7")])
+    sample.main(common + ["--batch-size", "1", "--sample-dir", str(tmp_path / "b1")])
+    a7, a1 = np.load(tmp_path / "b7" / "samples.npz"), np.load(tmp_path / "b1" / "samples.npz")
+    assert a7["arr_0"].shape == (7, SIZE, SIZE, 3) and a7["arr_0"].dtype == np.uint8
+    assert np.array_equal(a7["arr_0"], a1["arr_0"]) and np.array_equal(a7["labels"], a1["labels"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        "-m", "rdpm_gddcm.sample", *common, "--batch-size", "2", "--sample-dir", str(tmp_path / "p2")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert np.array_equal(np.load(tmp_path / "p2" / "samples.npz")["arr_0"], a7["arr_0"])
+    cfg = json.loads((tmp_path / "b7" / "sample_config.json").read_text())
+    assert cfg["cfg_scale"] == 2.0 and (tmp_path / "b7" / "grid.png").exists() and (tmp_path / "b7" / "000006.png").exists()
+
+
+def test_training_without_states_replays_them(toy, tmp_path):
+    root, bb, tok = toy
+    bare = tmp_path / "bare"
+    tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb), "--out", str(bare),
+                                      "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16",
+                                      "--grid", "2x2", "--batch-size", "4"]))
+    with_states = TokenDataset(tok)
+    from rdpm_gddcm.tokenizer import load_models, tokenizer_from_header
+    b, ae, _ = load_models(str(bb), None, None)
+    batcher = train_generator.RowBatcher(TokenDataset(bare), tokenizer_from_header(with_states.header, b, ae))
+    cached = train_generator.RowBatcher(with_states)
+    idx, rows = np.array([0, 3, 2]), np.array([0, 1, 2])
+    for x, y in zip(batcher.inputs(idx, rows, "cpu"), cached.inputs(idx, rows, "cpu")):
+        assert torch.allclose(x.float(), y.float(), atol=2e-3)          # cached states are fp16
+    with pytest.raises(ValueError, match="--backbone"):
+        train_generator.RowBatcher(TokenDataset(bare))
