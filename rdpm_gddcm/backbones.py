@@ -49,6 +49,7 @@ class Backbone(torch.nn.Module):
     latent_shape: tuple
     num_classes: int = 0
     name: str = "backbone"
+    has_null_class: bool = True      # label == num_classes means "no class" (CFG)
 
     def __init__(self):
         super().__init__()
@@ -152,11 +153,8 @@ class NetworkBackbone(Backbone):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         meta = {"format_version": FORMAT_VERSION, "type": "rdpm-unet", "family": self.family.name,
-                "prediction": self.prediction, "sigma_data": self.sigma_data,
-                "network": self.net.cfg.to_json(), "name": self.name, **(extra or {})}
-        if self.family.name == "vp-discrete":
-            meta["noise_schedule"] = self.config.get("noise_schedule", {"schedule": "linear", "num_train_timesteps": 1000,
-                                                                         "beta_start": 1e-4, "beta_end": 0.02})
+                "family_config": self.family.to_config(), "prediction": self.prediction,
+                "sigma_data": self.sigma_data, "network": self.net.cfg.to_json(), "name": self.name, **(extra or {})}
         sd = {k: v.detach().to(dtype).contiguous() for k, v in self.net.state_dict().items()}
         tmp_w, tmp_j = d / "backbone.safetensors.tmp", d / "backbone.json.tmp"
         save_file(sd, str(tmp_w))
@@ -166,6 +164,8 @@ class NetworkBackbone(Backbone):
 
 
 def family_from_meta(meta: dict) -> Family:
+    if "family_config" in meta:
+        return Family.from_config(meta["family_config"])
     fam = meta["family"]
     if fam == "vp-discrete":
         ns = meta.get("noise_schedule", {})
@@ -206,6 +206,11 @@ def load_network_backbone(directory, device="cpu") -> NetworkBackbone:
 
 # ---------------------------------------------------------------------------------- diffusers
 def _family_from_scheduler_config(cfg: dict) -> Family:
+    if cfg.get("rescale_betas_zero_snr"):
+        raise ValueError("schedulers with rescale_betas_zero_snr have S(T)/s(T) = inf at the last step; not supported")
+    if cfg.get("trained_betas") is not None:
+        betas = torch.tensor(cfg["trained_betas"], dtype=torch.float64)
+        return Family("vp-discrete", alphas_cumprod=torch.cumprod(1 - betas, 0))
     abar = ddpm_alphas_cumprod(cfg.get("num_train_timesteps", 1000), cfg.get("beta_start", 1e-4),
                                cfg.get("beta_end", 0.02), cfg.get("beta_schedule", "linear"))
     return Family("vp-discrete", alphas_cumprod=abar)
@@ -242,11 +247,18 @@ class DiffusersUNetBackbone(Backbone):
         self.num_classes = int(c.num_class_embeds or 0)
         self.name = f"diffusers-unet:{p.name or path}"
 
+    has_null_class = False           # diffusers class embeddings have no null row
+
     def _labels(self, y, B, device):
         if self.num_classes == 0:
             return None
+        if y is None:
+            raise ValueError(f"{self.name} is class-conditional without a null class: pass class labels "
+                             "(tokenize with --conditional)")
         y = super()._labels(y, B, device)
-        return y.clamp_max(self.num_classes - 1)   # diffusers class embeddings have no null row
+        if (y >= self.num_classes).any():
+            raise ValueError(f"{self.name} has no null class (labels must lie in [0, {self.num_classes}))")
+        return y
 
     def _predict(self, x_t, t, y):
         with self._autocast(x_t.device):
@@ -296,6 +308,8 @@ class EmpiricalBackbone(Backbone):
         self.register_buffer("data_labels", labels.long() if labels is not None else torch.zeros(len(data), dtype=torch.long))
         self.family = family
         self.latent_shape = tuple(data.shape[1:])
+        if labels is not None and num_classes == 0:
+            num_classes = int(labels.max()) + 1
         self.num_classes = num_classes if labels is not None else 0
         self.name = "empirical"
 
@@ -360,7 +374,10 @@ class LinearGaussianBackbone(Backbone):
                   str(d / "backbone.safetensors.tmp"))
         (d / "backbone.json.tmp").write_text(json.dumps({"format_version": FORMAT_VERSION, "type": "linear-gaussian",
                                                          "family": self.family.name,
-                                                         "latent_shape": list(self.latent_shape)}, indent=2))
+                                                         "family_config": self.family.to_config(),
+                                                         "latent_shape": list(self.latent_shape),
+                                                         "autoencoder_spec": "pixels" if self.latent_shape[0] == 3 else None},
+                                                        indent=2))
         os.replace(d / "backbone.safetensors.tmp", d / "backbone.safetensors")
         os.replace(d / "backbone.json.tmp", d / "backbone.json")
 
@@ -371,6 +388,9 @@ class GuidedBackbone(Backbone):
 
     def __init__(self, inner: Backbone, scale: float):
         super().__init__()
+        if inner.num_classes == 0 or not inner.has_null_class:
+            raise ValueError(f"classifier-free guidance needs a class-conditional backbone with a null class; "
+                             f"{inner.name} has {'no classes' if inner.num_classes == 0 else 'no null class'}")
         self.inner = inner
         self.scale = float(scale)
         self.family = inner.family
@@ -400,12 +420,22 @@ def load_backbone(spec: str, device="cpu") -> Backbone:
         return DiffusersDiTBackbone(spec.split(":", 1)[1], device)
     d = Path(spec)
     if (d / "backbone.json").exists():
-        meta = json.loads((d / "backbone.json").read_text())
+        try:
+            meta = json.loads((d / "backbone.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{d / 'backbone.json'} is not valid JSON ({e}); re-export the backbone") from None
         if meta.get("type") == "linear-gaussian":
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
-            w = load_file(str(d / "backbone.safetensors"))
-            return LinearGaussianBackbone(w["mean"], w["eigvals"], w["eigvecs"], Family(meta["family"]),
-                                          meta["latent_shape"]).to(device)
+            wf = d / "backbone.safetensors"
+            try:
+                w = load_file(str(wf))
+            except (SafetensorError, OSError) as e:
+                raise ValueError(f"{wf} is corrupt or truncated ({e}); re-fit the backbone") from None
+            bb = LinearGaussianBackbone(w["mean"], w["eigvals"], w["eigvecs"], family_from_meta(meta),
+                                        meta["latent_shape"]).to(device)
+            bb.meta = meta
+            return bb
         return load_network_backbone(d, device)
     if (d / "config.json").exists() or (d / "unet" / "config.json").exists():
         cls = json.loads(((d / "unet" / "config.json") if (d / "unet").is_dir() else (d / "config.json")).read_text())

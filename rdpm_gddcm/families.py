@@ -140,6 +140,24 @@ class Family:
         a, b, c = 0.5 * (self.beta_max - self.beta_min), self.beta_min, math.log(abar)
         return float((-b + math.sqrt(b * b - 4 * a * c)) / (2 * a))
 
+    def to_config(self) -> dict:
+        """Everything needed to rebuild this family exactly (persisted next to weights)."""
+        d = {"name": self.name}
+        if self.name == "vp-discrete":
+            d["alphas_cumprod"] = [float(v) for v in self.alphas_cumprod]
+        elif self.name == "vp-continuous":
+            d.update(beta_min=self.beta_min, beta_max=self.beta_max)
+        elif self.name == "ve":
+            d.update(sigma_min=self.sigma_min, sigma_max=self.sigma_max)
+        return d
+
+    @classmethod
+    def from_config(cls, d: dict) -> "Family":
+        d = dict(d)
+        if "alphas_cumprod" in d:
+            d["alphas_cumprod"] = torch.tensor(d["alphas_cumprod"], dtype=torch.float64)
+        return cls(**d)
+
     def to_json(self) -> dict:
         d = {"name": self.name}
         if self.name == "vp-discrete":

@@ -194,6 +194,7 @@ def train(cfg: BackboneTrainConfig):
                          f"= {world}×{cfg.grad_accum}")
     micro = cfg.global_batch_size // (world * cfg.grad_accum)
 
+    ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)      # validate before any expensive work
     autoencoder = load_autoencoder(cfg.autoencoder, device=accelerator.device)
     dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)
     num_classes = dataset.num_classes if cfg.num_classes is None else cfg.num_classes
@@ -231,22 +232,22 @@ def train(cfg: BackboneTrainConfig):
                     f"{len(latents)} images {latent_shape}, {world} process(es), micro-batch {micro}")
 
     step = 0
-    ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)
     if ckpt is not None:
         accelerator.load_state(str(ckpt))
         step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
         logger.info(f"resumed from {ckpt} at step {step}")
+    log_start = step
 
     n = len(latents)
     steps_per_epoch = max(1, n // cfg.global_batch_size)
-    loss_gen = torch.Generator().manual_seed(cfg.global_seed * 7919 + accelerator.process_index)
-    if ckpt is not None:
-        # the noise stream is a function of (seed, rank, step): restart it at the checkpoint's step
-        loss_gen.manual_seed(cfg.global_seed * 7919 + accelerator.process_index + 1000003 * step)
+    loss_gen = torch.Generator()
     running, t0, seen = 0.0, time.time(), 0
     pbar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, desc="train")
     net.train()
     while step < cfg.max_steps:
+        # noise, times, flips and label drops are a function of (seed, rank, step): a resumed run
+        # draws exactly what the uninterrupted run would have
+        loss_gen.manual_seed(cfg.global_seed * 7919 + accelerator.process_index + 1000003 * step)
         epoch, k = divmod(step, steps_per_epoch)
         perm = epoch_permutation(n, cfg.global_seed, epoch)
         gidx = perm[k * cfg.global_batch_size:(k + 1) * cfg.global_batch_size]
@@ -284,19 +285,20 @@ def train(cfg: BackboneTrainConfig):
         seen += cfg.global_batch_size
         pbar.update(1)
         if step % cfg.log_every == 0 or step == cfg.max_steps:
-            avg = accelerator.reduce(torch.tensor(running / (cfg.log_every if step % cfg.log_every == 0 else max(1, step % cfg.log_every)),
-                                                  device=accelerator.device), "mean").item()
+            avg = accelerator.reduce(torch.tensor(running / (step - log_start), device=accelerator.device), "mean").item()
             dt = time.time() - t0
             logger.info(f"step {step:07d} loss {avg:.5f} lr {opt.param_groups[0]['lr']:.2e} "
                         f"{seen / dt:.1f} img/s")
             pbar.set_postfix(loss=f"{avg:.4f}")
-            running, t0, seen = 0.0, time.time(), 0
-        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+            running, t0, seen, log_start = 0.0, time.time(), 0, step
+        saved = step % cfg.ckpt_every == 0 or step == cfg.max_steps
+        if saved:
             save_checkpoint(accelerator, rd, step, epoch, cfg.keep_checkpoints)
         if accelerator.is_main_process and cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
             export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=True)
         if cfg.stop_at_step is not None and step >= cfg.stop_at_step and step < cfg.max_steps:
-            save_checkpoint(accelerator, rd, step, epoch, cfg.keep_checkpoints)
+            if not saved:
+                save_checkpoint(accelerator, rd, step, epoch, cfg.keep_checkpoints)
             logger.info(f"stopping at step {step} (--stop-at-step); resume with --resume-from-checkpoint latest")
             pbar.close()
             accelerator.end_training()

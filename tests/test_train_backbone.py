@@ -1,0 +1,231 @@
+"""``rdpm-train-backbone``: exact resume, export, bad input, and the training signal of
+``diffusion_loss`` for every family. Tiny CPU runs (procedural data, unet-tiny, 16×16)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from rdpm_gddcm.backbones import NetworkBackbone, load_backbone
+from rdpm_gddcm.families import broadcast_time
+from rdpm_gddcm.networks import UNet, UNetConfig
+from rdpm_gddcm.train_backbone import FAMILY_OF, diffusion_loss, main, make_family
+
+# --lr/--warmup-steps make the LR schedule (which follows --max-steps) visible within 4 steps
+BASE = ("--data-path procedural:64 --image-size 16 --model unet-tiny --family flow --max-steps 4 "
+        "--global-batch-size 8 --ckpt-every 2 --sample-every 0 --sample-steps 2 --log-every 1 "
+        "--lr 1e-3 --warmup-steps 0").split()
+STEP_RE = re.compile(r"step (\d+) loss ([0-9.]+) lr (\S+)")
+
+
+def _log_steps(run: Path) -> dict:
+    """{step: (loss string, lr string)} from a run's log.txt."""
+    out = {}
+    for line in (run / "log.txt").read_text().splitlines():
+        m = STEP_RE.search(line)
+        if m:
+            out[int(m.group(1))] = (m.group(2), m.group(3))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A: 4 uninterrupted steps. B: the same run stopped after step 2 (``--stop-at-step``, same
+    --max-steps so the same LR schedule), then resumed from 'latest' to step 4."""
+    root = tmp_path_factory.mktemp("train")
+    A, B = root / "A", root / "B"
+    main(BASE + ["--results-dir", str(A)])
+    main(BASE + ["--results-dir", str(B), "--stop-at-step", "2"])
+    leg1 = {"exported": (B / "backbone.safetensors").exists(),
+            "ckpts": sorted(p.name for p in (B / "checkpoints").iterdir()),
+            "log": _log_steps(B)}
+    main(BASE + ["--results-dir", str(B), "--resume-from-checkpoint", "latest"])
+    return A, B, leg1
+
+
+def _ckpt(run: Path, step: int) -> Path:
+    return run / "checkpoints" / f"step_{step:07d}"
+
+
+def _model_state(ck: Path) -> dict:
+    if (ck / "model.safetensors").exists():
+        from safetensors.torch import load_file
+        return load_file(str(ck / "model.safetensors"))
+    return torch.load(ck / "pytorch_model.bin", weights_only=True)
+
+
+def _assert_tensor_dicts_close(a: dict, b: dict, what: str, atol=1e-6):
+    assert set(a) == set(b), what
+    for k in a:
+        ta, tb = torch.as_tensor(a[k]), torch.as_tensor(b[k])
+        assert ta.shape == tb.shape and torch.allclose(ta.double(), tb.double(), atol=atol, rtol=0), f"{what}: {k}"
+
+
+def _assert_optimizer_close(a: dict, b: dict):
+    assert set(a["state"]) == set(b["state"]) and len(a["state"]) > 0
+    for pid in a["state"]:
+        _assert_tensor_dicts_close(a["state"][pid], b["state"][pid], f"optimizer state of param {pid}")
+    for ga, gb in zip(a["param_groups"], b["param_groups"]):
+        assert ga["lr"] == pytest.approx(gb["lr"], rel=1e-12) and ga["params"] == gb["params"]
+
+
+def test_stop_and_resume_position(runs):
+    """The interrupted leg stops at step 2 without exporting, and the resumed leg continues at step 3
+    with the 4-step LR schedule; the state at step 2 is the uninterrupted run's state."""
+    A, B, leg1 = runs
+    assert not leg1["exported"] and leg1["ckpts"] == ["step_0000002"] and sorted(leg1["log"]) == [1, 2]
+    assert "resumed from" in (B / "log.txt").read_text() and "step_0000002 at step 2" in (B / "log.txt").read_text()
+    la, lb = _log_steps(A), _log_steps(B)
+    assert sorted(la) == sorted(lb) == [1, 2, 3, 4]
+    assert [la[s][1] for s in la] == [lb[s][1] for s in la]           # same LR at every step
+    assert la[1] == lb[1] and la[2] == lb[2]                          # same first leg
+    assert json.loads((_ckpt(B, 4) / "trainer_state.json").read_text())["step"] == 4
+    ca, cb = _ckpt(A, 2), _ckpt(B, 2)
+    _assert_tensor_dicts_close(_model_state(ca), _model_state(cb), "model at step 2", atol=0)
+    _assert_optimizer_close(torch.load(ca / "optimizer.bin", weights_only=True),
+                            torch.load(cb / "optimizer.bin", weights_only=True))
+    _assert_tensor_dicts_close(torch.load(ca / "custom_checkpoint_0.pkl", weights_only=True),
+                               torch.load(cb / "custom_checkpoint_0.pkl", weights_only=True), "EMA at step 2", atol=0)
+
+
+def test_resumed_run_equals_uninterrupted_run(runs):
+    A, B, _ = runs
+    la, lb = _log_steps(A), _log_steps(B)
+    assert la == lb, f"loss curves differ: {la} vs {lb}"
+    ca, cb = _ckpt(A, 4), _ckpt(B, 4)
+    _assert_tensor_dicts_close(_model_state(ca), _model_state(cb), "model at step 4")
+    _assert_optimizer_close(torch.load(ca / "optimizer.bin", weights_only=True),
+                            torch.load(cb / "optimizer.bin", weights_only=True))
+    ema_a = torch.load(ca / "custom_checkpoint_0.pkl", weights_only=True)
+    ema_b = torch.load(cb / "custom_checkpoint_0.pkl", weights_only=True)
+    assert int(ema_a["num_updates"]) == int(ema_b["num_updates"]) == 4
+    _assert_tensor_dicts_close(ema_a, ema_b, "EMA at step 4")
+    from safetensors.torch import load_file
+    _assert_tensor_dicts_close(load_file(str(A / "backbone.safetensors")), load_file(str(B / "backbone.safetensors")),
+                               "exported backbone", atol=1e-3)
+
+
+def test_export(runs):
+    A, _, _ = runs
+    meta = json.loads((A / "backbone.json").read_text())
+    assert meta["family"] == "flow" and meta["prediction"] == "velocity" and meta["type"] == "rdpm-unet"
+    assert meta["network"]["in_channels"] == 3 and meta["network"]["image_size"] == 16
+    assert meta["network"]["num_classes"] == 10 and meta["network"]["base_channels"] == 32
+    assert meta["autoencoder"]["name"] == "pixels" and meta["autoencoder_spec"] == "pixels"
+    assert meta["data"] == {"path": "procedural:64", "image_size": 16}
+    assert meta["steps"] == 4 and meta["model"] == "unet-tiny"
+    cfg = json.loads((A / "config.json").read_text())
+    assert cfg["max_steps"] == 4 and cfg["family"] == "flow"
+    assert cfg["resolved"]["latent_shape"] == [3, 16, 16] and cfg["resolved"]["num_images"] == 64
+    assert cfg["resolved"]["family"] == {"name": "flow"}
+    # sample grid: 10 classes × 8 images of 16 px with 2 px padding
+    from PIL import Image
+    png = A / "samples" / "step_0000004.png"
+    assert png.exists()
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (8 * 18 + 2, 10 * 18 + 2)
+    # the exported weights are the EMA of the last checkpoint, in fp16
+    from safetensors.torch import load_file
+    w = load_file(str(A / "backbone.safetensors"))
+    ema = torch.load(_ckpt(A, 4) / "custom_checkpoint_0.pkl", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in w.values())
+    for k, v in w.items():
+        assert torch.equal(v, ema["shadow." + k.replace(".", "__")].half()), k
+    model = _model_state(_ckpt(A, 4))
+    assert any(not torch.equal(w[k], model[k].half()) for k in w)     # EMA, not the raw weights
+    bb = load_backbone(str(A))
+    assert bb.family.name == "flow" and bb.latent_shape == (3, 16, 16) and bb.num_classes == 10
+    xh, eh = bb.predict(torch.randn(2, 3, 16, 16), 0.5, torch.tensor([0, 10]))
+    assert torch.isfinite(xh).all() and torch.isfinite(eh).all()
+
+
+# ------------------------------------------------------------------------------ bad input
+SMALL = ("--data-path procedural:16 --image-size 8 --model unet-tiny --family flow --max-steps 1 "
+         "--global-batch-size 8 --sample-every 0 --sample-steps 1").split()
+
+
+def test_bad_batch_divisibility(tmp_path):
+    with pytest.raises(ValueError, match=r"--global-batch-size 6 must be divisible by .*1×4"):
+        main(SMALL + ["--global-batch-size", "6", "--grad-accum", "4", "--results-dir", str(tmp_path / "r")])
+
+
+def test_missing_data_path(tmp_path):
+    missing = tmp_path / "no-such-dataset"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        main(SMALL + ["--data-path", str(missing), "--results-dir", str(tmp_path / "r")])
+
+
+def test_resume_from_nonexistent_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="trainer_state.json") as ei:
+        main(SMALL + ["--resume-from-checkpoint", "/nonexistent", "--results-dir", str(tmp_path / "r")])
+    assert "/nonexistent" in str(ei.value)
+    assert not (tmp_path / "r" / "backbone.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------ training signal
+TINY = dict(in_channels=3, image_size=8, base_channels=16, channel_mult=(1,), num_res_blocks=1,
+            attn_resolutions=(), dropout=0.0, num_classes=3)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    # smooth images in [-1, 1]
+    x = torch.nn.functional.interpolate(torch.rand(8, 3, 2, 2, generator=g) * 2 - 1, size=8, mode="bilinear")
+    return x, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("fam_key", sorted(FAMILY_OF))
+def test_diffusion_loss_decreases(fam_key):
+    torch.manual_seed(0)
+    fam = make_family(fam_key)
+    net = UNet(UNetConfig(**TINY))
+    bb = NetworkBackbone(net, fam)
+    x, y = _batch()
+
+    def fixed_loss():
+        return diffusion_loss(bb, x, y, torch.Generator().manual_seed(123))
+
+    with torch.no_grad():
+        before = fixed_loss().item()
+    # the same seed gives the same Monte-Carlo estimate; another seed a different one
+    assert fixed_loss().item() == pytest.approx(before, rel=1e-6)
+    assert diffusion_loss(bb, x, y, torch.Generator().manual_seed(7)).item() != pytest.approx(before, rel=1e-6)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    for _ in range(8):
+        loss = fixed_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = fixed_loss().item()
+    assert after < 0.8 * before, (fam_key, before, after)
+
+
+class _OracleBackbone:
+    """raw() returns the exact target of a known clean batch x (recovering ε from x_t)."""
+
+    def __init__(self, family, prediction, x, output=None, sigma_data=0.5):
+        self.family, self.prediction, self.x, self.sigma_data = family, prediction, x, sigma_data
+        self.output = output or prediction
+
+    def raw(self, x_t, t, y):
+        s, S = broadcast_time(self.family.s(t), x_t), broadcast_time(self.family.S(t), x_t)
+        eps = (x_t - s * self.x) / S
+        return {"epsilon": eps, "velocity": eps - self.x, "sample": self.x}[self.output]
+
+
+@pytest.mark.parametrize("fam_key", ["vp", "vp-continuous", "ve", "flow"])
+def test_diffusion_loss_target_matches_prediction_type(fam_key):
+    """A backbone that outputs the exact target of its family's prediction type has zero loss;
+    the target of another prediction type does not."""
+    fam = make_family(fam_key)
+    pred = {"vp-discrete": "epsilon", "vp-continuous": "epsilon", "ve": "sample", "flow": "velocity"}[fam.name]
+    x, y = _batch()
+    good = diffusion_loss(_OracleBackbone(fam, pred, x), x, y, torch.Generator().manual_seed(1)).item()
+    wrong = "velocity" if pred != "velocity" else "epsilon"
+    bad = diffusion_loss(_OracleBackbone(fam, pred, x, output=wrong), x, y, torch.Generator().manual_seed(1)).item()
+    assert good < 1e-6 and bad > 1e-2, (good, bad)
