@@ -1,0 +1,126 @@
+"""Regenerate the README's result tables (and plots, when matplotlib is installed) from the JSON
+files in benchmarks/results/. Tables live between ``<!-- table:NAME -->`` and ``<!-- /table -->``
+markers in README.md; a table whose JSON is missing is left as it is.
+
+    python benchmarks/report.py            # rewrite README.md in place
+    python benchmarks/report.py --check    # exit 1 if README.md is out of date
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = ROOT / "benchmarks" / "results"
+
+
+def load(name):
+    p = RES / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def md(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def t_fidelity(name):
+    d = load(name)
+    if not d:
+        return None
+    rows = [(r["backbone_label"], r["plan_label"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", r["bits_per_image"],
+             f"{r['bpp']:.3f}", f"{r['seconds_per_image']:.2f}") for r in d["rows"]]
+    n = d["rows"][0]["num_images"]
+    return (md(["backbone", "plan", "PSNR (dB)", "SSIM", "bits/image", "bpp", "s/image"], rows) +
+            f"\n\n{n} CIFAR-10 `val` images (class-balanced stride), pixel space; `{d['command']}`")
+
+
+def t_autoencoder():
+    d = load("autoencoder")
+    if not d:
+        return None
+    rows = [(size, "x".join(map(str, r["latent_shape"])), f"{r['psnr_db']:.2f}", f"{r['latent_std']:.3f}",
+             f"{r['encode_ms_per_image']:.1f}", f"{r['decode_ms_per_image']:.1f}")
+            for size, r in d["results_by_input_size"].items()]
+    return md(["input px", "latent", "PSNR at 32 px (dB)", "latent std", "encode ms/img", "decode ms/img"], rows) + \
+        f"\n\n{d['num_images']} CIFAR-10 `val` images, {d['threads']} thread; `{d['command']}`"
+
+
+def t_overhead():
+    d = load("overhead")
+    if not d:
+        return None
+    rows = [(r["grid"], r["num_steps"], r["codebook_size"], r["batch"], f"{r['encode_s']:.2f}",
+             f"{r['backbone_only_s']:.2f}", f"{r['ratio']:.3f}") for r in d["rows"]]
+    m = d["memory"]
+    return (md(["grid", "N", "K", "batch", "encode s", "backbone calls alone s", "ratio"], rows) +
+            f"\n\nK={m['K']} (1D) encode: peak RSS {m['peak_rss_mib']:.0f} MiB, of which {m['rss_before_mib']:.0f} MiB before "
+            f"encoding; the materialised codebook alone would be {m['full_codebook_would_be_mib']:.0f} MiB per step. "
+            f"`{d['command']}`")
+
+
+def t_speed():
+    d = load("backbone_speed")
+    if not d:
+        return None
+    rows = [(r["model"], f"{r['parameters']/1e6:.2f}M", r["precision"], f"{r['train_images_per_s']:.1f}",
+             f"{r['sample_ms_per_image_per_step']:.2f}") for r in d["rows"]]
+    return (md(["network", "params", "precision", "train img/s", "sampling ms/image/step"], rows) +
+            f"\n\nbatch {d['rows'][0]['batch']}, {d['threads']} thread(s), load average at the end "
+            f"{d['load_avg_before_end'][0]:.1f}; `{d['command']}`")
+
+
+def t_classifier():
+    d = load("classifier")
+    if not d:
+        return None
+    return (f"Proxy classifier: {d['parameters']/1e6:.2f}M parameters, **{100*d['val_accuracy']:.2f} %** accuracy on all "
+            f"{d['val_images']} CIFAR-10 `val` images, trained {d['train_epochs']} epochs in "
+            f"{d['train_wall_seconds']/60:.1f} min on {d['train_threads']} CPU thread.")
+
+
+def t_backbones():
+    rows = []
+    for name in ("cifar10-pixels-vp", "cifar10-pixels-flow", "cifar10-taef2-flow"):
+        p = ROOT / "assets" / name / "card.json"
+        if p.exists():
+            c = json.loads(p.read_text())
+            den = ", ".join(f"{k}: {v:.4f}" for k, v in c["denoising_mse"].items())
+            rows.append((f"`assets/{name}`", c["family"], c["autoencoder"], c["parameters_m"], c["steps"],
+                         f"{c['wall_min']:.0f}", f"{c['final_loss']:.4f}", den))
+    if not rows:
+        return None
+    return md(["backbone", "family", "space", "params (M)", "steps", "wall (min)", "final loss",
+               "val x̂0 MSE at σ (pixels [-1,1])"], rows)
+
+
+TABLES = {"fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
+          "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "overhead": t_overhead, "backbone_speed": t_speed,
+          "autoencoder": t_autoencoder, "classifier": t_classifier, "backbones": t_backbones}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--check", action="store_true")
+    a = p.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new = text
+    for name, fn in TABLES.items():
+        body = fn()
+        if body is None:
+            continue
+        pat = re.compile(rf"(<!-- table:{name} -->\n)(.*?)(<!-- /table -->)", re.S)
+        new = pat.sub(lambda m: m.group(1) + body + "\n" + m.group(3), new)
+    if a.check:
+        sys.exit(0 if new == text else 1)
+    readme.write_text(new)
+    print("README tables regenerated" if new != text else "README tables already up to date")
+
+
+if __name__ == "__main__":
+    main()
