@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m pytest -q
 
+demo: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) -m rdpm_gddcm.demo --out demo_out
+
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "not gpu"
 
