@@ -54,6 +54,7 @@ class Backbone(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.autocast_dtype = None          # e.g. torch.bfloat16 for the network's forward
+        self.clip_sample = None             # clamp x̂0 to [-c, c] (pixel-space models; diffusers' clip_sample)
         self._hash = None
 
     @property
@@ -78,7 +79,15 @@ class Backbone(torch.nn.Module):
         t = torch.as_tensor(t, dtype=torch.float64)
         if t.ndim == 0:
             t = t.expand(B)
-        return self._predict(x_t.float(), t, self._labels(y, B, x_t.device))
+        xh, eh = self._predict(x_t.float(), t, self._labels(y, B, x_t.device))
+        if self.clip_sample:
+            # DDPM/DDIM's x̂0 clipping for data known to lie in [-c, c]; ε̂ is recomputed so that
+            # x_t = s·x̂0 + S·ε̂ still holds (SPEC §1 marginal)
+            s = broadcast_time(self.family.s(t), x_t)
+            S = broadcast_time(self.family.S(t), x_t)
+            xh = xh.clamp(-self.clip_sample, self.clip_sample)
+            eh = (x_t.float() - s * xh) / S
+        return xh, eh
 
     def _autocast(self, device):
         dev = torch.device(device).type
@@ -154,7 +163,8 @@ class NetworkBackbone(Backbone):
         d.mkdir(parents=True, exist_ok=True)
         meta = {"format_version": FORMAT_VERSION, "type": "rdpm-unet", "family": self.family.name,
                 "family_config": self.family.to_config(), "prediction": self.prediction,
-                "sigma_data": self.sigma_data, "network": self.net.cfg.to_json(), "name": self.name, **(extra or {})}
+                "sigma_data": self.sigma_data, "network": self.net.cfg.to_json(), "name": self.name,
+                "clip_sample": self.clip_sample, **(extra or {})}
         sd = {k: v.detach().to(dtype).contiguous() for k, v in self.net.state_dict().items()}
         tmp_w, tmp_j = d / "backbone.safetensors.tmp", d / "backbone.json.tmp"
         save_file(sd, str(tmp_w))
@@ -200,6 +210,8 @@ def load_network_backbone(directory, device="cpu") -> NetworkBackbone:
         raise ValueError(f"{wf} does not match the network in {jf}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     bb = NetworkBackbone(net.eval().requires_grad_(False), family_from_meta(meta),
                          sigma_data=meta.get("sigma_data", 0.5), name=meta.get("name", "rdpm-unet"), config=meta)
+    # pixel-space backbones clip x̂0 to the image range unless their json says otherwise
+    bb.clip_sample = meta.get("clip_sample", 1.0 if meta.get("autoencoder", {}).get("name") == "pixels" else None)
     bb.meta = meta
     return bb.to(device)
 
@@ -241,6 +253,8 @@ class DiffusersUNetBackbone(Backbone):
         self.family = _family_from_scheduler_config(sched)
         self.prediction = {"epsilon": "epsilon", "v_prediction": "v", "sample": "sample"}[
             sched.get("prediction_type", "epsilon")]
+        if sched.get("clip_sample", False):
+            self.clip_sample = float(sched.get("clip_sample_range", 1.0))
         c = self.unet.config
         size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
         self.latent_shape = (c.in_channels, size, size)

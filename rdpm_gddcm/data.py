@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from .metrics import to_uint8  # one uint8 conversion for saved images and metrics
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -89,11 +90,6 @@ def load_image(path: str, image_size: int) -> torch.Tensor:
     return _pil_to_tensor(_resize_center_crop(_open_rgb(path), image_size))
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1,1] float -> uint8 with the same layout (round to nearest, clipped)."""
-    return ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
 def _check_image_batch(images: torch.Tensor, what: str) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -118,7 +114,7 @@ def save_image_grid(images: torch.Tensor, path: str, nrow: int = 8, padding: int
     """A (B,3,H,W) [-1,1] batch as one PNG grid, ``nrow`` images per row (torchvision's
     ``make_grid`` layout: ``padding`` px of black between and around images)."""
     _check_image_batch(images, "save_image_grid")
-    x = to_uint8(images)
+    x = to_uint8(images.detach().cpu())
     b, _, h, w = x.shape
     ncol = max(1, min(nrow, b))
     nrows = math.ceil(b / ncol)
@@ -136,7 +132,7 @@ def save_images(images: torch.Tensor, paths: list[str]) -> None:
     _check_image_batch(images, "save_images")
     if len(paths) != images.shape[0]:
         raise ValueError(f"save_images got {images.shape[0]} images but {len(paths)} paths")
-    x = to_uint8(images).permute(0, 2, 3, 1).numpy()
+    x = to_uint8(images.detach().cpu()).permute(0, 2, 3, 1).numpy()
     for arr, p in zip(x, paths):
         _atomic_save_png(np.ascontiguousarray(arr), p)
 

@@ -330,6 +330,7 @@ def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, 
     eval_net.load_state_dict(raw.state_dict())
     ema.copy_to(eval_net)
     bb = NetworkBackbone(eval_net.eval(), family, sigma_data=backbone.sigma_data, name="rdpm-unet")
+    bb.clip_sample = 1.0 if cfg.autoencoder == "pixels" else None
     if cfg.mixed_precision == "bf16":
         bb.autocast_dtype = torch.bfloat16
     sample_grid(bb, autoencoder, eval_net.cfg.num_classes, cfg.sample_steps, cfg.global_seed,

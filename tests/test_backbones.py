@@ -330,8 +330,9 @@ def test_diffusers_unet_trained_betas(tmp_path):
 def test_diffusers_unet_conversion_with_oracle(tmp_path, monkeypatch, prediction_type):
     """Replace the UNet's forward by an oracle that returns the exact target of a known (x, ε):
     the adapter must return xh ≈ x and eh ≈ ε, and pass the integer step to the UNet."""
-    sched = _save_unet_dir(tmp_path, "flat", prediction_type=prediction_type)
+    sched = _save_unet_dir(tmp_path, "flat", prediction_type=prediction_type, clip_sample=False)
     bb = load_backbone(str(tmp_path))
+    assert bb.clip_sample is None
     assert bb.prediction == {"epsilon": "epsilon", "v_prediction": "v", "sample": "sample"}[prediction_type]
     g = torch.Generator().manual_seed(7)
     x = torch.randn(3, 3, 8, 8, generator=g)
@@ -503,3 +504,17 @@ def test_labels_out_of_range():
         emp.predict(torch.randn(1, 2, 2, 2), 1.0, torch.tensor([3]))
     with pytest.raises(ValueError, match="class labels"):
         GuidedBackbone(bb, 2.0).predict(x, 0.5, torch.tensor([0, 9]))
+
+
+def test_clip_sample_clamps_xh_and_keeps_marginal(tmp_path):
+    """diffusers' clip_sample (default True for DDPM) clamps x̂0 to [-r, r]; ε̂ is recomputed so
+    that x_t = s·x̂0 + S·ε̂ still holds."""
+    _save_unet_dir(tmp_path, "flat", clip_sample=True, clip_sample_range=0.5)
+    bb = load_backbone(str(tmp_path))
+    assert bb.clip_sample == 0.5
+    x_t = 3 * torch.randn(4, 3, 8, 8)
+    for t in (3.0, 700.0):
+        xh, eh = bb.predict(x_t, t)
+        assert xh.abs().max() <= 0.5 + 1e-6
+        s, S = float(bb.family.s(t)), float(bb.family.S(t))
+        assert torch.allclose(s * xh + S * eh, x_t, atol=1e-4)
