@@ -7,8 +7,9 @@ of a class-balanced stride over CIFAR-10 `val`, and the rows are collected into 
         --out benchmarks/results/fidelity_table1.json
 
 Suites: ``table1`` (N=300, K=1024, pixel space: p=0, DDCM, p=0.5 per backbone + the
-linear-Gaussian floor), ``grid2d`` (N=100, 1x1/4x4/8x8), ``ksweep`` (K in 256/1024/4096),
-``tune`` (a small T_s/Δ search on the first val images, for the defaults). Rows already in the
+linear-Gaussian floor), ``grid2d`` (N=100, 1x1/4x4/8x8), ``ksweep`` (K in 256/1024/4096, N=100),
+``tune`` (small searches on the first 16 val images that set the documented defaults: σ_max of
+Eq. 10/13 with the linear-Gaussian floor, T_s for the trained backbones). Rows already in the
 output JSON are kept (re-running resumes).
 """
 from __future__ import annotations
@@ -67,17 +68,18 @@ def rows_for(suite: str, a) -> list[dict]:
                                       "--p", "0.5", "--grid", g]))
         return out
     if suite == "ksweep":
-        return [dict(backbone_label="flow (ours)", plan_label=f"p=0 K={k}", backbone=flow,
-                     args=["--num-steps", str(N), "--codebook-size", str(k), "--plan", "fixed-point"])
-                for k in (256, 1024, 4096)]
+        return [dict(backbone_label=label, plan_label=f"p=0 N=100 K={k}", backbone=d,
+                     args=["--num-steps", "100", "--codebook-size", str(k), "--plan", "fixed-point"])
+                for label, d in (("VP-ε (ours)", vp), ("flow (ours)", flow)) for k in (256, 1024, 4096)]
     if suite == "tune":
-        out = []
-        for label, d, grid in (("VP-ε (ours)", vp, [("20", "1", "18"), ("40", "2", "36"), ("80", "4", "72")]),):
-            for ts, dmin, dmax in grid:
-                out.append(dict(backbone_label=label, plan_label=f"p=0 T_s={ts} Δ {dmax}->{dmin}", backbone=d,
-                                args=common + ["--plan", "fixed-point", "--t-fixed", ts, "--delta-min", dmin,
-                                               "--delta-max", dmax]))
-        for ts, dmin, dmax in (("0.1", "0.005", "0.09"), ("0.15", "0.008", "0.14"), ("0.25", "0.01", "0.22")):
+        # run on the first val images (--num-images 16): picks the documented defaults
+        out = [dict(backbone_label="linear-Gaussian (floor)", plan_label=f"p=0 sigma_max_r={r}", backbone=floor,
+                    args=common + ["--plan", "fixed-point", "--sigma-max-r", str(r)]) for r in (1, 5, 10, 20, 80)]
+        for ts, dmin, dmax in (("20", "1", "18"), ("50", "2", "45")):
+            out.append(dict(backbone_label="VP-ε (ours)", plan_label=f"p=0 T_s={ts} Δ {dmax}->{dmin}", backbone=vp,
+                            args=common + ["--plan", "fixed-point", "--t-fixed", ts, "--delta-min", dmin,
+                                           "--delta-max", dmax]))
+        for ts, dmin, dmax in (("0.08", "0.004", "0.07"), ("0.15", "0.008", "0.14"), ("0.3", "0.015", "0.27")):
             out.append(dict(backbone_label="flow (ours)", plan_label=f"p=0 T_s={ts} Δ {dmax}->{dmin}", backbone=flow,
                             args=common + ["--plan", "fixed-point", "--t-fixed", ts, "--delta-min", dmin,
                                            "--delta-max", dmax]))

@@ -100,7 +100,9 @@ class TokenGenerator(nn.Module):
         nn.init.zeros_(self.ada_out[1].bias)
         if cfg.head == "tied":
             self.out = nn.Linear(d, cfg.block_dim)
-            self.log_kappa = nn.Parameter(torch.zeros(()))
+            # κ = 1/√Db at init: ‖C_k‖² of a Gaussian entry varies by ~√(2·Db) across k, so this keeps
+            # the initial logits O(1) instead of starting with a huge, arbitrary preference
+            self.log_kappa = nn.Parameter(torch.tensor(-0.5 * float(torch.log(torch.tensor(float(cfg.block_dim))))))
         elif cfg.head == "untied":
             self.out = nn.Linear(d, cfg.codebook_size)
         else:

@@ -41,7 +41,7 @@ class TokenizerConfig:
     delta_min: float | None = None
     delta_max: float | None = None
     intervals: int = 16
-    sigma_max_r: float = 80.0
+    sigma_max_r: float = 10.0      # see PlanConfig
     rho: float = 7.0
     final_steps: int = 1
     final_solver: str = "ddim"
