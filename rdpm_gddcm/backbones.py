@@ -328,7 +328,6 @@ class EmpiricalBackbone(Backbone):
         self.name = "empirical"
 
     def _predict(self, x_t, t, y):
-        B = x_t.shape[0]
         X = self.data.flatten(1)                                          # (M, D)
         s = self.family.s(t).float().to(x_t.device)[:, None]              # (B,1)
         S = self.family.S(t).float().to(x_t.device)[:, None]

@@ -10,7 +10,7 @@ is decided by ``backbones.NetworkBackbone`` per family (SPEC §1), not here.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn

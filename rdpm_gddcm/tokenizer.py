@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 

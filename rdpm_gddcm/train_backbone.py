@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from .chain import ode_solve
 from .families import Family, broadcast_time, ddpm_alphas_cumprod
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
-from .training import EMA, cosine_lr, epoch_permutation, find_checkpoint, setup_logger, write_json_atomic
+from .training import EMA, cosine_lr, epoch_permutation, find_checkpoint, save_checkpoint, start_run, write_json_atomic
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
 
@@ -172,28 +171,11 @@ def cache_latents(dataset, autoencoder, path: Path, hflip: bool, logger, batch_s
 
 
 def train(cfg: BackboneTrainConfig):
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
     from .autoencoders import load_autoencoder
     from .data import build_dataset
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=not torch.cuda.is_available())
-    rd = Path(cfg.results_dir)
-    if accelerator.is_main_process:
-        (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (rd / "samples").mkdir(exist_ok=True)
-    accelerator.wait_for_everyone()
-    logger = setup_logger(rd, accelerator.is_main_process)
-    set_seed(cfg.global_seed + accelerator.process_index)
-
+    accelerator, rd, logger, micro = start_run(cfg)
     world = accelerator.num_processes
-    if cfg.global_batch_size % (world * cfg.grad_accum):
-        raise ValueError(f"--global-batch-size {cfg.global_batch_size} must be divisible by processes×grad-accum "
-                         f"= {world}×{cfg.grad_accum}")
-    micro = cfg.global_batch_size // (world * cfg.grad_accum)
-
     ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)      # validate before any expensive work
     autoencoder = load_autoencoder(cfg.autoencoder, device=accelerator.device)
     dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)
@@ -293,12 +275,12 @@ def train(cfg: BackboneTrainConfig):
             running, t0, seen, log_start = 0.0, time.time(), 0, step
         saved = step % cfg.ckpt_every == 0 or step == cfg.max_steps
         if saved:
-            save_checkpoint(accelerator, rd, step, epoch, cfg.keep_checkpoints)
+            save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, epoch=epoch)
         if accelerator.is_main_process and cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
             export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=True)
         if cfg.stop_at_step is not None and step >= cfg.stop_at_step and step < cfg.max_steps:
             if not saved:
-                save_checkpoint(accelerator, rd, step, epoch, cfg.keep_checkpoints)
+                save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, epoch=epoch)
             logger.info(f"stopping at step {step} (--stop-at-step); resume with --resume-from-checkpoint latest")
             pbar.close()
             accelerator.end_training()
@@ -308,19 +290,6 @@ def train(cfg: BackboneTrainConfig):
         export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-
-
-def save_checkpoint(accelerator, rd: Path, step: int, epoch: int, keep: int):
-    """accelerate state (model, optimizer, EMA, RNG) + trainer_state.json (written last: a
-    checkpoint without it is incomplete and ignored by 'latest'); keeps the newest ``keep``."""
-    import shutil
-    out = rd / "checkpoints" / f"step_{step:07d}"
-    accelerator.save_state(str(out))
-    if accelerator.is_main_process:
-        write_json_atomic(out / "trainer_state.json", {"step": step, "epoch": epoch})
-        for old in sorted((rd / "checkpoints").glob("step_*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
 
 
 def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=False):

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
 from .token_io import TokenDataset
-from .training import EMA, cosine_lr, epoch_permutation, find_checkpoint, setup_logger, write_json_atomic
+from .training import EMA, cosine_lr, epoch_permutation, find_checkpoint, save_checkpoint, start_run, write_json_atomic
 
 
 @dataclass
@@ -140,23 +140,8 @@ def generator_loss(model, raw: TokenGenerator, batcher: RowBatcher, sb, xb, rows
 
 
 def train(cfg: GeneratorTrainConfig):
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=not torch.cuda.is_available())
-    rd = Path(cfg.results_dir)
-    if accelerator.is_main_process:
-        (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (rd / "samples").mkdir(exist_ok=True)
-    accelerator.wait_for_everyone()
-    logger = setup_logger(rd, accelerator.is_main_process)
-    set_seed(cfg.global_seed + accelerator.process_index)
+    accelerator, rd, logger, micro = start_run(cfg)
     world = accelerator.num_processes
-    if cfg.global_batch_size % (world * cfg.grad_accum):
-        raise ValueError(f"--global-batch-size {cfg.global_batch_size} must be divisible by processes×grad-accum = "
-                         f"{world}×{cfg.grad_accum}")
-    micro = cfg.global_batch_size // (world * cfg.grad_accum)
 
     data = TokenDataset(cfg.tokens)
     h = data.header
@@ -236,11 +221,14 @@ def train(cfg: GeneratorTrainConfig):
                         f"per-row acc [{' '.join(f'{a:.3f}' for a in accs)}] {seen / (time.time() - t0):.1f} seq/s")
             pbar.set_postfix(ce=f"{avg:.3f}")
             run_loss, run_acc, t0, seen = 0.0, np.zeros((2, R)), time.time(), 0
-        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-            _save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
+        saved = step % cfg.ckpt_every == 0 or step == cfg.max_steps
+        if saved:
+            save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
         if cfg.stop_at_step is not None and cfg.stop_at_step <= step < cfg.max_steps:
-            _save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
-            logger.info(f"stopping at step {step} (--stop-at-step)")
+            if not saved:
+                save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
+            logger.info(f"stopping at step {step} (--stop-at-step); resume with --resume-from-checkpoint latest")
+            pbar.close()
             accelerator.end_training()
             return
     pbar.close()
@@ -248,17 +236,6 @@ def train(cfg: GeneratorTrainConfig):
         export(cfg, raw, ema, gcfg, data, rd, step, logger)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-
-
-def _save_checkpoint(accelerator, rd, step, keep):
-    import shutil
-    out = rd / "checkpoints" / f"step_{step:07d}"
-    accelerator.save_state(str(out))
-    if accelerator.is_main_process:
-        write_json_atomic(out / "trainer_state.json", {"step": step})
-        for old in sorted((rd / "checkpoints").glob("step_*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
 
 
 def export(cfg, raw, ema, gcfg, data, rd: Path, step: int, logger, dtype=torch.float16):

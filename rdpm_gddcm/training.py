@@ -88,3 +88,38 @@ def cosine_lr(step: int, base_lr: float, warmup: int, total: int, min_ratio: flo
         return base_lr
     prog = min(1.0, (step - warmup) / (total - warmup))
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+def start_run(cfg):
+    """The common start of a training run (both trainers): an Accelerator, the run directory with
+    checkpoints/ and samples/, the logger, per-process seeding, and the per-process micro-batch.
+    ``cfg`` needs results_dir, mixed_precision, grad_accum, global_seed, global_batch_size."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())
+    rd = Path(cfg.results_dir)
+    if accelerator.is_main_process:
+        (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (rd / "samples").mkdir(exist_ok=True)
+    accelerator.wait_for_everyone()
+    logger = setup_logger(rd, accelerator.is_main_process)
+    set_seed(cfg.global_seed + accelerator.process_index)
+    world = accelerator.num_processes
+    if cfg.global_batch_size % (world * cfg.grad_accum):
+        raise ValueError(f"--global-batch-size {cfg.global_batch_size} must be divisible by processes×grad-accum "
+                         f"= {world}×{cfg.grad_accum}")
+    return accelerator, rd, logger, cfg.global_batch_size // (world * cfg.grad_accum)
+
+
+def save_checkpoint(accelerator, rd: Path, step: int, keep: int, **state):
+    """accelerate state (model, optimizer, EMA, RNG) + trainer_state.json, written last: a
+    checkpoint without it is incomplete and ignored by 'latest'. Keeps the newest ``keep``."""
+    import shutil
+    out = rd / "checkpoints" / f"step_{step:07d}"
+    accelerator.save_state(str(out))
+    if accelerator.is_main_process:
+        write_json_atomic(out / "trainer_state.json", {"step": step, **state})
+        for old in sorted((rd / "checkpoints").glob("step_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()

@@ -10,7 +10,7 @@ from rdpm_gddcm.chain import (ChainSpec, EncodeChooser, LookupChooser, RandomCho
                               best_scores, ode_solve, run_chain)
 from rdpm_gddcm.codebooks import Grid, VirtualCodebook
 from rdpm_gddcm.families import Family
-from rdpm_gddcm.plans import Plan, PlanConfig, StepCoefficients, build_plan
+from rdpm_gddcm.plans import Plan, PlanConfig, build_plan
 
 
 class OracleBackbone(Backbone):
@@ -50,7 +50,6 @@ def test_p_one_step_equals_ddim_step():
     bb = EmpiricalBackbone(data, f)
     x_t = torch.randn(2, 3, 4, 4)
     plan = Plan("trajectory", [(500.0, 300.0, 300.0)], [300.0, -1.0])
-    spec = ChainSpec(plan, VirtualCodebook(0, 48), Grid((3, 4, 4)), 16, init="zeros")
     coef = plan.coefficients(f)[0]
     assert coef.noise_scale == 0.0
     xh, eh = bb.predict(x_t, 500.0)
@@ -122,15 +121,15 @@ def test_error_falls_with_N_and_K():
     """The exact denoiser of a 256-image set: the chain must single out the target among them,
     which more tokens (N) and larger codebooks (K) do better."""
     errs_N = []
-    for N in (1, 16, 64):
+    for N in (1, 64):
         bb, spec, x = _setup("fixed-point", N, 256, targets_in_data=True)
         errs_N.append(_mse(bb, spec, x))
     errs_K = []
-    for K in (2, 1024):
-        bb, spec, x = _setup("fixed-point", 4, K, targets_in_data=True)
+    for K in (64, 1024):
+        bb, spec, x = _setup("fixed-point", 64, K, targets_in_data=True)
         errs_K.append(_mse(bb, spec, x))
-    assert errs_N[2] < 0.8 * errs_N[1] < 0.8 * 0.8 * errs_N[0], errs_N
-    assert errs_K[1] < 0.8 * errs_K[0], errs_K
+    assert errs_N[1] < 0.25 * errs_N[0], errs_N
+    assert errs_K[1] < 0.25 * errs_K[0], errs_K
 
 
 def test_chunked_selection_equals_in_memory():
