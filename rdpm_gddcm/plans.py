@@ -176,6 +176,20 @@ def _final_times(family: Family, t_last: float, steps: int, rho: float) -> list:
     return ts + [family.clean_time]
 
 
+def _fit_integer_times(ts: np.ndarray, t0: int, t1: int) -> list:
+    """Round N+1 descending times to distinct integers from t0 to t1: each one is clamped into
+    its feasible window [t1 + (N - n), t0 - n] (room for the steps after and before it), then
+    strict decrease is enforced; dense EDM-ρ spacing near t1 gets spread out as little as needed."""
+    N = len(ts) - 1
+    out = []
+    for n, t in enumerate(ts):
+        v = min(max(int(round(t)), t1 + (N - n)), t0 - n)
+        if out:
+            v = min(v, out[-1] - 1)
+        out.append(v)
+    return out
+
+
 def _strictly_decreasing_ints(ts, floor: int) -> list:
     out = []
     for t in ts:
@@ -222,9 +236,9 @@ def build_plan(cfg: PlanConfig, family: Family) -> Plan:
                              f"for {family.name}; got t_start={t0}, t_end={t1}")
         ts = edm_times(t0, t1, N, cfg.rho)
         if family.discrete:
-            ts = np.array(_strictly_decreasing_ints(ts.tolist(), floor=0), dtype=float)
-            if len(ts) != N + 1:
+            if N > t0 - t1:
                 raise ValueError(f"{N} trajectory steps do not fit between integer times {t0} and {t1}")
+            ts = np.array(_fit_integer_times(ts, int(t0), int(t1)), dtype=float)
         steps = []
         for n in range(1, N + 1):
             t_from, t_to = float(ts[n - 1]), float(ts[n])

@@ -100,3 +100,14 @@ def test_ode_times_descend_to_clean(name):
     ts = ode_times(f, 10)
     assert len(ts) == 11 and ts[-1] == f.clean_time
     assert all(a > b for a, b in zip(ts, ts[1:]))
+
+
+def test_trajectory_vp_discrete_many_steps_fit_integers():
+    """ρ=7 spacing crowds 300 steps near t_end; they must still be 300 distinct integer times."""
+    f = Family("vp-discrete")
+    plan = build_plan(PlanConfig(kind="trajectory", num_steps=300, p=0.5), f)
+    t_to = [s[2] for s in plan.steps]
+    assert len(plan) == 300 and plan.steps[0][0] == 999 and t_to[-1] == 5
+    assert all(a > b for a, b in zip(t_to, t_to[1:]))
+    with pytest.raises(ValueError, match="do not fit"):
+        build_plan(PlanConfig(kind="trajectory", num_steps=995, p=0.5), f)
