@@ -125,7 +125,11 @@ def main():
                             "bits_per_image": m["bits_per_image"], "bpp": m["bpp"],
                             "seconds_per_image": m["seconds_per_image"], "wall_s": time.time() - t0,
                             "num_images": m["num_images"], "plan": m["plan_resolved"], "command_args": args})
-        res.update({"suite": a.suite, "command": " ".join(sys.argv), "torch": torch.__version__,
+        cmd = " ".join(sys.argv)
+        res.setdefault("commands", [])
+        if cmd not in res["commands"]:
+            res["commands"].append(cmd)
+        res.update({"suite": a.suite, "command": cmd, "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()})
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")

@@ -36,7 +36,8 @@ def t_fidelity(name):
              f"{r['bpp']:.3f}", f"{r['seconds_per_image']:.2f}") for r in d["rows"]]
     n = d["rows"][0]["num_images"]
     return (md(["backbone", "plan", "PSNR (dB)", "SSIM", "bits/image", "bpp", "s/image"], rows) +
-            f"\n\n{n} CIFAR-10 `val` images (class-balanced stride), pixel space; `{d['command']}`")
+            f"\n\n{n} CIFAR-10 `val` images (class-balanced stride), pixel space; "
+            + "; ".join(f"`{c}`" for c in d.get("commands", [d["command"]])))
 
 
 def t_autoencoder():
@@ -85,21 +86,27 @@ def t_classifier():
 
 def t_backbones():
     rows = []
-    for name in ("cifar10-pixels-vp", "cifar10-pixels-flow", "cifar10-taef2-flow"):
+    for name in ("cifar10-pixels-vp", "cifar10-pixels-flow", "cifar10-taef2-edm"):
         p = ROOT / "assets" / name / "card.json"
         if p.exists():
             c = json.loads(p.read_text())
-            den = ", ".join(f"{k}: {v:.4f}" for k, v in c["denoising_mse"].items())
+            ours, floor = c["denoising_mse"], c["denoising_mse_linear_gaussian_floor"]
+            den = [f"{ours[k]:.4f} / {floor[k]:.4f}" for k in ours]
             rows.append((f"`assets/{name}`", c["family"], c["autoencoder"], c["parameters_m"], c["steps"],
-                         f"{c['wall_min']:.0f}", f"{c['final_loss']:.4f}", den))
+                         f"{c['wall_min']:.0f}", f"{c['final_loss']:.4f}", *den))
     if not rows:
         return None
-    return md(["backbone", "family", "space", "params (M)", "steps", "wall (min)", "final loss",
-               "val x̂0 MSE at σ (pixels [-1,1])"], rows)
+    sig = [k.split("=")[1] for k in json.loads((ROOT / "assets" / "cifar10-pixels-vp" / "card.json").read_text())["denoising_mse"]]
+    return (md(["backbone", "family", "space", "params (M)", "steps", "wall (min)", "final loss",
+                *[f"x̂0 MSE σ={s}: ours / Wiener" for s in sig]], rows) +
+            "\n\nx̂0 MSE per value on CIFAR-10 `val` in the backbone's own space (pixels in [-1, 1], or the taef2 "
+            "latent), against the linear-Gaussian (Wiener) denoiser fitted to the same training data; from each "
+            "`assets/*/card.json` (`benchmarks/backbone_card.py`).")
 
 
 TABLES = {"fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
-          "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "overhead": t_overhead, "backbone_speed": t_speed,
+          "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"),
+          "fidelity_tune": lambda: t_fidelity("fidelity_tune"), "fidelity_tune_flow": lambda: t_fidelity("fidelity_tune_flow"), "overhead": t_overhead, "backbone_speed": t_speed,
           "autoencoder": t_autoencoder, "classifier": t_classifier, "backbones": t_backbones}
 
 
