@@ -13,7 +13,9 @@ from rdpm_gddcm.metrics import (frechet_distance, frechet_distance_features, gau
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-CIFAR_VAL = REPO.parent / "shared" / "data" / "cifar10" / "val"
+from conftest import find_shared_dir  # noqa: E402  ($RDPM_SHARED or ../shared)
+
+CIFAR_VAL = (find_shared_dir() or Path("/nonexistent")) / "data" / "cifar10" / "val"
 TRAINED = REPO / "assets" / "cifar10-classifier"
 
 
