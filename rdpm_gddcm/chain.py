@@ -40,6 +40,8 @@ class ChainSpec:
     max_codebook_bytes: int = 1 << 28
 
     def __post_init__(self):
+        self._norms: dict = {}
+        self._norm_bytes = 0
         if self.init not in INIT_KINDS:
             raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INIT_KINDS)}")
 
@@ -84,6 +86,18 @@ class StepContext:
             self._entries = self.spec.codebook.entries(self.n, self.K, self.state.device)
         return self._entries
 
+    def block_sq_norms(self, offset: int, eb: torch.Tensor) -> torch.Tensor:
+        """‖C_g[k]‖² (k, G) of a chunk of block entries; memoised per (step, offset, K, grid) on
+        the spec: it is the same for every batch (N·G·K floats, small)."""
+        key = (self.n, offset, eb.shape[0], str(self.grid), str(eb.device))
+        hit = self.spec._norms.get(key)
+        if hit is None:
+            hit = (eb * eb).sum(-1)
+            if self.spec._norm_bytes + hit.numel() * 4 <= (256 << 20):    # keep what fits, like the codebooks
+                self.spec._norms[key] = hit
+                self.spec._norm_bytes += hit.numel() * 4
+        return hit
+
     def entry_chunks(self):
         """(offset, entries) chunks covering the K entries (bounded memory)."""
         rows = max(1, self.spec.max_codebook_bytes // (4 * self.spec.codebook.dim))
@@ -104,9 +118,12 @@ def best_scores(ctx: StepContext, target: torch.Tensor, selection: str) -> torch
     best_val, best_idx = None, None
     for off, C in ctx.entry_chunks():
         eb = grid.entries_to_blocks(C.float())                       # (k, G, Db)
-        scores = torch.einsum("bgd,kgd->bgk", tb, eb)
+        if grid.num_blocks == 1:                                     # 1D: one GEMM on a transposed view
+            scores = (tb[:, 0] @ eb[:, 0].T).unsqueeze(1)
+        else:
+            scores = torch.einsum("bgd,kgd->bgk", tb, eb)
         if selection == "l2":
-            scores = 2 * scores - (eb * eb).sum(-1).T.unsqueeze(0)
+            scores = 2 * scores - ctx.block_sq_norms(off, eb).T.unsqueeze(0)
         v, i = scores.max(dim=-1)
         i = i + off
         if best_val is None:
