@@ -25,13 +25,14 @@ from .chain import ode_solve
 from .families import Family, broadcast_time, ddpm_alphas_cumprod
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
-from .training import EMA, cosine_lr, epoch_permutation, find_checkpoint, save_checkpoint, start_run, write_json_atomic
+from .training import (EMA, TrainConfig, add_train_args, cosine_lr, epoch_permutation, find_checkpoint,
+                       save_checkpoint, start_run, write_json_atomic)
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
 
 
 @dataclass
-class BackboneTrainConfig:
+class BackboneTrainConfig(TrainConfig):
     data_path: str = "procedural:2000"
     image_size: int = 32
     family: str = "vp"
@@ -39,27 +40,10 @@ class BackboneTrainConfig:
     model: str = "unet-cpu"
     num_classes: int | None = None          # default: from the dataset
     results_dir: str = "results/backbone"
-    max_steps: int = 10000
-    global_batch_size: int = 64
-    grad_accum: int = 1
-    lr: float = 2e-4
-    warmup_steps: int = 200
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    ema_decay: float = 0.999
-    label_dropout: float = 0.1
     hflip: bool = True
-    mixed_precision: str = "no"
-    global_seed: int = 0
-    log_every: int = 50
-    ckpt_every: int = 1000
-    sample_every: int = 2000
     sample_steps: int = 50
-    keep_checkpoints: int = 2
-    resume_from_checkpoint: str | None = None
     skip_corrupt: bool = False
     num_images: int | None = None           # class-balanced subset (stride over the sorted dataset)
-    stop_at_step: int | None = None         # checkpoint and exit at this step (a time-limited job)
 
 
 def parse_args(argv=None) -> BackboneTrainConfig:
@@ -72,32 +56,12 @@ def parse_args(argv=None) -> BackboneTrainConfig:
     p.add_argument("--autoencoder", default=d.autoencoder, help="pixels | taef2:DIR | hf:ID_OR_PATH")
     p.add_argument("--model", default=d.model, choices=sorted(UNET_CONFIGS), help="network size (see networks.UNET_CONFIGS)")
     p.add_argument("--num-classes", type=int, default=None, help="class count (default: the dataset's; 0 = unconditional)")
-    p.add_argument("--results-dir", default=d.results_dir, help="run directory (config.json, log.txt, checkpoints, backbone.*)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
-    p.add_argument("--global-batch-size", type=int, default=d.global_batch_size, help="images per optimizer step over all processes")
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation micro-steps per optimizer step")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (warm-up then cosine)")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="gradient clipping (0 = off)")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--label-dropout", type=float, default=d.label_dropout, help="probability of the null class (for CFG)")
+    add_train_args(p, d, unit="images")
     p.add_argument("--no-hflip", dest="hflip", action="store_false", help="disable random horizontal flips")
-    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "fp16", "bf16"])
-    p.add_argument("--global-seed", type=int, default=d.global_seed)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--sample-every", type=int, default=d.sample_every, help="sample-grid period in steps (0 = only at the end)")
     p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps of the sample grids")
-    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
-    p.add_argument("--resume-from-checkpoint", default=None, help="'latest' or a checkpoints/step_N directory")
     p.add_argument("--skip-corrupt", action="store_true", help="skip (and count) unreadable images instead of stopping")
     p.add_argument("--num-images", type=int, default=None, help="train on N images spread evenly over the dataset (default: all)")
-    p.add_argument("--stop-at-step", type=int, default=None,
-                   help="save a checkpoint and exit at this step without exporting (resume later with "
-                        "--resume-from-checkpoint latest; the LR schedule still follows --max-steps)")
-    a = p.parse_args(argv)
-    return BackboneTrainConfig(**{k: v for k, v in vars(a).items()})
+    return BackboneTrainConfig(**vars(p.parse_args(argv)))
 
 
 def make_family(name: str) -> Family:

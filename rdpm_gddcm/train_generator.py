@@ -25,32 +25,19 @@ from tqdm import tqdm
 from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
 from .token_io import TokenDataset
-from .training import EMA, cosine_lr, epoch_permutation, find_checkpoint, save_checkpoint, start_run, write_json_atomic
+from .training import (EMA, TrainConfig, add_train_args, cosine_lr, epoch_permutation, find_checkpoint,
+                       save_checkpoint, start_run, write_json_atomic)
 
 
 @dataclass
-class GeneratorTrainConfig:
+class GeneratorTrainConfig(TrainConfig):
     tokens: str = ""
     results_dir: str = "results/generator"
     model: str = "gen-xs"
     head: str = "tied"
     max_steps: int = 5000
-    global_batch_size: int = 64
-    grad_accum: int = 1
     lr: float = 3e-4
-    warmup_steps: int = 200
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    ema_decay: float = 0.999
-    label_dropout: float = 0.1
-    mixed_precision: str = "no"
-    global_seed: int = 0
-    log_every: int = 50
-    ckpt_every: int = 1000
     sample_every: int = 0
-    keep_checkpoints: int = 2
-    resume_from_checkpoint: str | None = None
-    stop_at_step: int | None = None
     backbone: str | None = None          # for replaying states and for sample grids
     autoencoder: str | None = None
 
@@ -59,27 +46,11 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
     d = GeneratorTrainConfig()
     p = argparse.ArgumentParser(prog="rdpm-train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--tokens", required=True, help="token directory written by rdpm-tokenize")
-    p.add_argument("--results-dir", default=d.results_dir)
     p.add_argument("--model", default=d.model, choices=sorted(GENERATOR_CONFIGS), help="generator size (DiT-style table)")
     p.add_argument("--head", default=d.head, choices=["tied", "untied"], help="tied to the codebook (default) or a linear head over K")
-    p.add_argument("--max-steps", type=int, default=d.max_steps)
-    p.add_argument("--global-batch-size", type=int, default=d.global_batch_size)
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (warm-up then cosine)")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--label-dropout", type=float, default=d.label_dropout, help="probability of the null class (CFG)")
-    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "fp16", "bf16"])
-    p.add_argument("--global-seed", type=int, default=d.global_seed)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--sample-every", type=int, default=d.sample_every, help="sample-grid period (needs --backbone; 0 = end only)")
-    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
-    p.add_argument("--resume-from-checkpoint", default=None, help="'latest' or a checkpoints/step_N directory")
-    p.add_argument("--stop-at-step", type=int, default=None, help="checkpoint and exit at this step (resume later)")
-    p.add_argument("--backbone", default=None, help="backbone the tokens were made with (replays states if none are cached; sample grids)")
+    add_train_args(p, d, unit="token sequences")
+    p.add_argument("--backbone", default=None,
+                   help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
     p.add_argument("--autoencoder", default=None, help="autoencoder for sample grids (default: the backbone's)")
     return GeneratorTrainConfig(**vars(p.parse_args(argv)))
 
@@ -224,6 +195,9 @@ def train(cfg: GeneratorTrainConfig):
         saved = step % cfg.ckpt_every == 0 or step == cfg.max_steps
         if saved:
             save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
+        if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps and accelerator.is_main_process:
+            export(cfg, raw, ema, gcfg, data, rd, step, logger)       # the grid is drawn from the exported EMA
+            sample_grid(cfg, rd, step, num_classes, logger)
         if cfg.stop_at_step is not None and cfg.stop_at_step <= step < cfg.max_steps:
             if not saved:
                 save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
@@ -234,8 +208,24 @@ def train(cfg: GeneratorTrainConfig):
     pbar.close()
     if accelerator.is_main_process:
         export(cfg, raw, ema, gcfg, data, rd, step, logger)
+        sample_grid(cfg, rd, step, num_classes, logger)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+
+
+def sample_grid(cfg: GeneratorTrainConfig, rd: Path, step: int, num_classes: int, logger, per_class: int = 4):
+    """A class-conditional grid (one class per column block) from the exported EMA weights, through
+    the real sampler (CFG 2, τ = 1); needs --backbone."""
+    if cfg.backbone is None:
+        return
+    from .data import save_image_grid
+    from .sample import Sampler
+    s = Sampler(str(rd), cfg.backbone, cfg.autoencoder, device="cpu" if not torch.cuda.is_available() else "cuda")
+    n = per_class * num_classes
+    labels = np.arange(n) % num_classes
+    imgs, _ = s.sample(np.arange(n), labels, cfg_scale=2.0, temperature=1.0, global_seed=cfg.global_seed)
+    save_image_grid(imgs.cpu(), str(rd / "samples" / f"step_{step:07d}.png"), nrow=num_classes)
+    logger.info(f"sample grid: {rd / 'samples' / f'step_{step:07d}.png'}")
 
 
 def export(cfg, raw, ema, gcfg, data, rd: Path, step: int, logger, dtype=torch.float16):

@@ -2,13 +2,64 @@
 checkpoint discovery, resumable data order, and logging. Kept small and explicit, DiT-style."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+
+@dataclass
+class TrainConfig:
+    """Run, optimisation and checkpointing knobs shared by both trainers (each subclass sets its
+    own defaults and adds its own fields)."""
+
+    results_dir: str = "results/run"
+    max_steps: int = 10000
+    global_batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 2e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    ema_decay: float = 0.999
+    label_dropout: float = 0.1
+    mixed_precision: str = "no"
+    global_seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 1000
+    sample_every: int = 2000
+    keep_checkpoints: int = 2
+    resume_from_checkpoint: str | None = None
+    stop_at_step: int | None = None
+
+
+def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "examples"):
+    """The shared flags, with ``d``'s defaults (DiT/accelerate conventions)."""
+    p.add_argument("--results-dir", default=d.results_dir, help="run directory (config.json, log.txt, checkpoints, exports)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
+    p.add_argument("--global-batch-size", type=int, default=d.global_batch_size, help=f"{unit} per optimizer step over all processes")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation micro-steps per optimizer step")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (warm-up then cosine)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="gradient clipping (0 = off)")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--label-dropout", type=float, default=d.label_dropout, help="probability of the null class (for CFG)")
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "fp16", "bf16"])
+    p.add_argument("--global-seed", type=int, default=d.global_seed)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--sample-every", type=int, default=d.sample_every, help="sample-grid period in steps (0 = only at the end)")
+    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
+    p.add_argument("--resume-from-checkpoint", default=None, help="'latest' or a checkpoints/step_N directory")
+    p.add_argument("--stop-at-step", type=int, default=None,
+                   help="save a checkpoint and exit at this step without exporting (resume later with "
+                        "--resume-from-checkpoint latest; the LR schedule still follows --max-steps)")
 
 
 class EMA(torch.nn.Module):
