@@ -29,6 +29,12 @@ sys.path.insert(0, str(ROOT))
 from rdpm_gddcm import reconstruct  # noqa: E402
 
 
+def _rel(arg: str) -> str:
+    """Paths recorded in results are relative to the repository root (no machine paths)."""
+    import os
+    return os.path.relpath(arg, ROOT) if os.path.isabs(arg) else arg
+
+
 def fit_floor(data_path: str, out_dir: Path, num_images: int | None = None) -> Path:
     """Fit the linear-Gaussian (Wiener) backbone to CIFAR-10 train in pixel space (vp-discrete)."""
     from rdpm_gddcm.backbones import LinearGaussianBackbone
@@ -124,7 +130,8 @@ def main():
         res["rows"].append({**{k: row[k] for k in ("backbone_label", "plan_label")}, "psnr": m["psnr"], "ssim": m["ssim"],
                             "bits_per_image": m["bits_per_image"], "bpp": m["bpp"],
                             "seconds_per_image": m["seconds_per_image"], "wall_s": time.time() - t0,
-                            "num_images": m["num_images"], "plan": m["plan_resolved"], "command_args": args})
+                            "num_images": m["num_images"], "plan": m["plan_resolved"],
+                            "command_args": [_rel(x) for x in args]})
         cmd = " ".join(sys.argv)
         res.setdefault("commands", [])
         if cmd not in res["commands"]:
