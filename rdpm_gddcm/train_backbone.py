@@ -25,7 +25,7 @@ from .chain import ode_solve
 from .families import Family, broadcast_time, ddpm_alphas_cumprod
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
-from .training import (EMA, TrainConfig, add_train_args, cosine_lr, epoch_permutation, find_checkpoint,
+from .training import (EMA, TrainConfig, add_train_args, backward_and_step, epoch_permutation, find_checkpoint,
                        save_checkpoint, start_run, write_json_atomic)
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
@@ -218,13 +218,7 @@ def train(cfg: BackboneTrainConfig):
             with accelerator.accumulate(net):
                 with accelerator.autocast():
                     loss = diffusion_loss(backbone, x, y, loss_gen)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
-                for gr in opt.param_groups:
-                    gr["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, 0.1)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                backward_and_step(accelerator, net, opt, loss, cfg, step)
             running += loss.item() / cfg.grad_accum
         ema.update(accelerator.unwrap_model(net))
         step += 1

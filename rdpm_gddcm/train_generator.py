@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
 from .token_io import TokenDataset
-from .training import (EMA, TrainConfig, add_train_args, cosine_lr, epoch_permutation, find_checkpoint,
+from .training import (EMA, TrainConfig, add_train_args, backward_and_step, epoch_permutation, find_checkpoint,
                        save_checkpoint, start_run, write_json_atomic)
 
 
@@ -170,13 +170,7 @@ def train(cfg: GeneratorTrainConfig):
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     loss, acc = generator_loss(model, raw, batcher, sb, xb, rows_t, y, targets)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                for gr in opt.param_groups:
-                    gr["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, 0.1)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                backward_and_step(accelerator, model, opt, loss, cfg, step)
             run_loss += loss.item() / cfg.grad_accum
             np.add.at(run_acc[0], rows, acc.detach().cpu().numpy())
             np.add.at(run_acc[1], rows, 1)

@@ -174,3 +174,16 @@ def save_checkpoint(accelerator, rd: Path, step: int, keep: int, **state):
         for old in sorted((rd / "checkpoints").glob("step_*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def backward_and_step(accelerator, model, opt, loss, cfg: TrainConfig, step: int):
+    """One micro-step inside ``accelerator.accumulate(model)``: backward, gradient clipping when
+    gradients sync, warm-up + cosine LR (to 10 % of the peak), optimizer step (a no-op on
+    accumulation micro-steps under accelerate), zero grads."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    for gr in opt.param_groups:
+        gr["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, 0.1)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
