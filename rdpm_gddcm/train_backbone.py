@@ -25,8 +25,8 @@ from .chain import ode_solve
 from .families import Family, broadcast_time, ddpm_alphas_cumprod
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
-from .training import (EMA, TrainConfig, add_train_args, backward_and_step, epoch_permutation, find_checkpoint,
-                       save_checkpoint, start_run, write_json_atomic)
+from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
+                       find_checkpoint, start_run, write_json_atomic)
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
 
@@ -231,15 +231,9 @@ def train(cfg: BackboneTrainConfig):
                         f"{seen / dt:.1f} img/s")
             pbar.set_postfix(loss=f"{avg:.4f}")
             running, t0, seen, log_start = 0.0, time.time(), 0, step
-        saved = step % cfg.ckpt_every == 0 or step == cfg.max_steps
-        if saved:
-            save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, epoch=epoch)
         if accelerator.is_main_process and cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
             export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=True)
-        if cfg.stop_at_step is not None and step >= cfg.stop_at_step and step < cfg.max_steps:
-            if not saved:
-                save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, epoch=epoch)
-            logger.info(f"stopping at step {step} (--stop-at-step); resume with --resume-from-checkpoint latest")
+        if checkpoint_or_stop(accelerator, rd, step, cfg, logger, epoch=epoch):
             pbar.close()
             accelerator.end_training()
             return

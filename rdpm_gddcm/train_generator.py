@@ -25,8 +25,8 @@ from tqdm import tqdm
 from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
 from .token_io import TokenDataset
-from .training import (EMA, TrainConfig, add_train_args, backward_and_step, epoch_permutation, find_checkpoint,
-                       save_checkpoint, start_run, write_json_atomic)
+from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
+                       find_checkpoint, start_run, write_json_atomic)
 
 
 @dataclass
@@ -186,16 +186,10 @@ def train(cfg: GeneratorTrainConfig):
                         f"per-row acc [{' '.join(f'{a:.3f}' for a in accs)}] {seen / (time.time() - t0):.1f} seq/s")
             pbar.set_postfix(ce=f"{avg:.3f}")
             run_loss, run_acc, t0, seen = 0.0, np.zeros((2, R)), time.time(), 0
-        saved = step % cfg.ckpt_every == 0 or step == cfg.max_steps
-        if saved:
-            save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
         if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps and accelerator.is_main_process:
             export(cfg, raw, ema, gcfg, data, rd, step, logger)       # the grid is drawn from the exported EMA
             sample_grid(cfg, rd, step, num_classes, logger)
-        if cfg.stop_at_step is not None and cfg.stop_at_step <= step < cfg.max_steps:
-            if not saved:
-                save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints)
-            logger.info(f"stopping at step {step} (--stop-at-step); resume with --resume-from-checkpoint latest")
+        if checkpoint_or_stop(accelerator, rd, step, cfg, logger):
             pbar.close()
             accelerator.end_training()
             return

@@ -187,3 +187,17 @@ def backward_and_step(accelerator, model, opt, loss, cfg: TrainConfig, step: int
         gr["lr"] = cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, 0.1)
     opt.step()
     opt.zero_grad(set_to_none=True)
+
+
+def checkpoint_or_stop(accelerator, rd: Path, step: int, cfg: TrainConfig, logger, **state) -> bool:
+    """End of an optimizer step: checkpoint every ``ckpt_every`` steps and at the last one; with
+    ``--stop-at-step``, make sure a checkpoint exists and return True (the caller exits)."""
+    saved = step % cfg.ckpt_every == 0 or step == cfg.max_steps
+    if saved:
+        save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, **state)
+    if cfg.stop_at_step is not None and cfg.stop_at_step <= step < cfg.max_steps:
+        if not saved:
+            save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, **state)
+        logger.info(f"stopping at step {step} (--stop-at-step); resume with --resume-from-checkpoint latest")
+        return True
+    return False
