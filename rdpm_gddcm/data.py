@@ -356,6 +356,28 @@ def cifar10_torchvision(root: str, train: bool, image_size: int, hflip: bool = F
     return _TorchvisionWrapper(CIFAR10(root, train=train, download=download), image_size, hflip)
 
 
+# ---------------------------------------------------------------- subsets
+
+def balanced_indices(n_total: int, n: int) -> list[int]:
+    """``n`` indices spread evenly over a dataset of ``n_total``: ImageFolder lists images sorted
+    by class, so this stride keeps a subset class-balanced (the first N would be one class)."""
+    n = min(n, n_total)
+    return [int(i * n_total / n) for i in range(n)]
+
+
+def class_interleaved_order(targets) -> list[int]:
+    """All indices ordered class by class in turn (1st image of every class, then every 2nd, ...):
+    every prefix is as class-balanced as the data allows, so the first N positions are a balanced
+    subset for any N and a larger N extends a smaller one without changing it."""
+    seen: dict = {}
+    keyed = []
+    for i, y in enumerate(targets):
+        rank = seen.get(y, 0)
+        seen[y] = rank + 1
+        keyed.append((rank, y, i))
+    return [i for _, _, i in sorted(keyed)]
+
+
 # ---------------------------------------------------------------- dispatch
 
 def build_dataset(data_path: str, image_size: int, hflip: bool = False,

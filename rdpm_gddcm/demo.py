@@ -1,6 +1,10 @@
-"""``make demo``: the whole pipeline on the built-in procedural dataset, offline, on a CPU.
+"""``make demo``: CIFAR-10 from the shipped models, then the whole pipeline on the built-in
+procedural dataset, offline, on a CPU.
 
-Stages (each reuses its finished output when re-run):
+Part (a), seconds: a class-conditional CIFAR-10 grid from the shipped backbone + generator
+(assets/cifar10-pixels-vp + assets/cifar10-generator)   -> demo_out/cifar10/grid.png
+
+Part (b), stages (each reuses its finished output when re-run):
   1. train a tiny flow backbone on procedural images     -> demo_out/backbone/
   2. tokenizer fidelity on held-out procedural images     -> demo_out/reconstruct/
   3. tokenize the training images (2D token maps + states) -> demo_out/tokens/
@@ -49,15 +53,28 @@ def command(module: str, args: list):
                          "fix the error above and re-run: finished stages are reused")
 
 
-def run(out: Path, size: str = "small", seed: int = 0) -> dict:
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def run(out: Path, size: str = "small", seed: int = 0, shipped: bool = True) -> dict:
     c = SIZES[size]
     out.mkdir(parents=True, exist_ok=True)
+    log: list = []
+    t0 = time.time()
+    cifar = out / "cifar10"
+    if shipped:
+        # (a) the shipped CIFAR-10 generator: 2 images per class, CFG 2, 10 steps
+        if not (ASSETS / "cifar10-generator" / "generator.json").exists():
+            raise SystemExit(f"[demo] no shipped generator at {ASSETS / 'cifar10-generator'}: this checkout is "
+                             "incomplete; run with --no-shipped to skip part (a)")
+        stage("a: CIFAR-10 from the shipped generator", cifar / "samples.npz", lambda: command("sample", [
+            "--ckpt", str(ASSETS / "cifar10-generator"), "--num-samples", "20", "--cfg-scale", "2.0",
+            "--temperature", "1.0", "--sample-dir", str(cifar), "--global-seed", str(seed)]),
+            log)
     data = f"procedural:{c['images']}"
     bb, rec, tok, gen, smp = (out / n for n in ("backbone", "reconstruct", "tokens", "generator", "samples"))
     tokflags = ["--plan", "trajectory", "--p", "0.5", "--num-steps", "6", "--grid", "4x4", "--codebook-size", "256",
                 "--mixed-precision", "no"]
-    log: list = []
-    t0 = time.time()
     stage("1/6 train backbone", bb / "backbone.json", lambda: command("train_backbone", [
         "--data-path", data, "--image-size", str(c["px"]), "--family", "flow", "--model", c["model"],
         "--results-dir", str(bb), "--max-steps", str(c["bb_steps"]), "--global-batch-size", "32", "--lr", "1e-3",
@@ -95,7 +112,8 @@ def run(out: Path, size: str = "small", seed: int = 0) -> dict:
         command("evaluate", args)
     stage("6/6 evaluate", smp / "metrics.json", _eval, log)
     summary = {"size": size, "seconds": round(time.time() - t0, 1), "stages": log,
-               "outputs": {"backbone_samples": sorted(str(p) for p in (bb / "samples").glob("*.png")),
+               "outputs": {**({"cifar10_grid": str(cifar / "grid.png")} if shipped else {}),
+                           "backbone_samples": sorted(str(p) for p in (bb / "samples").glob("*.png")),
                            "reconstructions": str(rec / "reconstructions.png"), "reconstruction_metrics": str(rec / "metrics.json"),
                            "sample_grid": str(smp / "grid.png"), "sample_metrics": str(smp / "metrics.json")}}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
@@ -107,8 +125,10 @@ def main(argv=None):
     p.add_argument("--out", default="demo_out")
     p.add_argument("--size", default="small", choices=sorted(SIZES))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-shipped", dest="shipped", action="store_false",
+                   help="skip part (a), sampling CIFAR-10 from the shipped generator")
     a = p.parse_args(argv)
-    s = run(Path(a.out), a.size, a.seed)
+    s = run(Path(a.out), a.size, a.seed, a.shipped)
     print(f"\n[demo] done in {s['seconds']:.0f} s. Wrote:")
     for k, v in s["outputs"].items():
         for path in (v if isinstance(v, list) else [v]):

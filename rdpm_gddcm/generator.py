@@ -9,9 +9,11 @@ them — conditioned by adaLN on the token row m and the class y (null class = n
 Token rows: m = 0 is the init token map when the tokenizer uses ``init=codebook`` (predicted
 from a zero state and zero x̂0), and m = n + has_init is chain step n.
 
-Head (SPEC §9): tied to the codebook, ``logit_k = κ·(⟨u_b, C_m[k]_b⟩ - ½‖C_m[k]_b‖²)`` with a
-learned κ > 0 and a per-block vector u_b; with u_b equal to the ideal vector c* this is exactly
-the encoder's l2 rule. An untied linear head over K is the ablation.
+Head (SPEC §9): tied to the codebook. The model predicts a vector u_b per block and scores the
+entries with the tokenizer's own selection rule (SPEC §4), u_b standing in for the unknown target:
+``l2`` tokens: ``logit_k = κ·(⟨u_b, C_m[k]_b⟩ - ½‖C_m[k]_b‖²)`` (with u_b = c* its argmax is the
+encoder's choice); ``dot`` tokens: ``logit_k = κ·⟨u_b, C_m[k]_b⟩`` (with u_b = x - x̂0 likewise).
+κ > 0 is learned. An untied linear head over K is the ablation.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class GeneratorConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     head: str = "tied"            # "tied" | "untied"
+    score: str = "l2"             # tied head's rule, = the tokens' selection: "l2" | "dot" (SPEC §4)
     dropout: float = 0.0
 
     def to_json(self):
@@ -45,6 +48,7 @@ class GeneratorConfig:
 # DiT-table style sizes (parameters for a 16-block, Db=192, K=1024 tied setting)
 GENERATOR_CONFIGS = {
     "gen-tiny": dict(hidden=64, depth=2, heads=2),          # tests
+    "gen-mini": dict(hidden=128, depth=4, heads=4),         # ~1M: the shipped CPU-budget CIFAR-10 generator
     "gen-xs": dict(hidden=256, depth=6, heads=4),           # ~5M: CPU CIFAR-10
     "gen-s": dict(hidden=384, depth=12, heads=6),           # ~30M (DiT-S width/depth)
     "gen-b": dict(hidden=768, depth=12, heads=12),          # ~130M (DiT-B)
@@ -103,6 +107,8 @@ class TokenGenerator(nn.Module):
             # κ = 1/√Db at init: ‖C_k‖² of a Gaussian entry varies by ~√(2·Db) across k, so this keeps
             # the initial logits O(1) instead of starting with a huge, arbitrary preference
             self.log_kappa = nn.Parameter(torch.tensor(-0.5 * float(torch.log(torch.tensor(float(cfg.block_dim))))))
+            if cfg.score not in ("l2", "dot"):
+                raise ValueError(f"unknown tied-head score {cfg.score!r}; use the tokens' selection, l2 or dot")
         elif cfg.head == "untied":
             self.out = nn.Linear(d, cfg.codebook_size)
         else:
@@ -119,13 +125,16 @@ class TokenGenerator(nn.Module):
     def head_logits(self, features: torch.Tensor, codebook_blocks: torch.Tensor | None) -> torch.Tensor:
         if self.cfg.head == "untied":
             return features.float()
-        return tied_logits(features.float(), codebook_blocks, self.log_kappa.exp())
+        return tied_logits(features.float(), codebook_blocks, self.log_kappa.exp(), self.cfg.score)
 
 
-def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa) -> torch.Tensor:
-    """κ·(⟨u_b, C[k]_b⟩ - ½‖C[k]_b‖²) for u (B, G, Db) and codebook_blocks (K, G, Db) -> (B, G, K), fp32."""
+def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa, score: str = "l2") -> torch.Tensor:
+    """For u (B, G, Db) and codebook_blocks (K, G, Db) -> (B, G, K), fp32: ``l2``: κ·(⟨u_b, C[k]_b⟩ -
+    ½‖C[k]_b‖²) (= -κ/2·‖u_b - C[k]_b‖² up to a per-block constant); ``dot``: κ·⟨u_b, C[k]_b⟩."""
     C = codebook_blocks.float()
     dots = torch.einsum("bgd,kgd->bgk", u.float(), C)
+    if score == "dot":
+        return kappa * dots
     return kappa * (dots - 0.5 * (C * C).sum(-1).T.unsqueeze(0))
 
 

@@ -32,14 +32,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def balanced_indices(n_total: int, n: int) -> list[int]:
-    """n indices spread evenly over a dataset (ImageFolder is sorted by class: a stride keeps classes balanced)."""
-    n = min(n, n_total)
-    return [int(i * n_total / n) for i in range(n)]
-
-
 def run(a) -> dict:
-    from .data import build_dataset, save_image_grid
+    from .data import balanced_indices, build_dataset, save_image_grid
     from .metrics import psnr, ssim
     torch.manual_seed(0)
     backbone, autoencoder, size = load_models(a.backbone, a.autoencoder, a.image_size, a.device, a.mixed_precision)

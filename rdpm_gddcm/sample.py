@@ -63,6 +63,15 @@ def labels_for(n: int, num_classes: int, class_labels: str | None) -> np.ndarray
     return np.arange(n) % num_classes
 
 
+def resolve_recorded_path(spec: str | None, ckpt) -> str | None:
+    """A path recorded in generator.json: as written (relative to the working directory), else
+    relative to the generator's own directory (how shipped assets point at their backbone)."""
+    if spec is None or ":" in spec or Path(spec).exists():
+        return spec
+    base = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+    return str(base / spec) if (base / spec).exists() else spec
+
+
 class Sampler:
     """Generator + tokenizer (rebuilt from the tokens' header) + sampling settings."""
 
@@ -71,7 +80,7 @@ class Sampler:
         from .train_generator import load_generator
         self.model, self.meta = load_generator(ckpt, device)
         h = self.meta["tokens_header"]
-        bb_spec = backbone or self.meta.get("backbone")
+        bb_spec = backbone or resolve_recorded_path(self.meta.get("backbone"), ckpt)
         if bb_spec is None:
             raise ValueError("this generator does not record its backbone: pass --backbone DIR")
         dtype = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[h["backbone_dtype"]]

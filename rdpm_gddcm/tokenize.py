@@ -1,7 +1,10 @@
 """``rdpm-tokenize``: a dataset -> gDDCM token shards + labels + manifest.json (SPEC §8).
 
-Shard i holds images [i·S, (i+1)·S) of the dataset in its fixed order and is encoded in fixed
-batches, so its contents do not depend on how many processes run. Under ``accelerate launch``
+Shard i holds positions [i·S, (i+1)·S) of the dataset in class-interleaved order (the first image
+of every class, then the second, ...) and is encoded in fixed batches, so its contents do not
+depend on how many processes run, and the first N positions are a class-balanced subset for any
+``--num-images N``. A larger N extends a smaller one: finished shards are kept, so a long run can be
+stopped and finalised with N = the images in its finished shards. Under ``accelerate launch``
 process r takes the shards i with i % world == r. Each shard is written atomically and marked
 done; re-running skips finished shards (resume). The main process writes ``manifest.json``
 (the shared header + shard list) once every shard is done.
@@ -31,7 +34,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-path", required=True, help="ImageFolder root or procedural[:N]")
     p.add_argument("--out", required=True, help="output directory for shards and manifest.json")
-    p.add_argument("--num-images", type=int, default=None, help="tokenize only the first N images (default: all)")
+    p.add_argument("--num-images", type=int, default=None,
+                   help="tokenize the first N images in class-interleaved order: a class-balanced subset (default: all)")
     p.add_argument("--shard-size", type=int, default=1024, help="images per shard")
     p.add_argument("--batch-size", type=int, default=64, help="images per chain run (fixed: it is part of the result)")
     p.add_argument("--save-states", action="store_true", help="also store per-step states and x̂0 (fp16) for generator training")
@@ -43,7 +47,7 @@ def parse_args(argv=None):
 
 def run(a):
     from accelerate import PartialState
-    from .data import build_dataset
+    from .data import build_dataset, class_interleaved_order
     state = PartialState(cpu=a.device == "cpu")
     rank, world = state.process_index, state.num_processes
     device = state.device if a.device != "cpu" else torch.device("cpu")
@@ -52,6 +56,7 @@ def run(a):
     tok = Tokenizer(backbone, ae, cfg, size, device)
     ds = build_dataset(a.data_path, size, skip_corrupt=a.skip_corrupt)
     n = len(ds) if a.num_images is None else min(a.num_images, len(ds))
+    order = class_interleaved_order(ds.targets)[:n]       # shard position -> dataset index
     nshards = -(-n // a.shard_size)
     out = Path(a.out)
     header = tok.header()
@@ -59,9 +64,22 @@ def run(a):
         out.mkdir(parents=True, exist_ok=True)
         prev = out / "tokenizer_config.json"
         run_cfg = {"tokenizer": asdict(cfg), "header": header, "data_path": a.data_path, "num_images": n,
+                   "order": "class-interleaved", "dataset_size": len(ds),
                    "shard_size": a.shard_size, "batch_size": a.batch_size, "save_states": a.save_states}
-        if prev.exists() and json.loads(prev.read_text())["header"] != json.loads(json.dumps(header)):
-            raise SystemExit(f"{out} holds shards made with other settings (see {prev}); use a new --out")
+        if prev.exists():
+            old, keys = json.loads(prev.read_text()), ("header", "data_path", "order", "dataset_size", "shard_size",
+                                                      "batch_size")
+            if {k: old.get(k) for k in keys} != json.loads(json.dumps({k: run_cfg[k] for k in keys})):
+                raise SystemExit(f"{out} holds shards made with other settings or another dataset (see {prev}); "
+                                 "use a new --out")
+            if old["num_images"] != n:
+                # another N: a shard whose image range changes (the old or the new last one) is redone,
+                # and the manifest is withdrawn until every shard of the new N is done
+                S, n_old = a.shard_size, old["num_images"]
+                for i in range(max(nshards, -(-n_old // S))):
+                    if min((i + 1) * S, n_old) != min((i + 1) * S, n) and shard_complete(out, i):
+                        (out / f"{shard_name(i)}.done").unlink()
+                (out / "manifest.json").unlink(missing_ok=True)
         write_json_atomic(prev, run_cfg)
     state.wait_for_everyone()
     mine = [i for i in range(nshards) if i % world == rank and not shard_complete(out, i)]
@@ -70,7 +88,7 @@ def run(a):
         lo, hi = i * a.shard_size, min((i + 1) * a.shard_size, n)
         toks, labs, sts, xhs = [], [], [], []
         for b in range(lo, hi, a.batch_size):
-            items = [ds[j] for j in range(b, min(b + a.batch_size, hi))]
+            items = [ds[order[j]] for j in range(b, min(b + a.batch_size, hi))]
             imgs = torch.stack([im for im, _ in items])
             labels = torch.tensor([y for _, y in items])
             tokens, _, chain = tok.encode(imgs, labels, record=a.save_states)

@@ -136,7 +136,7 @@ def cache_latents(dataset, autoencoder, path: Path, hflip: bool, logger, batch_s
 
 def train(cfg: BackboneTrainConfig):
     from .autoencoders import load_autoencoder
-    from .data import build_dataset
+    from .data import balanced_indices, build_dataset
 
     accelerator, rd, logger, micro = start_run(cfg)
     world = accelerator.num_processes
@@ -146,7 +146,7 @@ def train(cfg: BackboneTrainConfig):
     num_classes = dataset.num_classes if cfg.num_classes is None else cfg.num_classes
     subset = ""
     if cfg.num_images is not None and cfg.num_images < len(dataset):
-        idx = [int(i * len(dataset) / cfg.num_images) for i in range(cfg.num_images)]
+        idx = balanced_indices(len(dataset), cfg.num_images)
         dataset = torch.utils.data.Subset(dataset, idx)
         subset = f"-n{cfg.num_images}"
     cache = rd / f"latents-{autoencoder.name.replace(':', '_').replace('/', '_')}-{cfg.image_size}{subset}.pt"

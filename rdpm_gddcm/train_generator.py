@@ -65,13 +65,19 @@ class RowBatcher:
         self.codebook = VirtualCodebook(h["codebook"]["seed"], int(np.prod(h["latent_shape"])))
         self.K = h["codebook_sizes"][0]
         self.has_init = h["init"] == "codebook"
+        self._blocks: dict = {}
         if not data.has_states and tokenizer is None:
             raise ValueError("the token shards hold no cached states (rdpm-tokenize --save-states) and no --backbone "
                              "was given to replay them: pass --backbone DIR")
 
     def codebook_blocks(self, row: int, device) -> torch.Tensor:
-        n = INIT_STEP if (self.has_init and row == 0) else row - int(self.has_init)
-        return self.grid.entries_to_blocks(self.codebook.entries(n, self.K, device))
+        """Row ``row``'s codebook in block layout (K, G, Db), laid out once per row and kept: every
+        training step needs up to all rows (R·K·D floats, e.g. 11 x 4096 x 3072 x 4 B = 550 MB)."""
+        key = (row, str(device))
+        if key not in self._blocks:
+            n = INIT_STEP if (self.has_init and row == 0) else row - int(self.has_init)
+            self._blocks[key] = self.grid.entries_to_blocks(self.codebook.entries(n, self.K, device)).contiguous()
+        return self._blocks[key]
 
     def inputs(self, idx: np.ndarray, rows: np.ndarray, device):
         """(state_blocks, xh_blocks, targets) for images idx at rows ``rows``."""
@@ -126,7 +132,8 @@ def train(cfg: GeneratorTrainConfig):
     num_classes = data.manifest.get("num_classes") or int(data.labels.max()) + 1
     gcfg = GeneratorConfig(**{**GENERATOR_CONFIGS[cfg.model], "num_blocks": batcher.grid.num_blocks,
                               "block_dim": batcher.grid.block_dim, "num_rows": h["num_token_rows"],
-                              "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head})
+                              "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
+                              "score": h.get("selection", "l2")})
     model = TokenGenerator(gcfg)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))

@@ -45,6 +45,27 @@ def test_tied_logits_equal_l2_rule_at_ideal_vector():
     assert torch.allclose(diff, diff[..., :1].expand_as(diff), atol=1e-4)
 
 
+def test_tied_dot_head_equals_encoder_dot_choice():
+    """For ``dot`` tokens the tied head is κ⟨u, C⟩: with u = x - x̂0 its argmax is the encoder's own
+    ``dot`` choice (chain.best_scores), block by block, and κ only rescales the logits."""
+    from rdpm_gddcm.chain import EncodeChooser
+    ctx = _ctx(B=4)
+    x = torch.randn(4, 3, 4, 4) * 0.3
+    enc = EncodeChooser(x, "dot").step(ctx.__class__(ctx.n, ctx.spec, ctx.state, ctx.xh, torch.randn(4, 3, 4, 4),
+                                                     _StepCoef(), None))
+    C = ctx.grid.entries_to_blocks(ctx.entries())
+    lg = tied_logits(ctx.grid.to_blocks(x - ctx.xh), C, kappa=2.0, score="dot")
+    assert torch.equal(lg.argmax(-1), enc)
+    assert torch.allclose(lg, 2.0 * tied_logits(ctx.grid.to_blocks(x - ctx.xh), C, kappa=1.0, score="dot"))
+    with pytest.raises(ValueError, match="tied-head score"):
+        TokenGenerator(tiny_cfg(score="cosine"))
+
+
+class _StepCoef:
+    """Just what EncodeChooser.step reads of a StepCoefficients (a re-noising step)."""
+    noise_scale = 0.5
+
+
 def test_filter_logits_top_k_top_p():
     lg = torch.tensor([[[3.0, 2.0, 1.0, 0.0]]])
     assert torch.isinf(filter_logits(lg, top_k=2)[0, 0, 2:]).all() and torch.isfinite(filter_logits(lg, top_k=2)[0, 0, :2]).all()

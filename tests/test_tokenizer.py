@@ -182,3 +182,36 @@ def test_tokenize_same_shards_with_two_processes(backbone_dir, tmp_path):
     for i in range(3):
         assert np.array_equal(np.load(one / f"shard-{i:05d}.tokens.npy"), np.load(two / f"shard-{i:05d}.tokens.npy"))
     assert json.loads((one / "manifest.json").read_text())["header"] == json.loads((two / "manifest.json").read_text())["header"]
+
+
+def test_tokenize_subset_is_class_balanced_and_extends(backbone_dir, tmp_path):
+    """--num-images N takes the first N images in class-interleaved order (every prefix balanced, not
+    the first N of the class-sorted folder); a larger N later keeps the finished shards it shares."""
+    from rdpm_gddcm.data import ImageFolderDataset, class_interleaved_order
+    root = tmp_path / "folder"
+    for c in range(3):
+        for k in range(4):
+            img, _ = ProceduralDataset(12, SIZE)[c * 4 + k]
+            (root / f"class{c}").mkdir(parents=True, exist_ok=True)
+            save_images(img[None], [str(root / f"class{c}" / f"{k}.png")])
+    assert class_interleaved_order([0, 0, 0, 1, 1, 2]) == [0, 3, 5, 1, 4, 2]
+    args = ["--data-path", str(root), "--num-steps", "2", "--codebook-size", "16", "--grid", "2x2", "--plan",
+            "trajectory", "--p", "0.5", "--shard-size", "4", "--batch-size", "2", "--backbone", str(backbone_dir)]
+    out = tmp_path / "tok"
+    tokenize.run(tokenize.parse_args(args + ["--num-images", "6", "--out", str(out)]))
+    ds = TokenDataset(out)
+    assert ds.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    # position 1 is class 1's first image (folder index 4): its tokens are that image's encoding
+    folder = ImageFolderDataset(str(root), SIZE)
+    tok = tokenizer_from_header(ds.header, load_backbone(str(backbone_dir)), PixelAutoencoder())
+    expect, _, _ = tok.encode(folder[4][0][None], torch.tensor([folder[4][1]]))
+    assert np.array_equal(ds.tokens[1], expect[0].numpy())
+    # extend to 9: shard 0 (positions 0-3) is kept as it is, the old partial shard 1 is redone
+    os.utime(out / "shard-00000.tokens.npy", (0, 0))
+    tokenize.run(tokenize.parse_args(args + ["--num-images", "9", "--out", str(out)]))
+    assert os.stat(out / "shard-00000.tokens.npy").st_mtime == 0
+    ds9 = TokenDataset(out)
+    assert len(ds9) == 9 and ds9.labels.tolist() == [0, 1, 2] * 3
+    assert np.array_equal(ds9.tokens[:6], ds.tokens)
+    with pytest.raises(SystemExit, match="another dataset"):
+        tokenize.run(tokenize.parse_args([*args[:1], "procedural:12", *args[2:], "--num-images", "6", "--out", str(out)]))

@@ -1,0 +1,181 @@
+"""Class-conditional CIFAR-10 generation at 10 steps: the RDPM generator against its baselines.
+
+Rows (suite ``main``), all class-balanced, image i seeded by (--global-seed, i):
+  (a) the RDPM generator: the chain with the generator as chooser (CFG + Gumbel), 10 steps;
+  (b) the same backbone's own deterministic ODE sampler with CFG, at 10 and at 100 steps;
+  (c) random tokens: the same chain and plan with uniformly random indices (DDCM-style generation);
+  and real CIFAR-10 `train` images as the floor of the metric at this sample size.
+Suite ``ablations``: CFG scale sweep, temperature sweep, top-k, and tied vs untied head (when
+--untied is given). Every row reports the labelled CPU proxies "CIFAR-feature FD" (against all
+5,000 `val` images) and "class accuracy" - not FID - and seconds per image split into backbone,
+transformer and autoencoder.
+
+    python benchmarks/bench_generator.py --suite main --num-images 1000 --out benchmarks/results/generator.json
+
+Rows already in the output JSON are kept (re-running resumes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rdpm_gddcm.evaluate import PROXY_ACC, PROXY_FD, ArrayImages, Source, load_source, proxy_metrics  # noqa: E402
+from rdpm_gddcm.sample import Sampler, image_generator, labels_for  # noqa: E402
+
+
+def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def generator_rows(a) -> list[dict]:
+    g = [dict(label="RDPM generator (ours)", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+              temperature=a.temperature)]
+    if a.suite == "main":
+        return g + [
+            dict(label="backbone ODE, 10 steps", kind="ode", steps=10, cfg_scale=a.ode_cfg_scale),
+            dict(label="backbone ODE, 100 steps", kind="ode", steps=100, cfg_scale=a.ode_cfg_scale),
+            dict(label="random tokens (DDCM-style), same plan", kind="random"),
+            dict(label="real CIFAR-10 train images", kind="real"),
+        ]
+    rows = []
+    for w in a.cfg_sweep:
+        rows.append(dict(label=f"CFG w={w}", kind="generator", ckpt=a.generator, cfg_scale=w, temperature=a.temperature))
+    for tau in a.temperature_sweep:
+        rows.append(dict(label=f"temperature τ={tau}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                         temperature=tau))
+    rows.append(dict(label="CFG linear schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                     temperature=a.temperature, cfg_schedule="linear"))
+    for ckpt, head in ((a.generator, "tied"), (a.untied, "untied")):
+        if ckpt:
+            rows.append(dict(label=f"{head} head", kind="generator", ckpt=ckpt, cfg_scale=a.cfg_scale,
+                             temperature=a.temperature))
+    return rows
+
+
+@torch.no_grad()
+def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, dict]:
+    """(uint8 NHWC images, timing seconds) for one row."""
+    from rdpm_gddcm.backbones import GuidedBackbone
+    from rdpm_gddcm.chain import RandomChooser, ode_solve, run_chain
+    from rdpm_gddcm.plans import ode_times
+    n = len(labels)
+    timing = {"backbone_and_chain_s": 0.0, "transformer_s": 0.0, "autoencoder_s": 0.0}
+    out = []
+    if row["kind"] == "real":
+        from rdpm_gddcm.classifier import load_imagefolder_uint8
+        x, y, _ = load_imagefolder_uint8(a.train_path)
+        idx = [int(i * len(x) / n) for i in range(n)]
+        return x[idx].permute(0, 2, 3, 1).numpy(), timing
+    key = row.get("ckpt", a.generator)
+    if key not in cache:
+        cache[key] = Sampler(key, mixed_precision=a.mixed_precision)
+    sampler = cache[key]
+    tok = sampler.tokenizer
+    for b in range(0, n, a.batch_size):
+        idx = np.arange(b, min(b + a.batch_size, n))
+        y = torch.from_numpy(labels[idx]).long()
+        if row["kind"] == "generator":
+            imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row.get("cfg_schedule", "constant"),
+                                     row["temperature"], row.get("top_k", 0), 1.0, a.global_seed)
+            for k in timing:
+                timing[k] += t[k]
+        else:
+            t0 = time.time()
+            if row["kind"] == "random":
+                chain = run_chain(tok.backbone, tok.spec, RandomChooser([image_generator(a.global_seed, int(i)) for i in idx]),
+                                  len(idx), y if tok.cfg.conditional else None, tok.device)
+                lat = chain.latent
+            else:                                                  # the backbone's own ODE, with CFG
+                bb = GuidedBackbone(tok.backbone, row["cfg_scale"]) if row["cfg_scale"] != 1.0 else tok.backbone
+                fam = bb.family
+                times = ode_times(fam, row["steps"])
+                noise = torch.stack([torch.randn(*bb.latent_shape, generator=image_generator(a.global_seed, int(i)))
+                                     for i in idx]).to(tok.device)
+                lat = ode_solve(bb, float(fam.S(times[0])) * noise, times, y.to(tok.device),
+                                "heun" if fam.name == "ve" else "ddim")
+            timing["backbone_and_chain_s"] += time.time() - t0
+            t1 = time.time()
+            imgs = tok.autoencoder.decode(lat)
+            timing["autoencoder_s"] += time.time() - t1
+        out.append(to_uint8_nhwc(imgs))
+    return np.concatenate(out), timing
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--suite", default="main", choices=["main", "ablations"])
+    p.add_argument("--generator", default=str(ROOT / "assets" / "cifar10-generator"))
+    p.add_argument("--untied", default=None, help="an untied-head generator trained like --generator (ablation row)")
+    p.add_argument("--val-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "val"))
+    p.add_argument("--train-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "train"))
+    p.add_argument("--classifier", default=str(ROOT / "assets" / "cifar10-classifier"))
+    p.add_argument("--num-images", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--cfg-scale", type=float, default=2.0, help="generator CFG w (l_u + w·(l_c - l_u))")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--ode-cfg-scale", type=float, default=2.0, help="CFG w of the backbone's own ODE sampler")
+    p.add_argument("--cfg-sweep", type=float, nargs="+", default=[1.0, 1.5, 3.0, 4.0])
+    p.add_argument("--temperature-sweep", type=float, nargs="+", default=[0.7, 0.85, 1.15])
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                   help="generator autocast (fp32 is faster on CPUs without bf16 instructions)")
+    p.add_argument("--global-seed", type=int, default=0)
+    p.add_argument("--rows", default=None, help="comma-separated row numbers to run (default: all)")
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    out = Path(a.out)
+    res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    done = {r["label"] for r in res["rows"]}
+    rows = generator_rows(a)
+    if a.rows:
+        rows = [rows[int(i)] for i in a.rows.split(",")]
+    labels = labels_for(a.num_images, 10, None)
+    reference = load_source(a.val_path, "reference")
+    cache: dict = {}
+    for row in rows:
+        if row["label"] in done:
+            continue
+        t0 = time.time()
+        imgs, timing = run_row(row, a, labels, cache)
+        wall = time.time() - t0
+        values, info, notes = proxy_metrics(Source(path=f"<{row['label']}>", kind="npz-images", dataset=ArrayImages(imgs)),
+                                            reference, a.classifier, labels=labels)
+        r = {**{k: v for k, v in row.items() if k != "ckpt"}, PROXY_FD: values.get(PROXY_FD),
+             PROXY_ACC: values.get(PROXY_ACC), "num_images": len(imgs), "wall_s": wall,
+             "seconds_per_image": {k: v / len(imgs) for k, v in timing.items()},
+             "generator": str(Path(row["ckpt"]).relative_to(ROOT)) if row.get("ckpt", "").startswith(str(ROOT)) else row.get("ckpt")}
+        res["rows"].append(r)
+        grid_dir = ROOT / "benchmarks" / "results" / "generator_grids"
+        grid_dir.mkdir(parents=True, exist_ok=True)
+        from rdpm_gddcm.data import save_image_grid
+        sel = np.concatenate([np.where(labels == c)[0][:8] for c in range(10)])
+        order = sel.reshape(10, 8).T.reshape(-1)          # row = one image per class
+        tag = "".join(ch if ch.isalnum() else "_" for ch in row["label"]).strip("_")
+        save_image_grid(torch.from_numpy(imgs[order]).permute(0, 3, 1, 2).float() / 127.5 - 1,
+                        str(grid_dir / f"{a.suite}_{tag}.png"), nrow=10)
+        cmd = " ".join(sys.argv)
+        res.setdefault("commands", [])
+        if cmd not in res["commands"]:
+            res["commands"].append(cmd)
+        res.update({"reference": "CIFAR-10 val (5000 images)", "metric_note": info["note"], "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+                    "load_average": list(__import__("os").getloadavg())})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res, indent=2))
+        tmp.replace(out)
+        print(f"{row['label']:40s} {PROXY_FD} {values.get(PROXY_FD):8.2f}  {PROXY_ACC} {values.get(PROXY_ACC):.3f}  "
+              f"{wall / len(imgs):.3f} s/image")
+
+
+if __name__ == "__main__":
+    main()
