@@ -62,6 +62,18 @@ def generator_rows(a) -> list[dict]:
     return rows
 
 
+def baseline_tokenizer(a, cache: dict):
+    """The generator's tokenizer (backbone, plan, codebooks), rebuilt from the header of --tokens (the
+    generator's training tokens) so the baselines can run before or without a trained generator."""
+    if "tok" not in cache:
+        from rdpm_gddcm.tokenizer import load_models, tokenizer_from_header
+        h = json.loads((Path(a.tokens) / "tokenizer_config.json").read_text())["header"]   # = the manifest's
+        dtype = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[h["backbone_dtype"]]
+        bb, ae, _ = load_models(a.backbone, None, h["image_shape"][-1], "cpu", dtype)
+        cache["tok"] = tokenizer_from_header(h, bb, ae, "cpu")
+    return cache["tok"]
+
+
 @torch.no_grad()
 def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, dict]:
     """(uint8 NHWC images, timing seconds) for one row."""
@@ -73,14 +85,19 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
     out = []
     if row["kind"] == "real":
         from rdpm_gddcm.classifier import load_imagefolder_uint8
-        x, y, _ = load_imagefolder_uint8(a.train_path)
-        idx = [int(i * len(x) / n) for i in range(n)]
+        per = -(-n // 10)
+        x, _, _ = load_imagefolder_uint8(a.train_path, limit_per_class=per)    # class c at [c·per, (c+1)·per)
+        seen: dict = {}
+        idx = []
+        for c in labels.tolist():                                               # the k-th image of class c
+            idx.append(c * per + seen.get(c, 0))
+            seen[c] = seen.get(c, 0) + 1
         return x[idx].permute(0, 2, 3, 1).numpy(), timing
-    key = row.get("ckpt", a.generator)
-    if key not in cache:
-        cache[key] = Sampler(key, mixed_precision=a.mixed_precision)
-    sampler = cache[key]
-    tok = sampler.tokenizer
+    if row["kind"] == "generator":
+        if row["ckpt"] not in cache:
+            cache[row["ckpt"]] = Sampler(row["ckpt"], mixed_precision=a.mixed_precision)
+        sampler = cache[row["ckpt"]]
+    tok = baseline_tokenizer(a, cache)
     for b in range(0, n, a.batch_size):
         idx = np.arange(b, min(b + a.batch_size, n))
         y = torch.from_numpy(labels[idx]).long()
@@ -115,6 +132,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--suite", default="main", choices=["main", "ablations"])
     p.add_argument("--generator", default=str(ROOT / "assets" / "cifar10-generator"))
+    p.add_argument("--tokens", default=str(ROOT / "runs" / "tokens-cifar10-vp-8x8"),
+                   help="the generator's training tokens: their header defines the baselines' plan and codebooks")
+    p.add_argument("--backbone", default=str(ROOT / "assets" / "cifar10-pixels-vp"))
     p.add_argument("--untied", default=None, help="an untied-head generator trained like --generator (ablation row)")
     p.add_argument("--val-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "val"))
     p.add_argument("--train-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "train"))

@@ -39,6 +39,7 @@ class GeneratorTrainConfig(TrainConfig):
     lr: float = 3e-4
     sample_every: int = 0
     backbone: str | None = None          # for replaying states and for sample grids
+    val_tokens: str | None = None        # held-out token shards (e.g. `val` images): CE/accuracy at each export
     autoencoder: str | None = None
 
 
@@ -52,6 +53,9 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
     p.add_argument("--autoencoder", default=None, help="autoencoder for sample grids (default: the backbone's)")
+    p.add_argument("--val-tokens", default=None,
+                   help="held-out token directory made with the same tokenizer (e.g. CIFAR-10 val): the EMA model's "
+                        "cross-entropy and token accuracy per row on it at every export -> val_metrics.json")
     return GeneratorTrainConfig(**vars(p.parse_args(argv)))
 
 
@@ -114,6 +118,31 @@ def generator_loss(model, raw: TokenGenerator, batcher: RowBatcher, sb, xb, rows
         loss = loss + F.cross_entropy(logits.flatten(0, 1), targets[sel].flatten(), reduction="sum")
         correct[sel] = (logits.argmax(-1) == targets[sel]).float().mean(-1)
     return loss / targets.numel(), correct
+
+
+@torch.no_grad()
+def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 64, device="cpu",
+                  tokenizer=None) -> dict:
+    """Mean cross-entropy (nats per token) and top-1 token accuracy of ``model`` on every row of every
+    sequence of ``data``, overall and per row (class labels given, as in conditional sampling)."""
+    batcher = RowBatcher(data, tokenizer)
+    R = data.header["num_token_rows"]
+    ce, acc, count = np.zeros(R), np.zeros(R), np.zeros(R)
+    model.eval()
+    for lo in range(0, len(data), batch_size):
+        idx = np.arange(lo, min(lo + batch_size, len(data)))
+        y = torch.from_numpy(data.labels[idx]).long().to(device)
+        for r in range(R):
+            rows = np.full(len(idx), r)
+            sb, xb, targets = batcher.inputs(idx, rows, device)
+            logits = model.head_logits(model(sb, xb, torch.from_numpy(rows).to(device), y),
+                                       batcher.codebook_blocks(r, device) if model.cfg.head == "tied" else None)
+            ce[r] += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+            acc[r] += (logits.argmax(-1) == targets).sum().item()
+            count[r] += targets.numel()
+    return {"num_sequences": len(data), "ce": float(ce.sum() / count.sum()), "accuracy": float(acc.sum() / count.sum()),
+            "ce_per_row": (ce / count).tolist(), "accuracy_per_row": (acc / count).tolist(),
+            "uniform_ce": float(np.log(batcher.K))}
 
 
 def train(cfg: GeneratorTrainConfig):
@@ -195,6 +224,7 @@ def train(cfg: GeneratorTrainConfig):
             run_loss, run_acc, t0, seen = 0.0, np.zeros((2, R)), time.time(), 0
         if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps and accelerator.is_main_process:
             export(cfg, raw, ema, gcfg, data, rd, step, logger)       # the grid is drawn from the exported EMA
+            validate(cfg, rd, step, logger)
             sample_grid(cfg, rd, step, num_classes, logger)
         if checkpoint_or_stop(accelerator, rd, step, cfg, logger):
             pbar.close()
@@ -203,9 +233,28 @@ def train(cfg: GeneratorTrainConfig):
     pbar.close()
     if accelerator.is_main_process:
         export(cfg, raw, ema, gcfg, data, rd, step, logger)
+        validate(cfg, rd, step, logger)
         sample_grid(cfg, rd, step, num_classes, logger)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+
+
+def validate(cfg: GeneratorTrainConfig, rd: Path, step: int, logger):
+    """Held-out CE/accuracy of the exported EMA weights (--val-tokens), appended to val_metrics.json."""
+    if cfg.val_tokens is None:
+        return
+    data = TokenDataset(cfg.val_tokens)
+    model, meta = load_generator(rd)
+    for key in ("codebook", "backbone", "grid", "plan", "latent_shape", "codebook_sizes", "selection", "init"):
+        if data.header.get(key) != meta["tokens_header"].get(key):
+            raise ValueError(f"--val-tokens {cfg.val_tokens}: its {key} differs from the training tokens'; "
+                             "tokenize the held-out images with the same tokenizer settings")
+    m = {"step": step, **token_metrics(model, data)}
+    path = rd / "val_metrics.json"
+    hist = json.loads(path.read_text()) if path.exists() else []
+    write_json_atomic(path, [h for h in hist if h["step"] != step] + [m])
+    logger.info(f"val step {step:07d} ce {m['ce']:.4f} acc {m['accuracy']:.4f} (uniform ce {m['uniform_ce']:.3f}) "
+                f"on {m['num_sequences']} held-out sequences")
 
 
 def sample_grid(cfg: GeneratorTrainConfig, rd: Path, step: int, num_classes: int, logger, per_class: int = 4):

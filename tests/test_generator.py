@@ -131,8 +131,11 @@ def _train(toy, run, extra=()):
 
 def test_overfit_and_samples_decode_to_training_images(toy):
     root, bb, tok = toy
-    run = _train(toy, "overfit")
+    run = _train(toy, "overfit", ["--val-tokens", str(tok)])
     assert (run / "samples" / "step_0000120.png").exists()          # class-conditional grid at the end
+    val = json.loads((run / "val_metrics.json").read_text())[-1]     # the EMA export, teacher-forced on every row
+    assert val["step"] == 120 and val["accuracy"] == 1.0 and val["ce"] < 0.05 < val["uniform_ce"]
+    assert len(val["ce_per_row"]) == TokenDataset(tok).header["num_token_rows"]
     log = (run / "log.txt").read_text()
     final_ce = float([l for l in log.splitlines() if " ce " in l][-1].split(" ce ")[1].split()[0])
     assert final_ce < 0.05, log[-800:]

@@ -1,0 +1,127 @@
+"""Package a trained generator run as a shipped asset with its card.
+
+    python benchmarks/generator_card.py --run runs/cifar10-generator --name cifar10-generator \
+        --backbone-asset cifar10-pixels-vp --command "<the exact training command>" \
+        --tokenize-command "<the exact tokenize command>" --commit <git commit it was trained at>
+
+Copies generator.safetensors (EMA, fp16) into assets/NAME/ with a generator.json whose backbone
+points at the shipped backbone relative to the asset (so `rdpm-sample --ckpt assets/NAME` works
+from any working directory), copies the last class-conditional grid as samples.png, and writes
+card.json + CARD.md from the run's log (wall time, final training CE and token accuracy) and
+val_metrics.json (held-out CE and accuracy on tokens of CIFAR-10 `val` images).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def log_stats(run: Path) -> dict:
+    """Wall time, the last logged training CE / accuracy and the learning curve, from log.txt."""
+    lines = (run / "log.txt").read_text().splitlines()
+    stamps = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") for line in lines
+              if (m := re.match(r"\[(.{19})\]", line))]
+    curve = [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for line in lines
+             if (m := re.search(r"step (\d+) ce ([0-9.]+) acc ([0-9.]+)", line))]
+    speeds = [float(m.group(1)) for line in lines if (m := re.search(r" ([0-9.]+) seq/s", line))]
+    return {"wall_min": (stamps[-1] - stamps[0]).total_seconds() / 60, "steps": curve[-1][0],
+            "final_train_ce": curve[-1][1], "final_train_accuracy": curve[-1][2],
+            "median_seq_per_s": sorted(speeds)[len(speeds) // 2] if speeds else None,
+            "curve": [{"step": s, "ce": c, "accuracy": a} for s, c, a in curve]}
+
+
+def write_card_md(card: dict, dst: Path):
+    """CARD.md from card.json (the prose cannot disagree with the numbers)."""
+    g, t, v = card["generator"], card["tokens"], card.get("val")
+    val = (f"- Held-out (tokens of {v['num_sequences']} CIFAR-10 `val` images, teacher-forced, EMA weights): "
+           f"CE **{v['ce']:.3f}** nats/token, token accuracy **{100 * v['accuracy']:.2f} %** "
+           f"(uniform guessing: CE {v['uniform_ce']:.3f}, accuracy {100 / t['codebook_size']:.3f} %).\n"
+           f"- Per token map (row 0 = the init map, then chain steps 1..N), held-out accuracy: "
+           f"{', '.join(f'{100 * a:.1f}' for a in v['accuracy_per_row'])} %.\n") if v else ""
+    text = f"""# {card['name']}
+
+A class-conditional CIFAR-10 RDPM-style generator over gDDCM token maps, trained by this project on
+this project's CPU budget. It samples with the shipped backbone `assets/{card['backbone_asset']}` in
+{t['num_steps']} chain steps (SPEC §9):
+
+    rdpm-sample --ckpt assets/{card['name']} --num-samples 100 --cfg-scale 2.0 --sample-dir samples/cifar10
+
+- Model: `{g['model']}` ({card['parameters_m']:.2f}M parameters; hidden {g['hidden']}, depth {g['depth']},
+  {g['heads']} heads), {g['head']} head scoring the entries with the tokens' `{g['score']}` rule, EMA weights, fp16
+  safetensors ({card['weights_mb']:.1f} MB).
+- Tokens: `{card['backbone_asset']}` (VP-ε, pixel space), plan `{t['plan']}` p={t['p']}, N={t['num_steps']} steps,
+  grid {t['grid']} ({t['blocks']} blocks of {t['block_dim']} values), K={t['codebook_size']}, selection `{t['selection']}`,
+  init `{t['init']}`, backbone called with the class label: {t['conditional']}. {t['num_token_rows']} token maps per image.
+
+## Training
+- Tokenize (run at commit `{card['commit']}`): `{card['tokenize_command']}`
+- Train: `{card['command']}`
+- Data: {card['training_images']} CIFAR-10 `train` images (class-balanced, class-interleaved order),
+  per-step states cached in the shards.
+- {card['steps']} optimizer steps, wall time {card['wall_min']:.0f} min on this machine's 2 CPU cores
+  (median {card['median_seq_per_s']:.0f} sequences/s; fp32 — bf16 autocast was 3.3x slower for this model on this CPU).
+- Final training CE (mean of the last logging window): {card['final_train_ce']:.3f} nats/token; token accuracy
+  {100 * card['final_train_accuracy']:.2f} %.
+{val}
+This is a small, briefly trained model on a small, briefly trained backbone; `samples.png` is the
+training run's last class-conditional grid (CFG 2, τ = 1; one class per column). Quality against the
+backbone's own sampler is in the README (`benchmarks/bench_generator.py`), measured with the labelled
+CPU proxies, not FID.
+"""
+    (dst / "CARD.md").write_text(text)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--backbone-asset", required=True, help="the shipped backbone under assets/ the tokens were made with")
+    p.add_argument("--command", required=True)
+    p.add_argument("--tokenize-command", required=True)
+    p.add_argument("--commit", required=True)
+    a = p.parse_args()
+    run, dst = Path(a.run), ROOT / "assets" / a.name
+    meta = json.loads((run / "generator.json").read_text())
+    backbone = ROOT / "assets" / a.backbone_asset
+    from rdpm_gddcm.backbones import load_backbone
+    if load_backbone(str(backbone)).weights_hash() != meta["tokens_header"]["backbone"]["sha256"]:
+        raise SystemExit(f"{backbone} is not the backbone these tokens were made with (weights hash differs)")
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "generator.safetensors", dst / "generator.safetensors")
+    meta["backbone"] = f"../{a.backbone_asset}"          # resolved relative to the asset by rdpm-sample
+    meta["train_config"] = {k: (v if not isinstance(v, str) or not Path(v).is_absolute() else Path(v).name)
+                            for k, v in meta["train_config"].items()}
+    (dst / "generator.json").write_text(json.dumps(meta, indent=2))
+    grids = sorted((run / "samples").glob("step_*.png"))
+    if grids:
+        shutil.copy(grids[-1], dst / "samples.png")
+    h, g = meta["tokens_header"], meta["generator"]
+    plan = h["plan"]
+    from rdpm_gddcm.generator import GeneratorConfig, TokenGenerator, count_params
+    params = count_params(TokenGenerator(GeneratorConfig(**g)))
+    cfg = json.loads((run / "config.json").read_text())
+    val = json.loads((run / "val_metrics.json").read_text())[-1] if (run / "val_metrics.json").exists() else None
+    card = {"name": a.name, "backbone_asset": a.backbone_asset, "parameters_m": params / 1e6,
+            "weights_mb": (dst / "generator.safetensors").stat().st_size / 2 ** 20,
+            "generator": {**g, "model": meta["train_config"]["model"]},
+            "tokens": {"plan": plan["kind"], "p": plan.get("p"), "num_steps": plan["num_steps"],
+                       "grid": "x".join(map(str, h["grid"])), "blocks": g["num_blocks"], "block_dim": g["block_dim"],
+                       "codebook_size": h["codebook_sizes"][0], "selection": h["selection"], "init": h["init"],
+                       "conditional": h["conditional"], "num_token_rows": h["num_token_rows"]},
+            "training_images": cfg["resolved"]["num_images"], **log_stats(run), "val": val,
+            "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit}
+    (dst / "card.json").write_text(json.dumps(card, indent=2))
+    write_card_md(card, dst)
+    print(f"wrote {dst} ({card['weights_mb']:.1f} MB weights)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# CIFAR-10 sampling, evaluation and the README's benchmark tables, from the shipped checkpoints
+# (or your own: GENERATOR=runs/cifar10-generator).
+#
+#   bash sample/cifar10.sh                      # 10k samples + proxy metrics (+ FID with INCEPTION set)
+#   STAGES="benchmarks" bash sample/cifar10.sh  # regenerate the README's result JSONs, tables and plots
+#   DRY_RUN=1 bash sample/cifar10.sh            # print the commands only
+set -euo pipefail
+DATA=${DATA:-../shared/data/cifar10}
+GENERATOR=${GENERATOR:-assets/cifar10-generator}
+OUT=${OUT:-samples/cifar10}
+NUM_SAMPLES=${NUM_SAMPLES:-10000}
+# torch-fidelity's pt_inception-2015-12-05 weights file; without it FID is skipped offline
+INCEPTION=${INCEPTION:-}
+STAGES=${STAGES:-"sample evaluate"}
+PY=${PY:-python}
+
+run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
+want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+
+if want sample; then      # class-balanced, image i seeded by (seed, i): any process count gives the same images
+  run $PY -m rdpm_gddcm.sample --ckpt "$GENERATOR" --num-samples "$NUM_SAMPLES" --cfg-scale 2.0 --temperature 1.0 \
+    --global-seed 0 --sample-dir "$OUT"
+fi
+
+if want evaluate; then
+  EXTRA=()
+  if [ -n "$INCEPTION" ]; then EXTRA=(--inception-weights "$INCEPTION"); else EXTRA=(--metrics none); fi
+  run $PY -m rdpm_gddcm.evaluate --samples "$OUT/samples.npz" --reference "$DATA/train" \
+    --proxy-classifier assets/cifar10-classifier --out "$OUT" "${EXTRA[@]}"
+fi
+
+if want benchmarks; then  # every README table and plot; each script resumes rows already in its JSON
+  for suite in table1 grid2d ksweep tokens10 psweep; do
+    run $PY benchmarks/bench_fidelity.py --suite "$suite" --num-images 128 --out "benchmarks/results/fidelity_$suite.json"
+  done
+  run $PY benchmarks/bench_jpeg.py --out benchmarks/results/jpeg.json
+  run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --out benchmarks/results/generator.json
+  run $PY benchmarks/bench_generator.py --suite ablations --num-images 500 --out benchmarks/results/generator_ablations.json
+  run $PY benchmarks/report.py
+fi

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The CIFAR-10 recipe: reproduces every shipped checkpoint under assets/ from the ImageFolder copy of
+# CIFAR-10 (DATA/train, DATA/val). The commands are the ones the cards record; wall times are the
+# ones measured on this project's 2-core CPU (each card has its own). On GPUs, prefix the training
+# and tokenizing commands with `accelerate launch --multi_gpu --num_processes K` (same scripts).
+#
+#   DATA=../shared/data/cifar10 bash train/cifar10.sh            # everything (~5 h on 2 CPU cores)
+#   STAGES="tokenize generator" bash train/cifar10.sh            # only some stages
+#   DRY_RUN=1 bash train/cifar10.sh                              # print the commands only
+set -euo pipefail
+DATA=${DATA:-../shared/data/cifar10}
+TAEF2=${TAEF2:-../shared/weights/taef2}
+RUNS=${RUNS:-runs}
+STAGES=${STAGES:-"backbones classifier tokenize generator"}
+# the shipped generator was trained on the first TOKEN_IMAGES train images in class-interleaved order
+TOKEN_IMAGES=${TOKEN_IMAGES:-7168}
+GEN_STEPS=${GEN_STEPS:-3000}
+PY=${PY:-python}
+# tokens are made with the shipped backbone (its weights hash is in every token header); set
+# BACKBONE=$RUNS/cifar10-pixels-vp to chain on the backbone this script retrains instead
+BACKBONE=${BACKBONE:-assets/cifar10-pixels-vp}
+
+run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
+want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+TOKFLAGS=(--plan trajectory --p 0.5 --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional
+          --mixed-precision bf16)
+
+if want backbones; then   # 69 / 68 / 20 min on 1 CPU thread (assets/*/CARD.md)
+  for fam in vp flow; do
+    run $PY -m rdpm_gddcm.train_backbone --data-path "$DATA/train" --image-size 32 --family $fam --model unet-cpu \
+      --results-dir "$RUNS/cifar10-pixels-$fam" --max-steps 1000 --global-batch-size 64 --lr 5e-4 --warmup-steps 50 \
+      --mixed-precision bf16 --ckpt-every 200 --sample-every 500 --log-every 50
+  done
+  run $PY -m rdpm_gddcm.train_backbone --data-path "$DATA/train" --image-size 64 --num-images 10000 --no-hflip \
+    --autoencoder "taef2:$TAEF2" --family ve --model unet-latent-cpu --results-dir "$RUNS/cifar10-taef2-edm" \
+    --max-steps 1500 --global-batch-size 64 --lr 5e-4 --warmup-steps 50 --mixed-precision bf16 --ckpt-every 250 \
+    --sample-every 750 --log-every 50
+fi
+
+if want classifier; then  # the CPU proxy behind "CIFAR-feature FD" / "class accuracy" (33 min, 1 thread)
+  run $PY -m rdpm_gddcm.classifier --data-path "$DATA" --epochs 9 --batch-size 512 --lr 0.4 --widths 32,64,128,256 \
+    --mixed-precision bf16 --num-threads 1 --out "$RUNS/cifar10-classifier"
+fi
+
+if want tokenize; then    # ~0.23 s/image on 2 cores: 7168 images in ~28 min; 500 val images in ~2 min
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --backbone "$BACKBONE" \
+    --out "$RUNS/tokens-cifar10-vp-8x8" --num-images "$TOKEN_IMAGES" --save-states "${TOKFLAGS[@]}"
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --backbone "$BACKBONE" \
+    --out "$RUNS/tokens-cifar10-val-8x8" --num-images 500 --save-states "${TOKFLAGS[@]}"
+fi
+
+if want generator; then   # gen-mini, fp32 (bf16 autocast is slower on CPUs without bf16 instructions)
+  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-vp-8x8" --results-dir "$RUNS/cifar10-generator" \
+    --model gen-mini --max-steps "$GEN_STEPS" --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
+    --mixed-precision no --log-every 50 --ckpt-every 500 --sample-every 1000 --backbone "$BACKBONE" \
+    --val-tokens "$RUNS/tokens-cifar10-val-8x8"
+fi
