@@ -8,7 +8,9 @@ of a class-balanced stride over CIFAR-10 `val`, and the rows are collected into 
 
 Suites: ``table1`` (N=300, K=1024, pixel space: p=0, DDCM, p=0.5 per backbone + the
 linear-Gaussian floor), ``grid2d`` (N=100, 1x1/4x4/8x8), ``ksweep`` (K in 256/1024/4096, N=100),
-``tune`` (small searches on the first 16 val images that set the documented defaults: σ_max of
+``psweep`` (VP-ε, 1D, N=100, K=1024: trajectory p in 0.2..0.8 and the fixed-point p=0),
+``tokens10`` (the generator's setting: N=10, K=4096, trajectory p=0.5, 4x4/8x8 grids, pixel
+backbones and the taef2-latent EDM: the numbers behind the choice of token space), ``tune`` (small searches on the first 16 val images that set the documented defaults: σ_max of
 Eq. 10/13 with the linear-Gaussian floor, T_s for the trained backbones). Rows already in the
 output JSON are kept (re-running resumes).
 """
@@ -77,6 +79,30 @@ def rows_for(suite: str, a) -> list[dict]:
         return [dict(backbone_label=label, plan_label=f"p=0 N=100 K={k}", backbone=d,
                      args=["--num-steps", "100", "--codebook-size", str(k), "--plan", "fixed-point"])
                 for label, d in (("VP-ε (ours)", vp), ("flow (ours)", flow)) for k in (256, 1024, 4096)]
+    if suite == "psweep":
+        # trajectory p (VP-ε, 1D, N=100, K=1024) with the fixed-point plan (p=0) as the reference point
+        base = ["--num-steps", "100", "--codebook-size", "1024"]
+        out = [dict(backbone_label="VP-ε (ours)", plan_label="p=0 N=100 K=1024", backbone=vp,
+                    args=base + ["--plan", "fixed-point"])]
+        return out + [dict(backbone_label="VP-ε (ours)", plan_label=f"p={q} N=100 K=1024", backbone=vp,
+                           args=base + ["--plan", "trajectory", "--p", str(q)]) for q in (0.2, 0.35, 0.5, 0.65, 0.8)]
+    if suite == "tokens10":
+        t10 = ["--num-steps", "10", "--codebook-size", "4096", "--plan", "trajectory", "--p", "0.5"]
+        out = [dict(backbone_label=label, plan_label=f"N=10 K=4096 p=0.5 grid {g}", backbone=d, args=t10 + ["--grid", g])
+               for label, d in (("VP-ε (ours)", vp), ("flow (ours)", flow)) for g in ("4x4", "8x8")]
+        out.append(dict(backbone_label="VP-ε (ours)", plan_label="N=10 K=4096 p=0.5 grid 8x8 class-conditional",
+                        backbone=vp, args=t10 + ["--grid", "8x8", "--conditional"]))
+        out.append(dict(backbone_label="linear-Gaussian (floor)", plan_label="N=10 K=4096 p=0.5 grid 8x8",
+                        backbone=floor, args=t10 + ["--grid", "8x8"]))
+        # the selection rule at this setting (SPEC §4): dot spends every bit on the residual x - x̂0
+        out.append(dict(backbone_label="VP-ε (ours)", plan_label="N=10 K=4096 p=0.5 grid 8x8 class-conditional dot",
+                        backbone=vp, args=t10 + ["--grid", "8x8", "--conditional", "--selection", "dot"]))
+        out.append(dict(backbone_label="linear-Gaussian (floor)", plan_label="N=10 K=4096 p=0.5 grid 8x8 dot",
+                        backbone=floor, args=t10 + ["--grid", "8x8", "--selection", "dot"]))
+        # the latent backbone sees 64 px images through taef2 (latent 32x8x8): grid 8x8 = one token per latent pixel
+        return out + [dict(backbone_label="EDM in taef2 latent (ours)", plan_label=f"N=10 K=4096 p=0.5 grid {g}",
+                           backbone=a.latent_backbone, args=t10 + ["--grid", g, "--autoencoder", f"taef2:{a.taef2}"])
+                      for g in ("4x4", "8x8")]
     if suite == "tune":
         # run on the first val images (--num-images 16): picks the documented defaults
         out = [dict(backbone_label="linear-Gaussian (floor)", plan_label=f"p=0 sigma_max_r={r}", backbone=floor,
@@ -95,11 +121,13 @@ def rows_for(suite: str, a) -> list[dict]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--suite", default="table1", choices=["table1", "grid2d", "ksweep", "tune"])
+    p.add_argument("--suite", default="table1", choices=["table1", "grid2d", "ksweep", "psweep", "tokens10", "tune"])
     p.add_argument("--data-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "val"))
     p.add_argument("--train-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "train"))
     p.add_argument("--vp-backbone", default=str(ROOT / "assets" / "cifar10-pixels-vp"))
     p.add_argument("--flow-backbone", default=str(ROOT / "assets" / "cifar10-pixels-flow"))
+    p.add_argument("--latent-backbone", default=str(ROOT / "assets" / "cifar10-taef2-edm"))
+    p.add_argument("--taef2", default=str(ROOT.parent / "shared" / "weights" / "taef2"))
     p.add_argument("--floor-dir", default=str(ROOT / "runs" / "linear-gaussian-cifar10"))
     p.add_argument("--num-images", type=int, default=128)
     p.add_argument("--num-steps", type=int, default=300)

@@ -30,7 +30,7 @@ def log_stats(run: Path) -> dict:
     stamps = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") for line in lines
               if (m := re.match(r"\[(.{19})\]", line))]
     curve = [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for line in lines
-             if (m := re.search(r"step (\d+) ce ([0-9.]+) acc ([0-9.]+)", line))]
+             if (m := re.search(r"\] step (\d+) ce ([0-9.]+) acc ([0-9.]+)", line))]
     speeds = [float(m.group(1)) for line in lines if (m := re.search(r" ([0-9.]+) seq/s", line))]
     return {"wall_min": (stamps[-1] - stamps[0]).total_seconds() / 60, "steps": curve[-1][0],
             "final_train_ce": curve[-1][1], "final_train_accuracy": curve[-1][2],
@@ -112,7 +112,7 @@ def main():
     card = {"name": a.name, "backbone_asset": a.backbone_asset, "parameters_m": params / 1e6,
             "weights_mb": (dst / "generator.safetensors").stat().st_size / 2 ** 20,
             "generator": {**g, "model": meta["train_config"]["model"]},
-            "tokens": {"plan": plan["kind"], "p": plan.get("p"), "num_steps": plan["num_steps"],
+            "tokens": {"plan": plan["kind"], "p": plan["config"]["p"], "num_steps": len(plan["steps"]),
                        "grid": "x".join(map(str, h["grid"])), "blocks": g["num_blocks"], "block_dim": g["block_dim"],
                        "codebook_size": h["codebook_sizes"][0], "selection": h["selection"], "init": h["init"],
                        "conditional": h["conditional"], "num_token_rows": h["num_token_rows"]},

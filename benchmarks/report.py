@@ -40,6 +40,29 @@ def t_fidelity(name):
             + "; ".join(f"`{c}`" for c in d.get("commands", [d["command"]])))
 
 
+def t_jpeg():
+    d = load("jpeg")
+    if not d:
+        return None
+    subs = list(dict.fromkeys(r["subsampling"] for r in d["rows"]))
+    by = {(r["quality"], r["subsampling"]): r for r in d["rows"]}
+
+    def cells(r):
+        if r is None:
+            return ["", "", "", ""]
+        ps = (f"{r['psnr']:.2f}" if r["psnr"] is not None else
+              f"∞ on {r['identical_images']}/{r['num_images']} (others {r['psnr_over_changed_images']:.2f})")
+        return [ps, f"{r['ssim']:.4f}", f"{r['bpp']:.3f}", f"{r['scan_bpp']:.3f}"]
+    rows = [(q, *[c for sub in subs for c in cells(by.get((q, sub)))])
+            for q in sorted({r["quality"] for r in d["rows"]})]
+    head = ["quality"] + [f"{sub} {h}" for sub in subs for h in ("PSNR (dB)", "SSIM", "bpp (file)", "bpp (scan)")]
+    return (md(head, rows) +
+            f"\n\n{d['num_images']} CIFAR-10 `val` images (the fidelity tables' images), Pillow {d['pillow']} baseline "
+            f"JPEG with optimised Huffman tables; bpp (file) = file bytes·8/(32·32), bpp (scan) counts only the "
+            f"entropy-coded data (tables shared, as token bits are). The inputs are themselves q=75 JPEG, so JPEG "
+            f"above q≈50 re-quantises onto the source's grid and is optimistic. `{d['command']}`")
+
+
 def t_autoencoder():
     d = load("autoencoder")
     if not d:
@@ -104,8 +127,71 @@ def t_backbones():
             "`assets/*/card.json` (`benchmarks/backbone_card.py`).")
 
 
-TABLES = {"fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
-          "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"),
+def _gen_rows(d):
+    rows = []
+    for r in d["rows"]:
+        t = r.get("seconds_per_image", {})
+        setting = {"generator": f"CFG w={r.get('cfg_scale')}, τ={r.get('temperature')}"
+                   + (f", {r['cfg_schedule']} schedule" if r.get("cfg_schedule", "constant") != "constant" else ""),
+                   "ode": f"CFG w={r.get('cfg_scale')}", "random": "uniform random indices", "real": "-"}[r["kind"]]
+        calls = {"generator": 10, "random": 10, "ode": r.get("steps"), "real": "-"}[r["kind"]]
+        rows.append((r["label"], setting, calls, f"{r['CIFAR-feature FD']:.1f}", f"{100 * r['class accuracy']:.1f} %",
+                     *(f"{t.get(k, 0):.3f}" if r["kind"] != "real" else "-"
+                       for k in ("backbone_and_chain_s", "transformer_s", "autoencoder_s"))))
+    return rows
+
+
+def t_generator():
+    d = load("generator")
+    if not d:
+        return None
+    extra = load("generator_ode100")            # the 100-step ODE row, run as its own process
+    if extra:
+        d = {**d, "rows": d["rows"] + [r for r in extra["rows"] if r["label"] not in {x["label"] for x in d["rows"]}]}
+    order = {"generator": 0, "ode": 1, "random": 2, "real": 3}
+    d["rows"].sort(key=lambda r: (order[r["kind"]], r.get("steps") or 0))
+    n = d["rows"][0]["num_images"]
+    cmds = d.get("commands", []) + (extra.get("commands", []) if extra else [])
+    return (md(["sampler", "setting", "steps", "CIFAR-feature FD ↓", "class accuracy ↑", "s/image backbone+chain",
+                "s/image transformer", "s/image decode"], _gen_rows(d)) +
+            f"\n\n{n} class-balanced samples per row against all 5,000 CIFAR-10 `val` images; CIFAR-feature FD and class "
+            f"accuracy are this project's CPU proxies (a CIFAR-10 classifier's features), **not FID**. Seconds per image "
+            f"on 1 CPU thread while another benchmark used the second core. " + "; ".join(f"`{c}`" for c in cmds))
+
+
+def t_generator_ablations():
+    d = load("generator_ablations")
+    if not d:
+        return None
+    n = d["rows"][0]["num_images"]
+    return (md(["variant", "setting", "steps", "CIFAR-feature FD ↓", "class accuracy ↑", "s/image backbone+chain",
+                "s/image transformer", "s/image decode"], _gen_rows(d)) +
+            f"\n\n{n} class-balanced samples per row (fewer than the table above: compare rows within this table only); "
+            f"proxies, not FID. " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+
+
+def t_generator_heads():
+    rows = []
+    for run, head in (("cifar10-generator", "tied (`dot` rule)"), ("cifar10-generator-untied", "untied linear over K")):
+        p = RES / f"val_{run}.json"
+        if p.exists():
+            v = [h for h in json.loads(p.read_text()) if h["step"] == 1000]
+            if v:
+                rows.append((head, 1000, f"{v[0]['ce']:.3f}", f"{100 * v[0]['accuracy']:.2f} %",
+                             " / ".join(f"{100 * a:.1f}" for a in v[0]["accuracy_per_row"][:4])))
+    if not rows:
+        return None
+    return (md(["head", "step", "held-out CE (nats/token)", "held-out token accuracy", "accuracy rows 0-3 (%)"], rows) +
+            "\n\nThe same command (gen-mini, seed, data order, LR schedule to 2800 steps) but the head; the EMA export at "
+            "step 1000 scored teacher-forced on the tokens of 500 CIFAR-10 `val` images (uniform guessing: CE 8.318). "
+            "From each run's `val_metrics.json`, copied to `benchmarks/results/val_*.json`.")
+
+
+TABLES = {"generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+          "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
+          "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
+          "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),
+          "jpeg": t_jpeg,
           "fidelity_tune": lambda: t_fidelity("fidelity_tune"), "fidelity_tune_flow": lambda: t_fidelity("fidelity_tune_flow"), "overhead": t_overhead, "backbone_speed": t_speed,
           "autoencoder": t_autoencoder, "classifier": t_classifier, "backbones": t_backbones}
 
@@ -127,6 +213,9 @@ def main():
         sys.exit(0 if new == text else 1)
     readme.write_text(new)
     print("README tables regenerated" if new != text else "README tables already up to date")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import plots  # noqa: E402  (lazily: matplotlib is an optional extra; plots.make_all says when it skips)
+    plots.make_all()
 
 
 if __name__ == "__main__":

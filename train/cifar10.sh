@@ -13,8 +13,8 @@ TAEF2=${TAEF2:-../shared/weights/taef2}
 RUNS=${RUNS:-runs}
 STAGES=${STAGES:-"backbones classifier tokenize generator"}
 # the shipped generator was trained on the first TOKEN_IMAGES train images in class-interleaved order
-TOKEN_IMAGES=${TOKEN_IMAGES:-7168}
-GEN_STEPS=${GEN_STEPS:-3000}
+TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
+GEN_STEPS=${GEN_STEPS:-2800}
 PY=${PY:-python}
 # tokens are made with the shipped backbone (its weights hash is in every token header); set
 # BACKBONE=$RUNS/cifar10-pixels-vp to chain on the backbone this script retrains instead
@@ -42,7 +42,7 @@ if want classifier; then  # the CPU proxy behind "CIFAR-feature FD" / "class acc
     --mixed-precision bf16 --num-threads 1 --out "$RUNS/cifar10-classifier"
 fi
 
-if want tokenize; then    # ~0.23 s/image on 2 cores: 7168 images in ~28 min; 500 val images in ~2 min
+if want tokenize; then    # ~0.22 s/image on 2 cores: 8192 images in ~30 min; 500 val images in ~2 min
   run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --backbone "$BACKBONE" \
     --out "$RUNS/tokens-cifar10-vp-8x8" --num-images "$TOKEN_IMAGES" --save-states "${TOKFLAGS[@]}"
   run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --backbone "$BACKBONE" \
