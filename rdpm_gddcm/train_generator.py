@@ -94,8 +94,10 @@ class RowBatcher:
         else:
             from .chain import LookupChooser, run_chain
             tok = self.tokenizer
+            # the encoder called the backbone with each image's class when the tokens are --conditional
+            labels = torch.from_numpy(self.data.labels[idx]).long().to(device) if tok.cfg.conditional else None
             out = run_chain(tok.backbone, tok.spec, LookupChooser(torch.from_numpy(self.data.tokens[idx])), len(idx),
-                            None, device, record=True, final=False)
+                            labels, device, record=True, final=False)
             st, xh = torch.stack(out.states, 1).cpu(), torch.stack(out.xhs, 1).cpu()
         b = torch.arange(len(idx))
         s = torch.from_numpy(np.maximum(steps, 0))

@@ -196,3 +196,20 @@ def test_training_without_states_replays_them(toy, tmp_path):
         assert torch.allclose(x.float(), y.float(), atol=2e-3)          # cached states are fp16
     with pytest.raises(ValueError, match="--backbone"):
         train_generator.RowBatcher(TokenDataset(bare))
+
+
+def test_replay_uses_class_labels_for_conditional_tokens(toy, tmp_path):
+    """Tokens made with --conditional called the backbone with each image's class: replaying their states
+    must do the same (the cached states are the reference)."""
+    root, bb, _ = toy
+    args = ["--data-path", "procedural:4", "--backbone", str(bb), "--plan", "trajectory", "--p", "0.5", "--num-steps",
+            "2", "--codebook-size", "16", "--grid", "2x2", "--batch-size", "4", "--conditional"]
+    tokenize.run(tokenize.parse_args(args + ["--out", str(tmp_path / "cached"), "--save-states"]))
+    tokenize.run(tokenize.parse_args(args + ["--out", str(tmp_path / "bare")]))
+    from rdpm_gddcm.tokenizer import load_models, tokenizer_from_header
+    cached = TokenDataset(tmp_path / "cached")
+    b, ae, _ = load_models(str(bb), None, None)
+    replay = train_generator.RowBatcher(TokenDataset(tmp_path / "bare"), tokenizer_from_header(cached.header, b, ae))
+    idx, rows = np.array([1, 2, 3]), np.array([1, 2, 2])
+    for x, y in zip(replay.inputs(idx, rows, "cpu"), train_generator.RowBatcher(cached).inputs(idx, rows, "cpu")):
+        assert torch.allclose(x.float(), y.float(), atol=2e-3)
