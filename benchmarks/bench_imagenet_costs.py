@@ -87,6 +87,7 @@ def parse_args(argv=None):
     p.add_argument("--num-samples", type=int, default=50_000, help="samples for FID")
     p.add_argument("--shard-size", type=int, default=1024, help="rdpm-tokenize --shard-size of the recipe")
     p.add_argument("--global-batch-size", type=int, default=256, help="generator training batch of the recipe")
+    p.add_argument("--max-steps", type=int, default=400_000, help="generator training steps of the recipe")
     p.add_argument("--chain-batch", type=int, default=64,
                    help="images per chain run (= the recipe's rdpm-tokenize --batch-size: the chain re-lays the "
                         "codebook out per block once per step and batch, whatever the batch size)")
@@ -452,6 +453,9 @@ def derive(res: dict, a) -> dict:
         "sample_hours_num_samples": {"gpu_part_only": round(per_gpu_smp * gpu_smp / 3.6e6, 2),
                                      "with_cpu_part": round(per_gpu_smp * (gpu_smp + cpu_smp) / 3.6e6, 2)},
         "train_hours_per_epoch": round(a.num_images * gflops["train_flops_per_sequence"] / eff / a.num_gpus / 3600, 2),
+        "train_hours_max_steps": {"steps": a.max_steps, "global_batch_size": a.global_batch_size,
+                                  "hours": round(a.max_steps * a.global_batch_size * gflops["train_flops_per_sequence"]
+                                                 / eff / a.num_gpus / 3600, 1)},
     }
     return out
 
@@ -491,7 +495,7 @@ def main(argv=None):
                           "plan": "trajectory", "p": 0.5, "num_steps": a.num_steps, "grid": a.grid,
                           "codebook_size": a.codebook_size, "init": "codebook", "generator": a.model,
                           "num_images": a.num_images, "num_samples": a.num_samples,
-                          "global_batch_size": a.global_batch_size}}
+                          "global_batch_size": a.global_batch_size, "max_steps": a.max_steps}}
         flop_models = dict.fromkeys([a.model, *[m for m in a.flop_models.split(",") if m]])
         sections = [("io", lambda: bench_io(a.repeats)),
                     ("chain", lambda: bench_chain(grid, a.codebook_size, a.num_steps, a.chain_batch, a.chain_repeats)),

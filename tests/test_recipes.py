@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(BASH is None, reason="bash not installed")
 
 def dry_run(recipe: str, **env) -> list[list[str]]:
     """The commands ``recipe`` prints with DRY_RUN=1, split like the shell would."""
-    clean = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "DRY_RUN": "1", **env}
+    clean = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), "DRY_RUN": "1", **env}
     r = subprocess.run([BASH, recipe], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return [shlex.split(line) for line in r.stdout.splitlines() if line.strip()]

@@ -26,14 +26,20 @@
 #
 # Costs: benchmarks/results/imagenet_costs.json, reproduced by
 #   python benchmarks/bench_imagenet_costs.py --out benchmarks/results/imagenet_costs.json
-# Measured per image on a loaded 2-core CPU, 1 thread, random weights of the real configurations; the
-# totals are computed from them; the GPU hours there are FLOPs-derived under a stated assumption (not
-# measured). Exact cache sizes for the defaults (1,281,167 images, 1252 shards of 1024):
+# MEASURED (CPU time, 1 thread of a shared 2-core CPU, random weights of the real configurations):
+#   DiT-XL/2 forward 2.9 s fp32 / 8.5 s bf16 (237 GFLOP) per image per step; SD-VAE encode 3.1 s
+#   (273 GFLOP); gen-l training forward+backward 6.5 s (484 GFLOP) per sequence; JPEG decode 7 ms.
+# COMPUTED from those: tokenizing = 11 DiT calls + 1 encode = 35 s per image, 12,500 core-hours for
+#   ImageNet at fp32. GPU (NOT measured: FLOPs at an assumed 40% of the H100 bf16 peak, 8 GPUs):
+#   tokenizing ~0.3 h of GPU work, ~0.6 h with each process's serial JPEG decoding; training
+#   400k steps x 256 ~4.4 h of GPU FLOPs (data loading from the states cache not included).
+# Exact cache sizes for the defaults (1,281,167 images, 1252 shards of 1024):
 #   tokens    11 x 256 x 2 B = 5,632 B/image  -> 7.2 GB   (GRID=8x8: 1,408 B/image -> 1.8 GB)
 #   labels    8 B/image                       -> 10 MB
 #   states+x̂0 2 x 10 x 4x32x32 x 2 B = 160 KiB/image -> 210 GB (SAVE_STATES=1; same for any grid)
 #   training RAM: rdpm_gddcm.token_io.TokenDataset holds all tokens as int64 in every process:
-#             28.9 GB per process for 16x16 (7.2 GB for 8x8), so 8 processes need ~231 GB of host RAM.
+#             28.9 GB per process for 16x16 (7.2 GB for 8x8; ~1.5x that while loading), so 8
+#             processes need ~231 GB of host RAM.
 set -euo pipefail
 
 DATA=${DATA:-data/imagenet/train}            # ImageFolder: DATA/<wnid>/*.JPEG (1000 classes, sorted = DiT's labels)
