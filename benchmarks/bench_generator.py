@@ -144,8 +144,8 @@ def main():
     p.add_argument("--cfg-scale", type=float, default=2.0, help="generator CFG w (l_u + w·(l_c - l_u))")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--ode-cfg-scale", type=float, default=2.0, help="CFG w of the backbone's own ODE sampler")
-    p.add_argument("--cfg-sweep", type=float, nargs="+", default=[1.0, 3.0])
-    p.add_argument("--temperature-sweep", type=float, nargs="+", default=[0.7])
+    p.add_argument("--cfg-sweep", type=float, nargs="+", default=[1.0, 1.5, 3.0, 4.0])
+    p.add_argument("--temperature-sweep", type=float, nargs="+", default=[0.7, 0.85, 1.15])
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
                    help="generator autocast (fp32 is faster on CPUs without bf16 instructions)")
     p.add_argument("--global-seed", type=int, default=0)
