@@ -179,7 +179,7 @@ def main():
         from rdpm_gddcm.data import save_image_grid
         sel = np.concatenate([np.where(labels == c)[0][:8] for c in range(10)])
         order = sel.reshape(10, 8).T.reshape(-1)          # row = one image per class
-        tag = "".join(ch if ch.isalnum() else "_" for ch in row["label"]).strip("_")
+        tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
         save_image_grid(torch.from_numpy(imgs[order]).permute(0, 3, 1, 2).float() / 127.5 - 1,
                         str(grid_dir / f"{a.suite}_{tag}.png"), nrow=10)
         cmd = " ".join(sys.argv)
