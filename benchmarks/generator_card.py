@@ -67,7 +67,8 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
 - Data: {card['training_images']} CIFAR-10 `train` images (class-balanced, class-interleaved order),
   per-step states cached in the shards.
 - {card['steps']} optimizer steps, wall time {card['wall_min']:.0f} min on this machine's 2 CPU cores
-  (median {card['median_seq_per_s']:.0f} sequences/s; fp32 — bf16 autocast was 3.3x slower for this model on this CPU).
+  (median {card['median_seq_per_s']:.0f} sequences/s; fp32: bf16 autocast is slower for this model on this CPU,
+  `benchmarks/results/generator_speed.json`).
 - Final training CE (mean of the last logging window): {card['final_train_ce']:.3f} nats/token; token accuracy
   {100 * card['final_train_accuracy']:.2f} %.
 {val}
