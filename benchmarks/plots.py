@@ -162,30 +162,42 @@ def rate_distortion(results_dir=RESULTS, plots_dir=None):
     return _save(fig, _out(plots_dir, results_dir, "rate_distortion"))
 
 
+def _psnr_log2_plot(by: dict, marker: str, xlabel: str, title: str, name: str, results_dir, plots_dir,
+                    annotate=None, margin: float = 0.0):
+    """One PSNR line per backbone over a log2 x axis with a tick at every measured x. ``by``: backbone
+    label -> [(x, psnr, extra)]; ``annotate(ax, first_line_points)`` labels the first line's points."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for b, pts in by.items():
+        pts.sort()
+        ax.plot([x for x, _, _ in pts], [p for _, p, _ in pts], marker, color=_colour(b), label=b)
+    if annotate:
+        annotate(ax, sorted(next(iter(by.values()))))
+    ax.set_xscale("log", base=2)
+    xs = sorted({x for pts in by.values() for x, _, _ in pts})
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs])
+    if margin:
+        ax.margins(x=margin)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, _out(plots_dir, results_dir, name))
+
+
 def k_scaling(results_dir=RESULTS, plots_dir=None):
     """PSNR vs codebook size K (log2 x), one line per backbone (fidelity_ksweep)."""
     d = _load(results_dir, "fidelity_ksweep")
     if not d:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
     by = {}
     for r in d["rows"]:
         by.setdefault(r["backbone_label"], []).append((int(_arg(r, "--codebook-size")), r["psnr"], r["plan_label"]))
-    for b, pts in by.items():
-        pts.sort()
-        ax.plot([k for k, _, _ in pts], [p for _, p, _ in pts], "-o", color=_colour(b), label=b)
-    ax.set_xscale("log", base=2)
-    ks = sorted({k for pts in by.values() for k, _, _ in pts})
-    ax.set_xticks(ks)
-    ax.set_xticklabels([str(k) for k in ks])
-    ax.set_xlabel("codebook size K (log2 scale)")
-    ax.set_ylabel("PSNR (dB)")
     plan = re.sub(r"\s*K=\d+", "", d["rows"][0]["plan_label"])
-    ax.set_title(f"Codebook size: 1D, {plan}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, _out(plots_dir, results_dir, "k_scaling"))
+    return _psnr_log2_plot(by, "-o", "codebook size K (log2 scale)", f"Codebook size: 1D, {plan}", "k_scaling",
+                           results_dir, plots_dir)
 
 
 def grid_scaling(results_dir=RESULTS, plots_dir=None):
@@ -193,29 +205,17 @@ def grid_scaling(results_dir=RESULTS, plots_dir=None):
     d = _load(results_dir, "fidelity_grid2d")
     if not d:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
     by = {}
     for r in d["rows"]:
         by.setdefault(r["backbone_label"], []).append((_grid_blocks(r), r["psnr"], r["bpp"]))
-    for b, pts in by.items():
-        pts.sort()
-        ax.plot([g for g, _, _ in pts], [p for _, p, _ in pts], "-s", color=_colour(b), label=b)
-    first = sorted(next(iter(by.values())))
-    for g, p, bpp in first:
-        ax.annotate(f"{bpp:.3g} bpp", (g, p), textcoords="offset points", xytext=(5, -12), fontsize=7)
-    ax.set_xscale("log", base=2)
-    gs = sorted({g for pts in by.values() for g, _, _ in pts})
-    ax.set_xticks(gs)
-    ax.set_xticklabels([str(g) for g in gs])
-    ax.margins(x=0.15)
-    ax.set_xlabel("blocks per token map (tokens per step; log2 scale)")
-    ax.set_ylabel("PSNR (dB)")
+
+    def bpp_labels(ax, pts):
+        for g, p, bpp in pts:
+            ax.annotate(f"{bpp:.3g} bpp", (g, p), textcoords="offset points", xytext=(5, -12), fontsize=7)
     n, k = _arg(d["rows"][0], "--num-steps", "?"), _arg(d["rows"][0], "--codebook-size", "?")
-    ax.set_title(f"Token-map grid: N={n}, K={k}, trajectory p=0.5")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, _out(plots_dir, results_dir, "grid_scaling"))
+    return _psnr_log2_plot(by, "-s", "blocks per token map (tokens per step; log2 scale)",
+                           f"Token-map grid: N={n}, K={k}, trajectory p=0.5", "grid_scaling", results_dir, plots_dir,
+                           annotate=bpp_labels, margin=0.15)
 
 
 def p_sweep(results_dir=RESULTS, plots_dir=None):
