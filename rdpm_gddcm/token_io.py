@@ -178,12 +178,14 @@ class TokenDataset:
     def __len__(self):
         return len(self.tokens)
 
-    def states_for(self, indices) -> tuple[np.ndarray, np.ndarray]:
-        """Cached (states, xh) of the given images: (n, N, C, H, W) each, fp16."""
+    def states_for(self, indices, steps=None) -> tuple[np.ndarray, np.ndarray]:
+        """Cached (states, xh) of the given images, fp16: every step, (n, N, C, H, W) each; or with
+        ``steps`` (one chain step per image) only that step, (n, C, H, W), reading no other step from
+        the memory-mapped shards (training uses one step per example)."""
         st, xh = [], []
-        for i in np.asarray(indices):
+        for k, i in enumerate(np.asarray(indices)):
             s = int(np.searchsorted(self._offsets, i, side="right") - 1)
-            j = i - self._offsets[s]
+            j = (i - self._offsets[s]) if steps is None else (i - self._offsets[s], int(steps[k]))
             st.append(np.asarray(self.states[s][j]))
             xh.append(np.asarray(self.xh[s][j]))
         return np.stack(st), np.stack(xh)

@@ -87,8 +87,9 @@ class RowBatcher:
         """(state_blocks, xh_blocks, targets) for images idx at rows ``rows``."""
         L = tuple(self.data.header["latent_shape"])
         steps = rows - int(self.has_init)                 # chain step per example (-1: init row)
+        s = np.maximum(steps, 0)
         if self.data.has_states:
-            st, xh = self.data.states_for(idx)            # (B, N, C, H, W)
+            st, xh = self.data.states_for(idx, s)         # (B, C, H, W): only the step each example needs
             st = torch.from_numpy(st.astype(np.float32))
             xh = torch.from_numpy(xh.astype(np.float32))
         else:
@@ -98,11 +99,11 @@ class RowBatcher:
             labels = torch.from_numpy(self.data.labels[idx]).long().to(device) if tok.cfg.conditional else None
             out = run_chain(tok.backbone, tok.spec, LookupChooser(torch.from_numpy(self.data.tokens[idx])), len(idx),
                             labels, device, record=True, final=False)
-            st, xh = torch.stack(out.states, 1).cpu(), torch.stack(out.xhs, 1).cpu()
-        b = torch.arange(len(idx))
-        s = torch.from_numpy(np.maximum(steps, 0))
-        state = torch.where(torch.from_numpy(steps >= 0)[:, None, None, None], st[b, s], torch.zeros(len(idx), *L))
-        xhat = torch.where(torch.from_numpy(steps >= 0)[:, None, None, None], xh[b, s], torch.zeros(len(idx), *L))
+            b, si = torch.arange(len(idx)), torch.from_numpy(s)
+            st, xh = torch.stack(out.states, 1).cpu()[b, si], torch.stack(out.xhs, 1).cpu()[b, si]
+        real = torch.from_numpy(steps >= 0)[:, None, None, None]        # the init row sees a zero state and x̂0
+        state = torch.where(real, st, torch.zeros(len(idx), *L))
+        xhat = torch.where(real, xh, torch.zeros(len(idx), *L))
         targets = torch.from_numpy(self.data.tokens[idx, rows]).long()
         return (self.grid.to_blocks(state).to(device), self.grid.to_blocks(xhat).to(device), targets.to(device))
 

@@ -151,6 +151,8 @@ def test_tokenize_resume_and_dataset(backbone_dir, tmp_path):
     assert len(ds) == 10 and ds.tokens.shape == (10, 4, 4) and ds.has_states
     st, xh = ds.states_for([0, 9])
     assert st.shape == (2, 3, 3, SIZE, SIZE) and xh.shape == st.shape
+    one_st, one_xh = ds.states_for([0, 9], [2, 1])                          # one step per image
+    assert np.array_equal(one_st, st[[0, 1], [2, 1]]) and np.array_equal(one_xh, xh[[0, 1], [2, 1]])
     # resume: remove one shard's marker; only that shard is recomputed and results are identical
     before = np.load(out / "shard-00001.tokens.npy")
     (out / "shard-00001.done").unlink()
