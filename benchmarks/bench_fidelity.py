@@ -115,6 +115,10 @@ def rows_for(suite: str, a) -> list[dict]:
             out.append(dict(backbone_label="flow (ours)", plan_label=f"p=0 T_s={ts} Δ {dmax}->{dmin}", backbone=flow,
                             args=common + ["--plan", "fixed-point", "--t-fixed", ts, "--delta-min", dmin,
                                            "--delta-max", dmax]))
+        for ts, dmin, dmax in (("10", "1", "9"),):                              # row 10: below the default T_s
+            out.append(dict(backbone_label="VP-ε (ours)", plan_label=f"p=0 T_s={ts} Δ {dmax}->{dmin}", backbone=vp,
+                            args=common + ["--plan", "fixed-point", "--t-fixed", ts, "--delta-min", dmin,
+                                           "--delta-max", dmax]))
         return out
     raise SystemExit(f"unknown suite {suite}")
 

@@ -5,8 +5,8 @@ Rows (suite ``main``), all class-balanced, image i seeded by (--global-seed, i):
   (b) the same backbone's own deterministic ODE sampler with CFG, at 10 and at 100 steps;
   (c) random tokens: the same chain and plan with uniformly random indices (DDCM-style generation);
   and real CIFAR-10 `train` images as the floor of the metric at this sample size.
-Suite ``ablations``: CFG scale sweep, temperature sweep, top-k, and tied vs untied head (when
---untied is given). Every row reports the labelled CPU proxies "CIFAR-feature FD" (against all
+Suite ``ablations``: CFG scale sweep, temperature sweep, the linear CFG schedule, and other heads
+(``--head-variant LABEL=RUN_DIR``, e.g. an untied head trained with the same command). Every row reports the labelled CPU proxies "CIFAR-feature FD" (against all
 5,000 `val` images) and "class accuracy" - not FID - and seconds per image split into backbone,
 transformer and autoencoder.
 
@@ -55,10 +55,11 @@ def generator_rows(a) -> list[dict]:
                          temperature=tau))
     rows.append(dict(label="CFG linear schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                      temperature=a.temperature, cfg_schedule="linear"))
-    for ckpt, head in ((a.generator, "tied"), (a.untied, "untied")):
-        if ckpt:
-            rows.append(dict(label=f"{head} head", kind="generator", ckpt=ckpt, cfg_scale=a.cfg_scale,
-                             temperature=a.temperature))
+    for variant in a.head_variant:
+        label, _, ckpt = variant.partition("=")
+        if not ckpt:
+            raise SystemExit(f"--head-variant {variant!r}: write LABEL=RUN_DIR, e.g. 'untied head=runs/cifar10-generator-untied'")
+        rows.append(dict(label=label, kind="generator", ckpt=ckpt, cfg_scale=a.cfg_scale, temperature=a.temperature))
     return rows
 
 
@@ -135,7 +136,8 @@ def main():
     p.add_argument("--tokens", default=str(ROOT / "runs" / "tokens-cifar10-vp-8x8"),
                    help="the generator's training tokens: their header defines the baselines' plan and codebooks")
     p.add_argument("--backbone", default=str(ROOT / "assets" / "cifar10-pixels-vp"))
-    p.add_argument("--untied", default=None, help="an untied-head generator trained like --generator (ablation row)")
+    p.add_argument("--head-variant", action="append", default=[], metavar="LABEL=RUN_DIR",
+                   help="ablations: a generator trained like --generator but for its head (repeatable)")
     p.add_argument("--val-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "val"))
     p.add_argument("--train-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "train"))
     p.add_argument("--classifier", default=str(ROOT / "assets" / "cifar10-classifier"))

@@ -46,6 +46,8 @@ def write_card_md(card: dict, dst: Path):
            f"(uniform guessing: CE {v['uniform_ce']:.3f}, accuracy {100 / t['codebook_size']:.3f} %).\n"
            f"- Per token map (row 0 = the init map, then chain steps 1..N), held-out accuracy: "
            f"{', '.join(f'{100 * a:.1f}' for a in v['accuracy_per_row'])} %.\n") if v else ""
+    r = g.get("head_rank", 0)
+    rank = f" plus a rank-{r} covariance term (`generator.py`)" if r else ""
     text = f"""# {card['name']}
 
 A class-conditional CIFAR-10 RDPM-style generator over gDDCM token maps, trained by this project on
@@ -55,7 +57,7 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
     rdpm-sample --ckpt assets/{card['name']} --num-samples 100 --cfg-scale 2.0 --sample-dir samples/cifar10
 
 - Model: `{g['model']}` ({card['parameters_m']:.2f}M parameters; hidden {g['hidden']}, depth {g['depth']},
-  {g['heads']} heads), {g['head']} head scoring the entries with the tokens' `{g['score']}` rule, EMA weights, fp16
+  {g['heads']} heads), {g['head']} head scoring the entries with the tokens' `{g['score']}` rule{rank}, EMA weights, fp16
   safetensors ({card['weights_mb']:.1f} MB).
 - Tokens: `{card['backbone_asset']}` (VP-ε, pixel space), plan `{t['plan']}` p={t['p']}, N={t['num_steps']} steps,
   grid {t['grid']} ({t['blocks']} blocks of {t['block_dim']} values), K={t['codebook_size']}, selection `{t['selection']}`,

@@ -14,6 +14,14 @@ entries with the tokenizer's own selection rule (SPEC §4), u_b standing in for 
 ``l2`` tokens: ``logit_k = κ·(⟨u_b, C_m[k]_b⟩ - ½‖C_m[k]_b‖²)`` (with u_b = c* its argmax is the
 encoder's choice); ``dot`` tokens: ``logit_k = κ·⟨u_b, C_m[k]_b⟩`` (with u_b = x - x̂0 likewise).
 κ > 0 is learned. An untied linear head over K is the ablation.
+
+Rank-r quadratic term (``head_rank`` = r > 0, our extension of SPEC §9). The encoder's pick is the
+argmax over k of ⟨r_b, C[k]_b⟩ for the unknown residual r_b; if the model believes r_b ~ N(μ_b, Σ_b),
+the softened pick has E_r exp(κ⟨r_b, C⟩) = exp(κ⟨μ_b, C⟩ + ½κ²·CᵀΣ_bC): a linear term alone can only
+say where the residual's *mean* points, and its samples pull every block towards that mean (blur),
+while a late-step residual has mean ≈ 0 and a very non-isotropic covariance. So the model also
+predicts r vectors v_bj per block and adds ``½·Σ_j ⟨v_bj, C[k]_b⟩² / Db`` (Σ_b ∝ Σ_j v_bj v_bjᵀ, PSD).
+With the v's zero it is the plain tied head.
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ class GeneratorConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     head: str = "tied"            # "tied" | "untied"
+    head_rank: int = 0            # tied head: rank of the per-block quadratic (covariance) term, 0 = linear only
     score: str = "l2"             # tied head's rule, = the tokens' selection: "l2" | "dot" (SPEC §4)
     dropout: float = 0.0
 
@@ -102,8 +111,12 @@ class TokenGenerator(nn.Module):
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         nn.init.zeros_(self.ada_out[1].weight)
         nn.init.zeros_(self.ada_out[1].bias)
+        if cfg.head_rank < 0 or (cfg.head_rank and cfg.head != "tied"):
+            raise ValueError(f"head_rank {cfg.head_rank} needs a tied head and must be >= 0")
         if cfg.head == "tied":
-            self.out = nn.Linear(d, cfg.block_dim)
+            # u (Db) then the quadratic term's r vectors (r·Db); their default init is deliberately
+            # nonzero: at v = 0 the gradient of ⟨v, C⟩² vanishes and the term would never start
+            self.out = nn.Linear(d, cfg.block_dim * (1 + cfg.head_rank))
             # κ = 1/√Db at init: ‖C_k‖² of a Gaussian entry varies by ~√(2·Db) across k, so this keeps
             # the initial logits O(1) instead of starting with a huge, arbitrary preference
             self.log_kappa = nn.Parameter(torch.tensor(-0.5 * float(torch.log(torch.tensor(float(cfg.block_dim))))))
@@ -125,17 +138,24 @@ class TokenGenerator(nn.Module):
     def head_logits(self, features: torch.Tensor, codebook_blocks: torch.Tensor | None) -> torch.Tensor:
         if self.cfg.head == "untied":
             return features.float()
-        return tied_logits(features.float(), codebook_blocks, self.log_kappa.exp(), self.cfg.score)
+        f = features.float()
+        Db = self.cfg.block_dim
+        v = f[..., Db:].unflatten(-1, (self.cfg.head_rank, Db)) if self.cfg.head_rank else None
+        return tied_logits(f[..., :Db], codebook_blocks, self.log_kappa.exp(), self.cfg.score, v)
 
 
-def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa, score: str = "l2") -> torch.Tensor:
+def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa, score: str = "l2",
+                v: torch.Tensor | None = None) -> torch.Tensor:
     """For u (B, G, Db) and codebook_blocks (K, G, Db) -> (B, G, K), fp32: ``l2``: κ·(⟨u_b, C[k]_b⟩ -
-    ½‖C[k]_b‖²) (= -κ/2·‖u_b - C[k]_b‖² up to a per-block constant); ``dot``: κ·⟨u_b, C[k]_b⟩."""
+    ½‖C[k]_b‖²) (= -κ/2·‖u_b - C[k]_b‖² up to a per-block constant); ``dot``: κ·⟨u_b, C[k]_b⟩.
+    With v (B, G, r, Db), plus the covariance term ½·Σ_j ⟨v_bj, C[k]_b⟩² / Db (module docstring)."""
     C = codebook_blocks.float()
     dots = torch.einsum("bgd,kgd->bgk", u.float(), C)
-    if score == "dot":
-        return kappa * dots
-    return kappa * (dots - 0.5 * (C * C).sum(-1).T.unsqueeze(0))
+    logits = kappa * dots if score == "dot" else kappa * (dots - 0.5 * (C * C).sum(-1).T.unsqueeze(0))
+    if v is not None and v.shape[2]:
+        proj = torch.einsum("bgrd,kgd->bgrk", v.float(), C)
+        logits = logits + 0.5 * proj.square().sum(2) / C.shape[-1]
+    return logits
 
 
 # ------------------------------------------------------------------------------------------ sampling

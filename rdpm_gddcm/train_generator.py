@@ -35,6 +35,7 @@ class GeneratorTrainConfig(TrainConfig):
     results_dir: str = "results/generator"
     model: str = "gen-xs"
     head: str = "tied"
+    head_rank: int = 0
     max_steps: int = 5000
     lr: float = 3e-4
     sample_every: int = 0
@@ -49,6 +50,8 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
     p.add_argument("--tokens", required=True, help="token directory written by rdpm-tokenize")
     p.add_argument("--model", default=d.model, choices=sorted(GENERATOR_CONFIGS), help="generator size (DiT-style table)")
     p.add_argument("--head", default=d.head, choices=["tied", "untied"], help="tied to the codebook (default) or a linear head over K")
+    p.add_argument("--head-rank", type=int, default=d.head_rank,
+                   help="tied head: rank of its per-block covariance term (0 = the linear tied head of SPEC §9)")
     add_train_args(p, d, unit="token sequences")
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
@@ -165,6 +168,7 @@ def train(cfg: GeneratorTrainConfig):
     gcfg = GeneratorConfig(**{**GENERATOR_CONFIGS[cfg.model], "num_blocks": batcher.grid.num_blocks,
                               "block_dim": batcher.grid.block_dim, "num_rows": h["num_token_rows"],
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
+                              "head_rank": cfg.head_rank,
                               "score": h.get("selection", "l2")})
     model = TokenGenerator(gcfg)
     ema = EMA(model, cfg.ema_decay)
