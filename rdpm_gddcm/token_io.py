@@ -140,9 +140,50 @@ def write_manifest(out_dir, header: dict, shards: list[dict], extra: dict | None
     write_atomic_bytes(Path(out_dir) / "manifest.json", json.dumps(man, indent=2, sort_keys=True).encode())
 
 
+class ShardedTokens:
+    """The (M, R, G) token indices of all shards, memory-mapped in their stored dtype (uint16 for
+    K <= 65536) and read on demand as int64: an ImageNet 16x16 N=10 token set is 7 GB as uint16 and
+    would be 29 GB per process as one in-memory int64 array. Indexing supports what the trainer uses:
+    an int, a slice or an index array over images, optionally followed by row (and block) indices
+    paired with it, e.g. ``tokens[idx, rows]``."""
+
+    def __init__(self, arrays: list):
+        self.arrays = arrays
+        self.offsets = np.cumsum([0] + [len(a) for a in arrays])
+        self.shape = (int(self.offsets[-1]),) + tuple(arrays[0].shape[1:])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        idx = np.arange(len(self))[first] if isinstance(first, slice) else np.asarray(first)
+        scalar = idx.ndim == 0
+        idx = np.atleast_1d(idx).astype(np.int64)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"token index out of range for {len(self)} images")
+        idx = np.where(idx < 0, idx + len(self), idx)
+        shard = np.searchsorted(self.offsets, idx, side="right") - 1
+        out = None
+        for s in np.unique(shard):
+            m = shard == s
+            sub = tuple(np.asarray(r)[m] if np.ndim(r) else r for r in rest)
+            got = np.asarray(self.arrays[s][(idx[m] - self.offsets[s],) + sub]).astype(np.int64)
+            if out is None:
+                out = np.empty((len(idx),) + got.shape[1:], np.int64)
+            out[m] = got
+        if out is None:                                   # empty selection
+            out = np.empty((0,) + self.shape[1 + len(rest):], np.int64)
+        return out[0] if scalar else out
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+
 class TokenDataset:
-    """Read a token directory: ``tokens`` (M, R, G) int64, ``labels`` (M,), the shared header, and
-    (memory-mapped) per-step states when they were saved."""
+    """Read a token directory: ``tokens`` (M, R, G) (memory-mapped, read as int64), ``labels`` (M,),
+    the shared header, and (memory-mapped) per-step states when they were saved."""
 
     def __init__(self, directory, mmap: bool = True):
         d = Path(directory)
@@ -159,7 +200,7 @@ class TokenDataset:
         for s in man["shards"]:
             base = d / s["name"]
             try:
-                t = np.load(f"{base}.tokens.npy")
+                t = np.load(f"{base}.tokens.npy", mmap_mode="r" if mmap else None)
                 lab = np.load(f"{base}.labels.npy")
             except (OSError, ValueError) as e:
                 raise TokenFormatError(f"shard {base} is missing or corrupt ({e}); re-run rdpm-tokenize") from None
@@ -170,7 +211,9 @@ class TokenDataset:
             if Path(f"{base}.states.npy").exists():
                 self.states.append(np.load(f"{base}.states.npy", mmap_mode="r" if mmap else None))
                 self.xh.append(np.load(f"{base}.xh.npy", mmap_mode="r" if mmap else None))
-        self.tokens = np.concatenate(toks).astype(np.int64)
+        if not toks:
+            raise TokenFormatError(f"{mf} lists no shards; re-run rdpm-tokenize")
+        self.tokens = ShardedTokens(toks)
         self.labels = np.concatenate(labs)
         self.has_states = len(self.states) == len(toks) and len(toks) > 0
         self._offsets = np.cumsum([0] + [len(t) for t in toks])

@@ -15,7 +15,7 @@ from rdpm_gddcm.backbones import NetworkBackbone, load_backbone
 from rdpm_gddcm.data import ProceduralDataset, save_images
 from rdpm_gddcm.families import Family
 from rdpm_gddcm.networks import UNet, UNetConfig
-from rdpm_gddcm.token_io import (TokenDataset, TokenFormatError, pack_indices, read_token_file, unpack_indices,
+from rdpm_gddcm.token_io import (ShardedTokens, TokenDataset, TokenFormatError, pack_indices, read_token_file, unpack_indices,
                                  write_token_file)
 from rdpm_gddcm.tokenizer import Tokenizer, TokenizerConfig, tokenizer_from_header
 
@@ -164,6 +164,23 @@ def test_tokenize_resume_and_dataset(backbone_dir, tmp_path):
     with pytest.raises(SystemExit, match="other settings"):
         tokenize.run(tokenize.parse_args(TOK_ARGS[:-2] + ["--grid", "1x1", "--backbone", str(backbone_dir),
                                                           "--out", str(out)]))
+
+
+def test_sharded_tokens_index_like_one_int64_array():
+    """The memory-mapped shards answer every indexing form the trainer uses exactly like the
+    concatenated int64 array would, across shard boundaries and in any order."""
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 60000, (n, 5, 3)).astype(np.uint16) for n in (4, 1, 6, 3)]
+    full = np.concatenate(parts).astype(np.int64)
+    t = ShardedTokens(parts)
+    assert t.shape == full.shape and len(t) == 14
+    idx, rows, blocks = rng.integers(0, 14, 9), rng.integers(0, 5, 9), rng.integers(0, 3, 9)
+    for key in (3, -1, slice(2, 11), slice(None, None, 3), idx, (idx, rows), (idx, rows, blocks), (5, 2)):
+        got = t[key]
+        assert got.dtype == np.int64 and np.array_equal(got, full[key]), key
+    assert np.array_equal(np.asarray(t), full)
+    with pytest.raises(IndexError):
+        t[14]
 
 
 def test_token_dataset_errors(tmp_path):
