@@ -237,7 +237,30 @@ def _load_scheduler_config(path: str) -> dict:
         raise FileNotFoundError(f"no scheduler_config.json under {p} (looked in ./ and scheduler/); the "
                                 "google/ddpm-cifar10-32 layout has it next to the model")
     from diffusers import DDPMScheduler                                   # hub id: users online
-    return dict(DDPMScheduler.from_pretrained(path, subfolder=None).config)
+    return dict(_from_pretrained(DDPMScheduler, path, "scheduler").config)
+
+
+def _from_pretrained(cls, path: str, sub: str):
+    """A diffusers component from a local directory (``sub``/ when present, else the root) or a hub
+    id: pipeline repos keep it in ``sub``/ (facebook/DiT-XL-2-256: transformer/, scheduler/, vae/),
+    model-only repos at the root, so the subfolder is tried first and the root second."""
+    p = Path(path)
+    if p.exists():
+        return cls.from_pretrained(path, subfolder=sub if (p / sub).is_dir() else None)
+    try:
+        return cls.from_pretrained(path, subfolder=sub)
+    except (OSError, ValueError) as first:
+        try:
+            return cls.from_pretrained(path)
+        except (OSError, ValueError) as second:
+            raise FileNotFoundError(f"could not load {cls.__name__} from {path!r}: not a local directory, and the "
+                                    f"hub has it neither in {sub}/ ({first}) nor at the root ({second})") from None
+
+
+def _pipeline_autoencoder(path: str) -> dict:
+    """The backbone's default autoencoder: a pipeline directory or hub id with a VAE (vae/)."""
+    p = Path(path)
+    return {"autoencoder_spec": f"hf:{path}"} if (not p.exists() or (p / "vae").is_dir()) else {}
 
 
 class DiffusersUNetBackbone(Backbone):
@@ -247,8 +270,7 @@ class DiffusersUNetBackbone(Backbone):
         super().__init__()
         from diffusers import UNet2DModel
         p = Path(path)
-        sub = "unet" if (p / "unet").is_dir() else None
-        self.unet = UNet2DModel.from_pretrained(path, subfolder=sub).to(device).eval().requires_grad_(False)
+        self.unet = _from_pretrained(UNet2DModel, path, "unet").to(device).eval().requires_grad_(False)
         sched = _load_scheduler_config(path)
         self.family = _family_from_scheduler_config(sched)
         self.prediction = {"epsilon": "epsilon", "v_prediction": "v", "sample": "sample"}[
@@ -260,6 +282,8 @@ class DiffusersUNetBackbone(Backbone):
         self.latent_shape = (c.in_channels, size, size)
         self.num_classes = int(c.num_class_embeds or 0)
         self.name = f"diffusers-unet:{p.name or path}"
+        # pixel models decode with `pixels`; a latent UNet2DModel pipeline brings its VAE
+        self.meta = _pipeline_autoencoder(path) if c.in_channels != 3 else {}
 
     has_null_class = False           # diffusers class embeddings have no null row
 
@@ -290,13 +314,13 @@ class DiffusersDiTBackbone(Backbone):
         super().__init__()
         from diffusers import DiTTransformer2DModel
         p = Path(path)
-        sub = "transformer" if (p / "transformer").is_dir() else None
-        self.dit = DiTTransformer2DModel.from_pretrained(path, subfolder=sub).to(device).eval().requires_grad_(False)
+        self.dit = _from_pretrained(DiTTransformer2DModel, path, "transformer").to(device).eval().requires_grad_(False)
         self.family = _family_from_scheduler_config(_load_scheduler_config(path))
         c = self.dit.config
         self.latent_shape = (c.in_channels, c.sample_size, c.sample_size)
         self.num_classes = int(c.num_embeds_ada_norm)
         self.name = f"diffusers-dit:{p.name or path}"
+        self.meta = _pipeline_autoencoder(path)            # DiT pipelines ship their SD VAE in vae/
 
     def _predict(self, x_t, t, y):
         with self._autocast(x_t.device):

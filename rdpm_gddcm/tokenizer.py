@@ -109,6 +109,9 @@ def load_models(backbone_spec: str, autoencoder_spec: str | None, image_size: in
     meta = getattr(backbone, "meta", {})
     if autoencoder_spec is None:
         autoencoder_spec = meta.get("autoencoder_spec", "pixels")
+        if autoencoder_spec == "pixels" and backbone.latent_shape[0] != 3:
+            raise ValueError(f"backbone {backbone_spec} works in a {backbone.latent_shape[0]}-channel latent and records no "
+                             "autoencoder: pass --autoencoder (e.g. hf:stabilityai/sd-vae-ft-ema or hf:PIPELINE_DIR)")
     try:
         autoencoder = load_autoencoder(autoencoder_spec, device=device)
     except FileNotFoundError as e:

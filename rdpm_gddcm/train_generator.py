@@ -264,18 +264,24 @@ def validate(cfg: GeneratorTrainConfig, rd: Path, step: int, logger):
                 f"on {m['num_sequences']} held-out sequences")
 
 
+def grid_classes(num_classes: int, max_columns: int = 10) -> np.ndarray:
+    """The classes of a training sample grid: all of them up to ``max_columns``, else that many spread
+    evenly over the label range (ImageNet: 10 of 1000, not a 4000-image grid)."""
+    return np.unique(np.linspace(0, num_classes - 1, min(num_classes, max_columns)).round().astype(int))
+
+
 def sample_grid(cfg: GeneratorTrainConfig, rd: Path, step: int, num_classes: int, logger, per_class: int = 4):
-    """A class-conditional grid (one class per column block) from the exported EMA weights, through
-    the real sampler (CFG 2, τ = 1); needs --backbone."""
+    """A class-conditional grid (one class per column, at most 10 columns) from the exported EMA
+    weights, through the real sampler (CFG 2, τ = 1); needs --backbone."""
     if cfg.backbone is None:
         return
     from .data import save_image_grid
     from .sample import Sampler
     s = Sampler(str(rd), cfg.backbone, cfg.autoencoder, device="cpu" if not torch.cuda.is_available() else "cuda")
-    n = per_class * num_classes
-    labels = np.arange(n) % num_classes
-    imgs, _ = s.sample(np.arange(n), labels, cfg_scale=2.0, temperature=1.0, global_seed=cfg.global_seed)
-    save_image_grid(imgs.cpu(), str(rd / "samples" / f"step_{step:07d}.png"), nrow=num_classes)
+    classes = grid_classes(num_classes)
+    labels = np.tile(classes, per_class)
+    imgs, _ = s.sample(np.arange(len(labels)), labels, cfg_scale=2.0, temperature=1.0, global_seed=cfg.global_seed)
+    save_image_grid(imgs.cpu(), str(rd / "samples" / f"step_{step:07d}.png"), nrow=len(classes))
     logger.info(f"sample grid: {rd / 'samples' / f'step_{step:07d}.png'}")
 
 

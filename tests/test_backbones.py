@@ -409,6 +409,50 @@ def test_diffusers_dit_adapter(tmp_path, monkeypatch, layout):
     assert torch.allclose(eh2, eps, atol=1e-5) and torch.allclose(xh2, x, atol=1e-3)
 
 
+def test_dit_pipeline_dir_brings_its_vae_and_a_bare_latent_model_asks_for_one(tmp_path):
+    """A DiT pipeline directory (transformer/, scheduler/, vae/) decodes with its own VAE by default;
+    a latent model without one refuses to fall back to `pixels` and names --autoencoder."""
+    from diffusers import AutoencoderKL
+
+    from rdpm_gddcm.autoencoders import DiffusersAutoencoder
+    from rdpm_gddcm.tokenizer import load_models
+    _save_dit_dir(tmp_path / "pipe", "pipeline")
+    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8,
+                  layers_per_block=1).save_pretrained(str(tmp_path / "pipe" / "vae"))
+    bb, ae, size = load_models(f"diffusers-dit:{tmp_path / 'pipe'}", None, None)
+    assert isinstance(ae, DiffusersAutoencoder) and size == 8          # 4x4 latent, VAE downsamples 2x
+    _save_dit_dir(tmp_path / "bare", "pipeline")
+    with pytest.raises(ValueError, match="--autoencoder"):
+        load_models(f"diffusers-dit:{tmp_path / 'bare'}", None, None)
+
+
+def test_hub_ids_try_the_pipeline_subfolder_then_the_root(monkeypatch):
+    """No network here: the hub loader is replaced by a fake repo to check the lookup order."""
+    from diffusers import DiTTransformer2DModel
+
+    from rdpm_gddcm import backbones
+    calls = []
+
+    def fake(layout):
+        def from_pretrained(path, subfolder=None):
+            calls.append(subfolder)
+            if subfolder != layout:
+                raise OSError(f"{path} has no config.json in {subfolder or 'the root'}")
+            return "model"
+        return from_pretrained
+
+    for layout, expect in (("transformer", ["transformer"]), (None, ["transformer", None])):
+        calls.clear()
+        monkeypatch.setattr(DiTTransformer2DModel, "from_pretrained", fake(layout))
+        assert backbones._from_pretrained(DiTTransformer2DModel, "facebook/DiT-XL-2-256", "transformer") == "model"
+        assert calls == expect
+    monkeypatch.setattr(DiTTransformer2DModel, "from_pretrained", fake("elsewhere"))
+    with pytest.raises(FileNotFoundError, match="facebook/DiT-XL-2-256"):
+        backbones._from_pretrained(DiTTransformer2DModel, "facebook/DiT-XL-2-256", "transformer")
+    assert backbones._pipeline_autoencoder("facebook/DiT-XL-2-256") == {"autoencoder_spec": "hf:facebook/DiT-XL-2-256"}
+
+
 def test_guided_class_conditional_diffusers_unet_refuses_clearly(tmp_path):
     _save_unet_dir(tmp_path, "flat", num_class_embeds=3)
     bb = load_backbone(str(tmp_path))

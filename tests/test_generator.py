@@ -115,6 +115,13 @@ class _StepCoef:
     noise_scale = 0.5
 
 
+def test_training_grid_classes_bounded():
+    assert train_generator.grid_classes(10).tolist() == list(range(10))
+    assert train_generator.grid_classes(3).tolist() == [0, 1, 2]
+    big = train_generator.grid_classes(1000)
+    assert len(big) == 10 and big[0] == 0 and big[-1] == 999
+
+
 def test_filter_logits_top_k_top_p():
     lg = torch.tensor([[[3.0, 2.0, 1.0, 0.0]]])
     assert torch.isinf(filter_logits(lg, top_k=2)[0, 0, 2:]).all() and torch.isfinite(filter_logits(lg, top_k=2)[0, 0, :2]).all()

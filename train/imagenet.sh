@@ -7,10 +7,9 @@
 #
 # Stages (STAGES, space-separated; default "tokenize train"):
 #   fetch     `hf download facebook/DiT-XL-2-256` into $WEIGHTS (transformer/, vae/ = stabilityai/sd-vae-ft-ema,
-#             scheduler/). Needs internet; run it once where there is some. The backbone is loaded from that
-#             local directory: `diffusers-dit:facebook/DiT-XL-2-256` (a hub id) does not load, because the
-#             DiT adapter looks for config.json at the repo root while the hub repo is a pipeline whose model
-#             sits in transformer/ (a local pipeline directory works: its transformer/ is found).
+#             scheduler/). Needs internet; run it once where there is some. Loading from that local
+#             directory keeps every node off the hub (BACKBONE=diffusers-dit:facebook/DiT-XL-2-256, a hub id,
+#             also loads: its transformer/, scheduler/ and vae/ are found, as in a local pipeline directory).
 #   tokenize  accelerate launch -m rdpm_gddcm.tokenize: every image -> 11 token maps (the init map + N=10
 #             trajectory steps at p=0.5) of GRIDxGRID blocks, K entries each, plus the per-step states and
 #             x̂0 (fp16) so that training never calls the backbone. Shards are resumable: re-run the stage
