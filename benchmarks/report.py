@@ -172,16 +172,20 @@ def t_generator_ablations():
 
 def t_generator_heads():
     rows = []
-    for run, head in (("cifar10-generator", "tied (`dot` rule)"), ("cifar10-generator-untied", "untied linear over K")):
+    heads = (("cifar10-generator", "tied, linear (SPEC §9, `dot` rule)"),
+             ("cifar10-generator-rank4", "tied + rank-4 covariance term"),
+             ("cifar10-generator-untied", "untied linear over K"))
+    for run, head in heads:
         p = RES / f"val_{run}.json"
         if p.exists():
             v = [h for h in json.loads(p.read_text()) if h["step"] == 1000]
             if v:
                 rows.append((head, 1000, f"{v[0]['ce']:.3f}", f"{100 * v[0]['accuracy']:.2f} %",
-                             " / ".join(f"{100 * a:.1f}" for a in v[0]["accuracy_per_row"][:4])))
+                             " / ".join(f"{a:.2f}" for a in v[0]["ce_per_row"])))
     if not rows:
         return None
-    return (md(["head", "step", "held-out CE (nats/token)", "held-out token accuracy", "accuracy rows 0-3 (%)"], rows) +
+    return (md(["head", "step", "held-out CE (nats/token)", "held-out token accuracy",
+                "held-out CE per token map 0..N (nats)"], rows) +
             "\n\nThe same command (gen-mini, seed, data order, LR schedule to 2800 steps) but the head; the EMA export at "
             "step 1000 scored teacher-forced on the tokens of 500 CIFAR-10 `val` images (uniform guessing: CE 8.318). "
             "From each run's `val_metrics.json`, copied to `benchmarks/results/val_*.json`.")

@@ -150,12 +150,18 @@ def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa, score: st
     ½‖C[k]_b‖²) (= -κ/2·‖u_b - C[k]_b‖² up to a per-block constant); ``dot``: κ·⟨u_b, C[k]_b⟩.
     With v (B, G, r, Db), plus the covariance term ½·Σ_j ⟨v_bj, C[k]_b⟩² / Db (module docstring)."""
     C = codebook_blocks.float()
-    dots = torch.einsum("bgd,kgd->bgk", u.float(), C)
-    logits = kappa * dots if score == "dot" else kappa * (dots - 0.5 * (C * C).sum(-1).T.unsqueeze(0))
-    if v is not None and v.shape[2]:
-        proj = torch.einsum("bgrd,kgd->bgrk", v.float(), C)
-        logits = logits + 0.5 * proj.square().sum(2) / C.shape[-1]
-    return logits
+    B, G, D = u.shape
+    K = C.shape[0]
+    r = 0 if v is None else v.shape[2]
+    # one batched matmul per block for u and the v's: (G, B·(1+r), D) @ (G, D, K)
+    w = u.float().unsqueeze(2) if not r else torch.cat([u.float().unsqueeze(2), v.float()], 2)
+    proj = torch.bmm(w.permute(1, 0, 2, 3).reshape(G, B * (1 + r), D), C.permute(1, 2, 0)).view(G, B, 1 + r, K)
+    logits = kappa * proj[:, :, 0]
+    if score != "dot":
+        logits = logits - kappa * 0.5 * (C * C).sum(-1).T.unsqueeze(1)
+    if r:
+        logits = logits + proj[:, :, 1:].square().sum(2) * (0.5 / D)
+    return logits.permute(1, 0, 2)
 
 
 # ------------------------------------------------------------------------------------------ sampling
