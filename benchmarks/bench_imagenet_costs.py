@@ -380,7 +380,8 @@ def cache_sizes(grid: Grid, K: int, num_steps: int, num_images: int, shard_size:
                     "states_and_xh": "2 x N x 4x32x32 x 2 bytes (fp16) per image (--save-states)",
                     "files": f"{full + bool(last)} shards of {shard_size} images; .npy headers included; the .done "
                              "markers and the JSON manifest (a few KB) are not counted",
-                    "train_ram": "TokenDataset concatenates every token shard as int64, in every training process"},
+                    "train_ram": "what one in-memory int64 copy of every token would take per process (TokenDataset "
+                                 "memory-maps the uint16 shards instead)"},
         "grid": str(grid), "num_rows": R, "blocks": G, "token_dtype": tdt.name,
         "bits_per_image": bits, "bpp": bits / 256 ** 2,
         "per_image_bytes": {"tokens": R * G * tdt.itemsize, "labels": 8,

@@ -36,9 +36,8 @@
 #   tokens    11 x 256 x 2 B = 5,632 B/image  -> 7.2 GB   (GRID=8x8: 1,408 B/image -> 1.8 GB)
 #   labels    8 B/image                       -> 10 MB
 #   states+x̂0 2 x 10 x 4x32x32 x 2 B = 160 KiB/image -> 210 GB (SAVE_STATES=1; same for any grid)
-#   training RAM: rdpm_gddcm.token_io.TokenDataset holds all tokens as int64 in every process:
-#             28.9 GB per process for 16x16 (7.2 GB for 8x8; ~1.5x that while loading), so 8
-#             processes need ~231 GB of host RAM.
+#   training RAM: rdpm_gddcm.token_io.TokenDataset memory-maps the token shards (uint16) and reads
+#             each batch's rows on demand, so the 7.2 GB are shared page cache, not per-process copies.
 set -euo pipefail
 
 DATA=${DATA:-data/imagenet/train}            # ImageFolder: DATA/<wnid>/*.JPEG (1000 classes, sorted = DiT's labels)
