@@ -51,7 +51,7 @@ fi
 
 if want generator; then   # gen-mini, fp32 (bf16 autocast is slower on CPUs without bf16 instructions)
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-vp-8x8" --results-dir "$RUNS/cifar10-generator" \
-    --model gen-mini --max-steps "$GEN_STEPS" --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
+    --model gen-mini --head-rank 4 --max-steps "$GEN_STEPS" --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
     --mixed-precision no --log-every 50 --ckpt-every 500 --sample-every 1000 --backbone "$BACKBONE" \
     --val-tokens "$RUNS/tokens-cifar10-val-8x8"
 fi
