@@ -70,7 +70,7 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
   per-step states cached in the shards.
 - {card['steps']} optimizer steps, wall time {card['wall_min']:.0f} min on this machine's 2 CPU cores
   (median {card['median_seq_per_s']:.0f} sequences/s; fp32: bf16 autocast is slower for this model on this CPU,
-  `benchmarks/results/generator_speed.json`).
+  `benchmarks/results/generator_speed.json`).{(" " + card["note"]) if card.get("note") else ""}
 - Final training CE (mean of the last logging window): {card['final_train_ce']:.3f} nats/token; token accuracy
   {100 * card['final_train_accuracy']:.2f} %.
 {val}
@@ -90,6 +90,7 @@ def main():
     p.add_argument("--command", required=True)
     p.add_argument("--tokenize-command", required=True)
     p.add_argument("--commit", required=True)
+    p.add_argument("--note", default="", help="how the run went, for the card (interruptions, shared CPU, ...)")
     a = p.parse_args()
     run, dst = Path(a.run), ROOT / "assets" / a.name
     meta = json.loads((run / "generator.json").read_text())
@@ -120,7 +121,7 @@ def main():
                        "codebook_size": h["codebook_sizes"][0], "selection": h["selection"], "init": h["init"],
                        "conditional": h["conditional"], "num_token_rows": h["num_token_rows"]},
             "training_images": cfg["resolved"]["num_images"], **log_stats(run), "val": val,
-            "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit}
+            "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit, "note": a.note}
     (dst / "card.json").write_text(json.dumps(card, indent=2))
     write_card_md(card, dst)
     print(f"wrote {dst} ({card['weights_mb']:.1f} MB weights)")
