@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -184,7 +185,7 @@ def main():
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
         save_image_grid(torch.from_numpy(imgs[order]).permute(0, 3, 1, 2).float() / 127.5 - 1,
                         str(grid_dir / f"{a.suite}_{tag}.png"), nrow=10)
-        cmd = " ".join(sys.argv)
+        cmd = shlex.join(sys.argv)
         res.setdefault("commands", [])
         if cmd not in res["commands"]:
             res["commands"].append(cmd)
