@@ -48,8 +48,9 @@ def _out(plots_dir, results_dir, name) -> Path:
     return d / f"{name}.png"
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, tight: bool = True) -> Path:
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     import matplotlib.pyplot as plt
     plt.close(fig)
@@ -254,12 +255,15 @@ def generator_vs_steps(results_dir=RESULTS, plots_dir=None):
     d = _load(results_dir, "generator")
     if not d:
         return None
+    extra = _load(results_dir, "generator_ode100")           # the 100-step ODE row, run separately
+    if extra:
+        d = {**d, "rows": d["rows"] + [r for r in extra["rows"] if r["label"] not in {x["label"] for x in d["rows"]}]}
     plt = _pyplot()
     metrics = [("CIFAR-feature FD", FD_LABEL), ("class accuracy", "class accuracy (proxy classifier)")]
     metrics = [(k, lab) for k, lab in metrics if any(_finite(r.get(k)) for r in d["rows"])]
     if not metrics:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.6), squeeze=False)
     style = {"generator": dict(marker="*", s=160, color="tab:red"), "random": dict(marker="X", s=80, color="tab:gray")}
     for ax, (key, ylabel) in zip(axes[0], metrics):
         ode = sorted((r["steps"], r[key]) for r in d["rows"] if r.get("kind") == "ode" and _finite(r.get(key)))
@@ -271,8 +275,8 @@ def generator_vs_steps(results_dir=RESULTS, plots_dir=None):
                 continue
             if r.get("kind") in style:
                 st = dict(style[r["kind"]])
-                if r.get("kind") == "generator" and r.get("label", "").startswith(("CFG", "temperature", "tied", "untied")):
-                    st.update(s=60, color="tab:pink")
+                if r.get("kind") == "generator" and r.get("label") != "RDPM generator (ours)":
+                    st.update(s=90, color="white")                 # other generators: hollow stars
                 ax.scatter([r.get("steps") or 10], [r[key]], edgecolors="black", linewidths=0.5, zorder=3,
                            label=r.get("label", r["kind"]), **st)
                 xs.append(r.get("steps") or 10)
@@ -287,10 +291,12 @@ def generator_vs_steps(results_dir=RESULTS, plots_dir=None):
         ax.set_xlabel("backbone calls per image (sampling steps)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()          # one legend for both panels, below
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
     n = next((r.get("num_images") for r in d["rows"] if r.get("num_images")), None)
     fig.suptitle("Class-conditional CIFAR-10 generation" + (f" ({n} images per row)" if n else ""), fontsize=10)
-    return _save(fig, _out(plots_dir, results_dir, "generator_vs_steps"))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))                             # room for the legend
+    return _save(fig, _out(plots_dir, results_dir, "generator_vs_steps"), tight=False)
 
 
 PLOTS = (rate_distortion, k_scaling, grid_scaling, p_sweep, generator_vs_steps)
