@@ -216,7 +216,7 @@ class TokenDataset:
         self.tokens = ShardedTokens(toks)
         self.labels = np.concatenate(labs)
         self.has_states = len(self.states) == len(toks) and len(toks) > 0
-        self._offsets = np.cumsum([0] + [len(t) for t in toks])
+        self._offsets = self.tokens.offsets                # shard boundaries, shared with states_for
 
     def __len__(self):
         return len(self.tokens)
