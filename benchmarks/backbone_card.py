@@ -80,7 +80,7 @@ Weights: EMA, fp16 safetensors ({card['file_mb']:.1f} MB). 10 classes + a null c
 - {card['steps']} optimizer steps, wall time {card["wall_min"]:.0f} min on 1 CPU thread shared with other jobs (training loop only;
   encoding the training set once through the autoencoder, cached in the run dir, is not included).
 - Final training loss (mean of the last logging window): {card['final_loss']:.5f}.
-
+{("" if not card.get("note") else chr(10) + card["note"] + chr(10))}
 This is a small, briefly trained model, not a good generator. `samples.png`: the shipped weights'
 own deterministic ODE sampler ({grid_steps} steps, one class per row, seed 0).
 
@@ -106,6 +106,7 @@ def main():
     p.add_argument("--num-val", type=int, default=1000)
     p.add_argument("--grid-steps", type=int, default=50, help="ODE steps of samples.png")
     p.add_argument("--grid-only", action="store_true", help="only re-render samples.png")
+    p.add_argument("--note", default=None, help="a paragraph for the card (e.g. what a fine-tune started from and why)")
     a = p.parse_args()
     run, dst = Path(a.run), ROOT / "assets" / a.name
     dst.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def main():
             "autoencoder": meta["autoencoder"]["name"], "autoencoder_spec_used": meta["autoencoder_spec"],
             "image_size": size, "latent_shape": list(bb.latent_shape), "parameters_m": round(sum(v.numel() for v in bb.net.parameters()) / 1e6, 2),
             "model": meta.get("model"), "steps": stats["steps"], "wall_min": stats["wall_min"], "final_loss": stats["final_loss"],
-            "training_images": len(train_lat), "command": a.command, "commit": a.commit,
+            "training_images": len(train_lat), "command": a.command, "commit": a.commit, "note": a.note,
             "denoising_mse": denoising_mse(bb, x), "denoising_mse_linear_gaussian_floor": denoising_mse(floor, x),
             "denoising_space": "pixels in [-1, 1]" if meta["autoencoder"]["name"] == "pixels" else "taef2 latent",
             "num_val_images": a.num_val, "file_mb": (dst / "backbone.safetensors").stat().st_size / 2 ** 20,

@@ -75,6 +75,21 @@ class Backbone(torch.nn.Module):
 
     @torch.no_grad()
     def predict(self, x_t: torch.Tensor, t, y=None):
+        """(x̂0, ε̂) at time t (SPEC §1), without autograd."""
+        return self._predict_both(x_t, t, y)
+
+    def x0_pullback(self, x_t: torch.Tensor, t, target: torch.Tensor, y=None) -> torch.Tensor:
+        """J(x_t)ᵀ (target - x̂0(x_t)), J = ∂x̂0/∂x_t: the direction in which moving x_t reduces
+        ‖target - x̂0‖² fastest (half its negative gradient). One forward and one backward pass
+        with autograd on the input only; used by the ``jacobian`` selection (SPEC §4 note)."""
+        with torch.enable_grad():
+            x = x_t.detach().float().requires_grad_(True)
+            xh, _ = self._predict_both(x, t, y)
+            residual = (target.float() - xh).detach()
+            (g,) = torch.autograd.grad(xh, x, grad_outputs=residual)
+        return g.float()
+
+    def _predict_both(self, x_t: torch.Tensor, t, y=None):
         B = x_t.shape[0]
         t = torch.as_tensor(t, dtype=torch.float64)
         if t.ndim == 0:

@@ -24,7 +24,7 @@ from .codebooks import GAUSSIAN_INIT_STEP, INIT_STEP, Grid, VirtualCodebook
 from .plans import Plan, StepCoefficients
 
 INIT_KINDS = ("codebook", "gaussian", "zeros")
-SELECTIONS = ("dot", "l2")
+SELECTIONS = ("dot", "l2", "jacobian")
 
 
 @dataclass
@@ -66,6 +66,7 @@ class StepContext:
     eh: torch.Tensor | None
     coef: StepCoefficients | None
     labels: torch.Tensor | None
+    backbone: object = None             # the chain's backbone (the jacobian selection calls it)
     _entries: torch.Tensor | None = None
 
     @property
@@ -136,7 +137,17 @@ def best_scores(ctx: StepContext, target: torch.Tensor, selection: str) -> torch
 
 
 class EncodeChooser:
-    """Residual argmax (SPEC §4 / gDDCM Eq. 14), init by Eq. 15. Holds the target latent x."""
+    """Residual argmax (SPEC §4 / gDDCM Eq. 14), init by Eq. 15. Holds the target latent x.
+
+    ``jacobian`` (ours, encoder-only; decoding is unchanged) scores entries by their first-order
+    effect on the *next* backbone call. The step makes ``state' = d + a·c`` with the deterministic
+    part ``d = s(t_to)·x̂0 + S(t_den)·ε̂`` and ``a = √(S(t_to)² - S(t_den)²)``; the next prediction
+    is ``x̂0(state', t_to) ≈ x̂0(d) + a·J·c`` with ``J = ∂x̂0/∂x_t`` at ``(d, t_to)``, so
+    ``argmax_k ⟨C[k], Jᵀ(x - x̂0(d))⟩`` picks the entry that most reduces that residual (J's
+    column norms are the same for every entry up to the codebook's own norm, as for ``dot``).
+    ``dot`` is this rule with J = I: it spends bits on residual directions the backbone will
+    treat as noise and remove; the Jacobian knows which directions survive denoising.
+    Costs one forward and one backward pass per step on top of the chain's own call."""
 
     def __init__(self, x: torch.Tensor, selection: str = "dot"):
         if selection not in SELECTIONS:
@@ -151,9 +162,12 @@ class EncodeChooser:
         if ctx.coef.noise_scale == 0.0:
             # a step that re-noises nothing carries no information; its token is fixed to 0
             return torch.zeros(self.x.shape[0], ctx.grid.num_blocks, dtype=torch.long, device=self.x.device)
+        c = ctx.coef
+        if self.selection == "jacobian":
+            d = c.s_to * ctx.xh + c.S_den * ctx.eh
+            return best_scores(ctx, ctx.backbone.x0_pullback(d, c.t_to, self.x, ctx.labels), "dot")
         if self.selection == "dot" or ctx.spec.plan.kind == "ddcm":
             return best_scores(ctx, self.x - ctx.xh, "dot")
-        c = ctx.coef
         ideal = (c.s_to * (self.x - ctx.xh) + (c.S_to - c.S_den) * ctx.eh) / c.noise_scale
         return best_scores(ctx, ideal, "l2")
 
@@ -223,7 +237,7 @@ def run_chain(backbone, spec: ChainSpec, chooser, batch: int, labels=None, devic
     states, xhs = [], []
     for n, coef in enumerate(coefs):
         xh, eh = backbone.predict(state, coef.t_from, labels)
-        ctx = StepContext(n, spec, state, xh, eh, coef, labels)
+        ctx = StepContext(n, spec, state, xh, eh, coef, labels, backbone)
         idx = chooser.step(ctx)
         tokens.append(idx)
         if record:

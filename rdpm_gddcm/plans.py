@@ -105,7 +105,7 @@ class Plan:
                 S_den = math.sqrt(max(1 - a_prev - var, 0.0))
             else:
                 S_den = float(family.S(t_den))
-            out.append(StepCoefficients(t_from=t_from, s_to=s_to, S_to=S_to, S_den=S_den))
+            out.append(StepCoefficients(t_from=t_from, s_to=s_to, S_to=S_to, S_den=S_den, t_to=t_to))
         return out
 
 
@@ -117,6 +117,7 @@ class StepCoefficients:
     s_to: float
     S_to: float
     S_den: float
+    t_to: float = 0.0              # the time of the next backbone call (the jacobian selection linearises there)
 
     @property
     def noise_scale(self) -> float:

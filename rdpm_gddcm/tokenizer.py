@@ -64,7 +64,8 @@ def add_tokenizer_args(p: argparse.ArgumentParser):
     g.add_argument("--codebook-size", type=int, default=d.codebook_size, help="K: entries per step codebook")
     g.add_argument("--grid", default=d.grid, help="HxW blocks per token map (1x1 = 1D tokens)")
     g.add_argument("--selection", default=d.selection, choices=SELECTIONS,
-                   help="dot = argmax<C,x-x̂0> (paper); l2 = nearest to the ideal vector c* (exact form)")
+                   help="dot = argmax<C,x-x̂0> (paper); l2 = nearest to the ideal vector c* (exact form); "
+                        "jacobian = argmax<C,Jᵀ(x-x̂0)> at the next call (ours; +1 backward pass per step, encode only)")
     g.add_argument("--init", default=d.init, choices=INIT_KINDS, help="initial state (SPEC §5)")
     g.add_argument("--codebook-seed", type=int, default=d.codebook_seed)
     g.add_argument("--t-start", type=float, default=None, help="trajectory: first time T_r (default: family max)")

@@ -8,6 +8,12 @@ tensors, not JPEGs. Each global batch is a fixed slice of a (seed, epoch) permut
 Losses (SPEC §1 families): VP ε-MSE with t ~ U{0..T-1}; EDM's weighted x̂0-MSE with
 ln σ ~ N(-1.2, 1.2²); flow velocity-MSE (v = ε - x) with t ~ logit-normal(0, 1).
 Labels are dropped to the null class with probability ``--label-dropout`` (CFG).
+
+Fine-tuning: ``--init-from DIR`` starts from an exported backbone (same network and family).
+``--focus-fraction F --focus-quantile Q`` draws a fraction F of each batch's noise levels from
+the lowest-noise Q quantile of the family's training distribution (e.g. VP t < Q·T). The p=0
+fixed-point plan (SPEC §3) calls the backbone at one small time T_s only, so a backbone focused
+there is a better tokenizer at equal size; the rest of the batch keeps every noise level trained.
 """
 from __future__ import annotations
 
@@ -44,6 +50,9 @@ class BackboneTrainConfig(TrainConfig):
     sample_steps: int = 50
     skip_corrupt: bool = False
     num_images: int | None = None           # class-balanced subset (stride over the sorted dataset)
+    init_from: str | None = None            # exported backbone dir to fine-tune from
+    focus_quantile: float = 1.0             # see diffusion_loss: the low-noise quantile to focus on
+    focus_fraction: float = 0.0             # the share of each batch drawn from that quantile (0 = off)
 
 
 def parse_args(argv=None) -> BackboneTrainConfig:
@@ -61,7 +70,16 @@ def parse_args(argv=None) -> BackboneTrainConfig:
     p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps of the sample grids")
     p.add_argument("--skip-corrupt", action="store_true", help="skip (and count) unreadable images instead of stopping")
     p.add_argument("--num-images", type=int, default=None, help="train on N images spread evenly over the dataset (default: all)")
-    return BackboneTrainConfig(**vars(p.parse_args(argv)))
+    p.add_argument("--init-from", default=None, help="fine-tune: start from this exported backbone dir (same --model, family, classes)")
+    p.add_argument("--focus-quantile", type=float, default=d.focus_quantile,
+                   help="low-noise quantile of the family's noise-level distribution that --focus-fraction draws from")
+    p.add_argument("--focus-fraction", type=float, default=d.focus_fraction,
+                   help="share of each batch whose noise level comes from the lowest --focus-quantile (0 = off)")
+    cfg = BackboneTrainConfig(**vars(p.parse_args(argv)))
+    if not 0.0 < cfg.focus_quantile <= 1.0 or not 0.0 <= cfg.focus_fraction <= 1.0:
+        p.error(f"--focus-quantile must be in (0, 1] and --focus-fraction in [0, 1]; got {cfg.focus_quantile}, "
+                f"{cfg.focus_fraction}")
+    return cfg
 
 
 def make_family(name: str) -> Family:
@@ -71,20 +89,36 @@ def make_family(name: str) -> Family:
     return Family(fam)
 
 
-def diffusion_loss(backbone: NetworkBackbone, x: torch.Tensor, y, gen: torch.Generator | None = None) -> torch.Tensor:
-    """One Monte-Carlo estimate of the family's training loss on a batch of clean latents x."""
+def training_times(fam: Family, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Training times from a uniform ``u`` (VP) or a standard normal ``z`` (EDM, flow), all
+    increasing in their argument, so low quantiles of u or z are the low-noise levels."""
+    if fam.name == "vp-discrete":
+        return (u * fam.num_train_timesteps).floor().clamp_max(fam.num_train_timesteps - 1).double()
+    if fam.name == "vp-continuous":
+        return (fam.t_eps + (1 - fam.t_eps) * u).double()
+    if fam.name == "ve":
+        return torch.exp(-1.2 + 1.2 * z).double()
+    return torch.sigmoid(z).clamp(1e-4, 1 - 1e-4).double()     # flow: logit-normal times (SD3), off the endpoints
+
+
+def diffusion_loss(backbone: NetworkBackbone, x: torch.Tensor, y, gen: torch.Generator | None = None,
+                   focus_quantile: float = 1.0, focus_fraction: float = 0.0) -> torch.Tensor:
+    """One Monte-Carlo estimate of the family's training loss on a batch of clean latents x.
+
+    With ``focus_fraction`` > 0, that share of the batch draws its noise level from the lowest
+    ``focus_quantile`` of the same distribution (the other draws are unchanged, so 0 is the
+    plain loss, sample for sample)."""
     fam = backbone.family
     B, dev = x.shape[0], x.device
     eps = torch.randn(x.shape, generator=gen, device="cpu").to(dev)
     u = torch.rand(B, generator=gen, device="cpu")
-    if fam.name == "vp-discrete":
-        t = (u * fam.num_train_timesteps).floor().clamp_max(fam.num_train_timesteps - 1).double()
-    elif fam.name == "vp-continuous":
-        t = (fam.t_eps + (1 - fam.t_eps) * u).double()
-    elif fam.name == "ve":
-        t = torch.exp(-1.2 + 1.2 * torch.randn(B, generator=gen)).double()
-    else:  # flow: logit-normal times (SD3), kept off the exact endpoints
-        t = torch.sigmoid(torch.randn(B, generator=gen)).clamp(1e-4, 1 - 1e-4).double()
+    z = torch.randn(B, generator=gen) if fam.name in ("ve", "flow") else None
+    t = training_times(fam, u, z)
+    if focus_fraction > 0:
+        q = torch.rand(B, generator=gen) * focus_quantile              # a uniform quantile in [0, Q)
+        zq = torch.special.ndtri(q.double().clamp_min(1e-12)).float()   # the normal with that quantile
+        chosen = torch.rand(B, generator=gen) < focus_fraction
+        t = torch.where(chosen, training_times(fam, q, zq), t)
     s = broadcast_time(fam.s(t), x)
     S = broadcast_time(fam.S(t), x)
     x_t = s * x + S * eps
@@ -134,6 +168,19 @@ def cache_latents(dataset, autoencoder, path: Path, hflip: bool, logger, batch_s
     return d["latents"], d["labels"], d["flipped"]
 
 
+def init_network(net: UNet, net_cfg: UNetConfig, source: str, family: Family):
+    """Copy an exported backbone's weights into ``net`` (fine-tuning); refuse another network or family."""
+    from .backbones import load_network_backbone
+    src = load_network_backbone(source)
+    if src.net.cfg.to_json() != net_cfg.to_json():
+        raise ValueError(f"--init-from {source}: its network {src.net.cfg.to_json()} is not this run's {net_cfg.to_json()}; "
+                         "pass the --model (and class count) it was trained with")
+    if src.family.name != family.name:
+        raise ValueError(f"--init-from {source}: it is a {src.family.name} backbone, this run trains {family.name}; "
+                         "pass the --family it was trained with")
+    net.load_state_dict(src.net.state_dict())
+
+
 def train(cfg: BackboneTrainConfig):
     from .autoencoders import load_autoencoder
     from .data import balanced_indices, build_dataset
@@ -160,6 +207,8 @@ def train(cfg: BackboneTrainConfig):
     net_cfg = UNetConfig(**{**UNET_CONFIGS[cfg.model], "in_channels": latent_shape[0],
                             "image_size": latent_shape[1], "num_classes": num_classes})
     net = UNet(net_cfg)
+    if cfg.init_from:
+        init_network(net, net_cfg, cfg.init_from, family)
     data_std = float(latents.float().std())
     backbone = NetworkBackbone(net, family, sigma_data=0.5 if cfg.autoencoder == "pixels" else round(data_std, 3))
     ema = EMA(net, cfg.ema_decay)
@@ -217,7 +266,7 @@ def train(cfg: BackboneTrainConfig):
             y = y.to(accelerator.device) if y is not None else None
             with accelerator.accumulate(net):
                 with accelerator.autocast():
-                    loss = diffusion_loss(backbone, x, y, loss_gen)
+                    loss = diffusion_loss(backbone, x, y, loss_gen, cfg.focus_quantile, cfg.focus_fraction)
                 backward_and_step(accelerator, net, opt, loss, cfg, step)
             running += loss.item() / cfg.grad_accum
         ema.update(accelerator.unwrap_model(net))

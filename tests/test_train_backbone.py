@@ -229,3 +229,53 @@ def test_diffusion_loss_target_matches_prediction_type(fam_key):
     wrong = "velocity" if pred != "velocity" else "epsilon"
     bad = diffusion_loss(_OracleBackbone(fam, pred, x, output=wrong), x, y, torch.Generator().manual_seed(1)).item()
     assert good < 1e-6 and bad > 1e-2, (good, bad)
+
+
+class _TimeRecorder:
+    """raw() records the training times it is called with."""
+
+    def __init__(self, family):
+        self.family, self.prediction, self.sigma_data, self.times = family, "epsilon", 0.5, None
+
+    def raw(self, x_t, t, y):
+        self.times = t.clone()
+        return torch.zeros_like(x_t)
+
+
+@pytest.mark.parametrize("fam_key", ["vp", "vp-continuous", "ve", "flow"])
+def test_focus_draws_from_the_low_noise_quantile(fam_key):
+    """--focus-fraction F --focus-quantile Q: the chosen share of the batch has noise levels in the
+    lowest Q quantile of the family's distribution; the rest are exactly the plain draws."""
+    from rdpm_gddcm.train_backbone import training_times
+    fam = make_family(fam_key)
+    x = torch.zeros(512, 3, 2, 2)
+    Q = 0.05
+    q_max = float(training_times(fam, torch.tensor([Q]), torch.special.ndtri(torch.tensor([Q]).double()).float())[0])
+
+    def times(fraction):
+        rec = _TimeRecorder(fam)
+        diffusion_loss(rec, x, None, torch.Generator().manual_seed(3), Q, fraction)
+        return rec.times
+
+    plain, all_low, half = times(0.0), times(1.0), times(0.5)
+    assert (all_low <= q_max).all() and (plain > q_max).float().mean() > 0.8
+    same = half == plain
+    assert 0.35 < same.float().mean() < 0.65 + Q            # about half kept their plain draw ...
+    assert (half[~same] <= q_max).all()                      # ... the others come from the low quantile
+    if fam_key == "vp":
+        assert all_low.max() < Q * fam.num_train_timesteps and len(all_low.unique()) > 20
+
+
+def test_init_from_copies_weights_and_refuses_another_network(runs, tmp_path):
+    from rdpm_gddcm.train_backbone import init_network
+    A, _, _ = runs
+    src = load_backbone(str(A))
+    cfg = src.net.cfg
+    net = UNet(cfg)
+    init_network(net, cfg, str(A), src.family)
+    for (k, a), (_, b) in zip(net.state_dict().items(), src.net.state_dict().items()):
+        assert torch.equal(a, b.to(a.dtype)), k
+    with pytest.raises(ValueError, match="--model"):
+        main(BASE + ["--results-dir", str(tmp_path / "r"), "--model", "unet-cpu", "--init-from", str(A)])
+    with pytest.raises(ValueError, match="--family"):
+        main([*BASE, "--results-dir", str(tmp_path / "r2"), "--init-from", str(A), "--family", "vp"])
