@@ -53,7 +53,7 @@ def fit_floor(data_path: str, out_dir: Path, num_images: int | None = None) -> P
 
 
 def rows_for(suite: str, a) -> list[dict]:
-    vp, flow, floor, lownoise = a.vp_backbone, a.flow_backbone, str(a.floor_dir), a.lownoise_backbone
+    vp, flow, floor = a.vp_backbone, a.flow_backbone, str(a.floor_dir)
     N, K = a.num_steps, a.codebook_size
     common = ["--num-steps", str(N), "--codebook-size", str(K)]
     if suite == "table1":
@@ -65,14 +65,10 @@ def rows_for(suite: str, a) -> list[dict]:
             ("VP-ε (ours)", "p=0.5", vp, ["--plan", "trajectory", "--p", "0.5"]),
             ("flow (ours)", "p=0", flow, ["--plan", "fixed-point"]),
             ("flow (ours)", "p=0.5", flow, ["--plan", "trajectory", "--p", "0.5"]),
-            # the jacobian selection (encoder only, SPEC §4 note in rdpm_gddcm.chain.EncodeChooser)
+            # the jacobian selection (encoder only; rdpm_gddcm.chain.EncodeChooser), also on the baseline
             ("VP-ε (ours)", "p=0 jacobian", vp, ["--plan", "fixed-point", "--selection", "jacobian"]),
-            # the same network fine-tuned towards the low noise levels the p=0 plan calls it at
-            ("VP-ε low-noise (ours)", "DDCM", lownoise, ["--plan", "ddcm", "--selection", "dot"]),
-            ("VP-ε low-noise (ours)", "p=0", lownoise, ["--plan", "fixed-point"]),
-            ("VP-ε low-noise (ours)", "p=0 jacobian", lownoise, ["--plan", "fixed-point", "--selection", "jacobian"]),
-            ("VP-ε low-noise (ours)", "p=0.5", lownoise, ["--plan", "trajectory", "--p", "0.5"]),
             ("VP-ε (ours)", "DDCM jacobian", vp, ["--plan", "ddcm", "--selection", "jacobian"]),
+            ("flow (ours)", "p=0 jacobian", flow, ["--plan", "fixed-point", "--selection", "jacobian"]),
         ]
         return [dict(backbone_label=b, plan_label=p, backbone=d, args=common + x) for b, p, d, x in rows]
     if suite == "grid2d":
@@ -137,7 +133,6 @@ def main():
     p.add_argument("--data-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "val"))
     p.add_argument("--train-path", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "train"))
     p.add_argument("--vp-backbone", default=str(ROOT / "assets" / "cifar10-pixels-vp"))
-    p.add_argument("--lownoise-backbone", default=str(ROOT / "assets" / "cifar10-pixels-vp-lownoise"))
     p.add_argument("--flow-backbone", default=str(ROOT / "assets" / "cifar10-pixels-flow"))
     p.add_argument("--latent-backbone", default=str(ROOT / "assets" / "cifar10-taef2-edm"))
     p.add_argument("--taef2", default=str(ROOT.parent / "shared" / "weights" / "taef2"))

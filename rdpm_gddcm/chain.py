@@ -109,6 +109,13 @@ class StepContext:
 
 
 # ------------------------------------------------------------------------------------------ choosers
+def effective_score(selection: str, plan_kind: str) -> str:
+    """The scoring form ("dot" or "l2") an encoder with this selection actually used: ``jacobian``
+    is a dot product with a target the decoder never sees, and ``ddcm`` plans always use ``dot``
+    (SPEC §3). The generator's tied head mirrors it (SPEC §9)."""
+    return "dot" if selection == "jacobian" or plan_kind == "ddcm" else selection
+
+
 def best_scores(ctx: StepContext, target: torch.Tensor, selection: str) -> torch.Tensor:
     """argmax over the codebook per block (SPEC §4), in fp32, chunked over K when needed.
 
@@ -166,7 +173,7 @@ class EncodeChooser:
         if self.selection == "jacobian":
             d = c.s_to * ctx.xh + c.S_den * ctx.eh
             return best_scores(ctx, ctx.backbone.x0_pullback(d, c.t_to, self.x, ctx.labels), "dot")
-        if self.selection == "dot" or ctx.spec.plan.kind == "ddcm":
+        if effective_score(self.selection, ctx.spec.plan.kind) == "dot":
             return best_scores(ctx, self.x - ctx.xh, "dot")
         ideal = (c.s_to * (self.x - ctx.xh) + (c.S_to - c.S_den) * ctx.eh) / c.noise_scale
         return best_scores(ctx, ideal, "l2")

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .chain import effective_score
 from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
 from .token_io import TokenDataset
@@ -172,7 +173,7 @@ def train(cfg: GeneratorTrainConfig):
                               "block_dim": batcher.grid.block_dim, "num_rows": h["num_token_rows"],
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
-                              "score": h.get("selection", "l2")})
+                              "score": effective_score(h.get("selection", "l2"), h["plan"]["kind"])})
     model = TokenGenerator(gcfg)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))

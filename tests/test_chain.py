@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rdpm_gddcm.backbones import Backbone, EmpiricalBackbone
-from rdpm_gddcm.chain import (ChainSpec, EncodeChooser, LookupChooser, RandomChooser, StepContext,
+from rdpm_gddcm.chain import (SELECTIONS, ChainSpec, EncodeChooser, LookupChooser, RandomChooser, StepContext,
                               best_scores, ode_solve, run_chain)
 from rdpm_gddcm.codebooks import Grid, VirtualCodebook
 from rdpm_gddcm.families import Family
@@ -216,3 +216,10 @@ def test_jacobian_selection_picks_the_entry_that_best_reduces_the_next_residual(
     hits = {sel: (EncodeChooser(x, sel).step(ctx)[:, 0] == err.argmin(1)).float().mean().item()
             for sel in ("dot", "jacobian")}
     assert hits["jacobian"] >= 0.6 and hits["dot"] <= 0.2, hits
+
+
+def test_effective_score_of_each_selection():
+    """The generator's tied head mirrors the scoring form the encoder used (jacobian = dot form)."""
+    from rdpm_gddcm.chain import effective_score
+    assert [effective_score(s, "fixed-point") for s in SELECTIONS] == ["dot", "l2", "dot"]
+    assert {effective_score(s, "ddcm") for s in SELECTIONS} == {"dot"}
