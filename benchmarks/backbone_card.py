@@ -65,6 +65,7 @@ def write_card_md(card: dict, dst: Path, grid_steps: int):
                + (f" and not lower at σ = {', '.join(worse)}." if worse else " (every level measured)."))
     rows = "\n".join(f"| {k.split('=')[1]} | {v:.5f} | {card['denoising_mse_linear_gaussian_floor'][k]:.5f} |"
                      for k, v in card["denoising_mse"].items())
+    note = f"\n{card['note']}\n" if card.get("note") else ""
     (dst / "CARD.md").write_text(f"""# {card['name']}
 
 A class-conditional CIFAR-10 diffusion backbone trained by this project on this project's CPU budget.
@@ -80,7 +81,7 @@ Weights: EMA, fp16 safetensors ({card['file_mb']:.1f} MB). 10 classes + a null c
 - {card['steps']} optimizer steps, wall time {card["wall_min"]:.0f} min on 1 CPU thread shared with other jobs (training loop only;
   encoding the training set once through the autoencoder, cached in the run dir, is not included).
 - Final training loss (mean of the last logging window): {card['final_loss']:.5f}.
-{("" if not card.get("note") else chr(10) + card["note"] + chr(10))}
+{note}
 This is a small, briefly trained model, not a good generator. `samples.png`: the shipped weights'
 own deterministic ODE sampler ({grid_steps} steps, one class per row, seed 0).
 

@@ -87,7 +87,7 @@ class Backbone(torch.nn.Module):
             xh, _ = self._predict_both(x, t, y)
             residual = (target.float() - xh).detach()
             (g,) = torch.autograd.grad(xh, x, grad_outputs=residual)
-        return g.float()
+        return g
 
     def _predict_both(self, x_t: torch.Tensor, t, y=None):
         B = x_t.shape[0]

@@ -150,8 +150,8 @@ class EncodeChooser:
     effect on the *next* backbone call. The step makes ``state' = d + a·c`` with the deterministic
     part ``d = s(t_to)·x̂0 + S(t_den)·ε̂`` and ``a = √(S(t_to)² - S(t_den)²)``; the next prediction
     is ``x̂0(state', t_to) ≈ x̂0(d) + a·J·c`` with ``J = ∂x̂0/∂x_t`` at ``(d, t_to)``, so
-    ``argmax_k ⟨C[k], Jᵀ(x - x̂0(d))⟩`` picks the entry that most reduces that residual (J's
-    column norms are the same for every entry up to the codebook's own norm, as for ``dot``).
+    ``argmax_k ⟨C[k], Jᵀ(x - x̂0(d))⟩`` picks the entry that most reduces that residual to first
+    order (the second-order term a²‖J·C[k]‖² is dropped: it would take K Jacobian products).
     ``dot`` is this rule with J = I: it spends bits on residual directions the backbone will
     treat as noise and remove; the Jacobian knows which directions survive denoising.
     Costs one forward and one backward pass per step on top of the chain's own call."""
@@ -171,7 +171,7 @@ class EncodeChooser:
             return torch.zeros(self.x.shape[0], ctx.grid.num_blocks, dtype=torch.long, device=self.x.device)
         c = ctx.coef
         if self.selection == "jacobian":
-            d = c.s_to * ctx.xh + c.S_den * ctx.eh
+            d = c.denoised(ctx.xh, ctx.eh)
             return best_scores(ctx, ctx.backbone.x0_pullback(d, c.t_to, self.x, ctx.labels), "dot")
         if effective_score(self.selection, ctx.spec.plan.kind) == "dot":
             return best_scores(ctx, self.x - ctx.xh, "dot")
@@ -252,7 +252,7 @@ def run_chain(backbone, spec: ChainSpec, chooser, batch: int, labels=None, devic
             xhs.append(xh)
         c = spec.grid.assemble(ctx.entries(), idx) if ctx.fits_in_memory else \
             spec.grid.from_blocks(_gather_blocks(spec, n, idx))
-        state = coef.s_to * xh + coef.S_den * eh + coef.noise_scale * c
+        state = coef.denoised(xh, eh) + coef.noise_scale * c
     out_tokens = torch.stack(tokens, dim=1) if tokens else torch.zeros(batch, 0, spec.grid.num_blocks)
     latent = ode_solve(backbone, state, spec.plan.final_times, labels, spec.plan.final_solver) if final else state
     return ChainOutput(out_tokens.long(), state, latent, states, xhs)

@@ -117,11 +117,15 @@ class StepCoefficients:
     s_to: float
     S_to: float
     S_den: float
-    t_to: float = 0.0              # the time of the next backbone call (the jacobian selection linearises there)
+    t_to: float                    # the time of the next backbone call (the jacobian selection linearises there)
 
     @property
     def noise_scale(self) -> float:
         return math.sqrt(max(self.S_to ** 2 - self.S_den ** 2, 0.0))
+
+    def denoised(self, xh, eh):
+        """Eq. 22 without its codebook term: ``s_to·xh + S_den·eh``."""
+        return self.s_to * xh + self.S_den * eh
 
 
 # ------------------------------------------------------------------------------------------

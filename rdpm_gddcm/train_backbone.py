@@ -170,10 +170,11 @@ def cache_latents(dataset, autoencoder, path: Path, hflip: bool, logger, batch_s
     return d["latents"], d["labels"], d["flipped"]
 
 
-def init_network(net: UNet, net_cfg: UNetConfig, source: str, family: Family):
-    """Copy an exported backbone's weights into ``net`` (fine-tuning); refuse another network or family."""
+def init_network(net: UNet, net_cfg: UNetConfig, source: str, family: Family, src: NetworkBackbone | None = None):
+    """Copy an exported backbone's weights into ``net`` (fine-tuning); refuse another network or family.
+    ``src``: the backbone at ``source`` if already loaded."""
     from .backbones import load_network_backbone
-    src = load_network_backbone(source)
+    src = src or load_network_backbone(source)
     if src.net.cfg.to_json() != net_cfg.to_json():
         raise ValueError(f"--init-from {source}: its network {src.net.cfg.to_json()} is not this run's {net_cfg.to_json()}; "
                          "pass the --model (and class count) it was trained with")
@@ -190,6 +191,10 @@ def train(cfg: BackboneTrainConfig):
     accelerator, rd, logger, micro = start_run(cfg)
     world = accelerator.num_processes
     ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)      # validate before any expensive work
+    init_src = None
+    if cfg.init_from:
+        from .backbones import load_network_backbone
+        init_src = load_network_backbone(cfg.init_from)          # a missing/corrupt --init-from fails here
     autoencoder = load_autoencoder(cfg.autoencoder, device=accelerator.device)
     dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)
     num_classes = dataset.num_classes if cfg.num_classes is None else cfg.num_classes
@@ -210,7 +215,7 @@ def train(cfg: BackboneTrainConfig):
                             "image_size": latent_shape[1], "num_classes": num_classes})
     net = UNet(net_cfg)
     if cfg.init_from:
-        init_network(net, net_cfg, cfg.init_from, family)
+        init_network(net, net_cfg, cfg.init_from, family, init_src)
     data_std = float(latents.float().std())
     backbone = NetworkBackbone(net, family, sigma_data=0.5 if cfg.autoencoder == "pixels" else round(data_std, 3))
     ema = EMA(net, cfg.ema_decay)
