@@ -38,7 +38,7 @@ def tensors_sha256(tensors) -> str:
         t = t.detach().cpu().contiguous()
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d: flatten first
     return h.hexdigest()[:16]
 
 

@@ -10,11 +10,18 @@ Image i's randomness comes only from its own generator, seeded by (--global-seed
 label is the i-th of a class-balanced cycle (or of --class-labels): 1 process or N processes
 (``accelerate launch``), batch 1 or 64, give the same images. Writes {i:06d}.png, grid.png,
 samples.npz (arr_0: uint8 NHWC, ADM evaluator format; labels) and sample_config.json.
+
+Re-running into the same --sample-dir resumes: images whose PNG exists are kept (PNGs are written
+atomically, so an existing file is complete) and only the missing indices are sampled, which gives
+the same images as an uninterrupted run. A larger --num-samples extends a finished run.
+sample_settings.json records everything an image depends on; a re-run with different settings is
+refused rather than mixing two runs' samples.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -108,6 +115,38 @@ class Sampler:
         return (images, out.tokens, timing) if return_tokens else (images, timing)
 
 
+RESUME_IGNORED = ("batch_size", "sample_dir", "grid_size", "num_samples")   # images do not depend on these
+
+
+def sample_settings(a, sampler) -> dict:
+    """What one image depends on (besides its index): the resume key of a sample directory."""
+    from .backbones import tensors_sha256
+    d = {k: v for k, v in vars(a).items() if k not in RESUME_IGNORED}
+    d["device"] = torch.device(a.device).type               # cpu and cuda kernels differ in the last bits
+    d["generator_sha256"] = tensors_sha256(v for _, v in sorted(sampler.model.state_dict().items()))
+    d["backbone_sha256"] = sampler.tokenizer.backbone.weights_hash()
+    return d
+
+
+def check_resumable(out: Path, settings: dict) -> None:
+    """Refuse to resume into a directory whose samples were made with other settings."""
+    f = out / "sample_settings.json"
+    if not f.exists():
+        if any(out.glob("[0-9]*.png")):
+            raise ValueError(f"{out} already holds sample PNGs but no sample_settings.json, so they cannot be "
+                             "checked against this run: pass a new --sample-dir or empty this one")
+        return
+    try:
+        old = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f} is not valid JSON ({e}): pass a new --sample-dir or delete it") from None
+    diff = {k: (old.get(k), settings.get(k)) for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)}
+    if diff:
+        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"{out} holds samples made with other settings ({shown}); resuming would mix two runs: "
+                         "pass a new --sample-dir, or re-run with the recorded settings")
+
+
 def run(a):
     from accelerate import PartialState
 
@@ -116,11 +155,20 @@ def run(a):
     device = state.device if a.device != "cpu" else torch.device("cpu")
     sampler = Sampler(a.ckpt, a.backbone, a.autoencoder, device, a.mixed_precision)
     out = Path(a.sample_dir)
+    settings = json.loads(json.dumps(sample_settings(a, sampler), default=str))
+    check_resumable(out, settings)              # every process checks, so all fail together
+    state.wait_for_everyone()
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        if not (out / "sample_settings.json").exists():
+            write_json_atomic(out / "sample_settings.json", settings)
     state.wait_for_everyone()
     labels = labels_for(a.num_samples, sampler.num_classes, a.class_labels)
-    mine = np.arange(a.num_samples)[state.process_index::state.num_processes]
+    done = {i for i in range(a.num_samples) if (out / f"{i:06d}.png").exists()}
+    if done and state.is_main_process:
+        print(f"resuming: {len(done)} of {a.num_samples} samples already in {out}")
+    mine = np.array([i for i in range(a.num_samples)[state.process_index::state.num_processes] if i not in done],
+                    dtype=np.int64)
     timing = {"transformer_s": 0.0, "backbone_and_chain_s": 0.0, "autoencoder_s": 0.0}
     t0 = time.time()
     for b in tqdm(range(0, len(mine), a.batch_size), disable=not state.is_local_main_process, desc="sampling"):
@@ -140,11 +188,13 @@ def run(a):
         grid = torch.from_numpy(arr[:k]).permute(0, 3, 1, 2).float() / 127.5 - 1
         save_image_grid(grid, str(out / "grid.png"), nrow=max(1, min(sampler.num_classes, k)))
         wall = time.time() - t0
+        made = a.num_samples - len(done)
         write_json_atomic(out / "sample_config.json", {**vars(a), "num_processes": state.num_processes,
-                                                       "wall_s": wall, "seconds_per_image": wall / a.num_samples,
+                                                       "kept_from_earlier_runs": len(done), "sampled_this_run": made,
+                                                       "wall_s": wall, "seconds_per_image": wall / max(made, 1),
                                                        "timing_main_process": timing,
                                                        "tokens_header": sampler.meta["tokens_header"]})
-        print(f"wrote {a.num_samples} samples to {out} (grid.png, samples.npz) in {wall:.1f} s")
+        print(f"wrote {a.num_samples} samples to {out} (grid.png, samples.npz; {made} sampled now) in {wall:.1f} s")
 
 
 def main(argv=None):

@@ -236,6 +236,27 @@ def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
     assert cfg["cfg_scale"] == 2.0 and (tmp_path / "b7" / "grid.png").exists() and (tmp_path / "b7" / "000006.png").exists()
 
 
+def test_sampling_resumes_and_refuses_other_settings(toy, tmp_path):
+    """An interrupted or extended run gives the same samples as one uninterrupted run; a re-run
+    with other settings is refused instead of mixing two runs in one directory."""
+    root, bb, tok = toy
+    run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    common = ["--ckpt", str(run), "--cfg-scale", "2.0", "--temperature", "1.0", "--global-seed", "5", "--batch-size", "3"]
+    sample.main(common + ["--num-samples", "6", "--sample-dir", str(tmp_path / "full")])
+    part = tmp_path / "part"
+    sample.main(common + ["--num-samples", "4", "--sample-dir", str(part)])
+    (part / "000001.png").unlink()                                   # as if interrupted before image 1 was written
+    sample.main(common + ["--num-samples", "6", "--sample-dir", str(part)])
+    cfg = json.loads((part / "sample_config.json").read_text())
+    assert cfg["kept_from_earlier_runs"] == 3 and cfg["sampled_this_run"] == 3
+    assert np.array_equal(np.load(part / "samples.npz")["arr_0"], np.load(tmp_path / "full" / "samples.npz")["arr_0"])
+    with pytest.raises(ValueError, match=r"cfg_scale: 2\.0 -> 1\.5"):
+        sample.main([a if a != "2.0" else "1.5" for a in common] + ["--num-samples", "6", "--sample-dir", str(part)])
+    (part / "sample_settings.json").unlink()
+    with pytest.raises(ValueError, match="no sample_settings.json"):
+        sample.main(common + ["--num-samples", "6", "--sample-dir", str(part)])
+
+
 @pytest.mark.gpu
 def test_cuda_sampling_independent_of_batch_size(toy, tmp_path):
     """On CUDA the Gumbel noise comes from per-image device generators: still one stream per image."""
