@@ -7,7 +7,8 @@ depend on how many processes run, and the first N positions are a class-balanced
 stopped and finalised with N = the images in its finished shards. Under ``accelerate launch``
 process r takes the shards i with i % world == r. Each shard is written atomically and marked
 done; re-running skips finished shards (resume). The main process writes ``manifest.json``
-(the shared header + shard list) once every shard is done.
+(the shared header + shard list) once every shard is done. Images are decoded by
+``--num-workers`` DataLoader workers ahead of the chain; the shards do not depend on that number.
 
 ``--save-states`` also stores, per image, the chain state before every step and the backbone's
 x̂0 at it (fp16), so the RDPM generator can train without calling the backbone (SPEC §9).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -40,9 +42,29 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64, help="images per chain run (fixed: it is part of the result)")
     p.add_argument("--save-states", action="store_true", help="also store per-step states and x̂0 (fp16) for generator training")
     p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images instead of stopping")
+    p.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="image-decoding worker processes per process (0 = decode in the main process)")
     add_model_args(p)
     add_tokenizer_args(p)
     return p.parse_args(argv)
+
+
+def _stack_items(items):
+    return torch.stack([im for im, _ in items]), torch.tensor([y for _, y in items])
+
+
+def image_batches(ds, order, shards, shard_size, n, batch_size, num_workers):
+    """(images, labels) batches in exactly the chain's order: shard by shard, ``batch_size`` positions
+    at a time, never across a shard boundary. Workers only decode; they do not change what a batch is."""
+    from torch.utils.data import DataLoader
+    plan = [[int(order[j]) for j in range(b, min(b + batch_size, min((i + 1) * shard_size, n)))]
+            for i in shards for b in range(i * shard_size, min((i + 1) * shard_size, n), batch_size)]
+    if not plan:
+        return iter(())
+    loader = DataLoader(ds, batch_sampler=plan, num_workers=num_workers,
+                        collate_fn=_stack_items,
+                        prefetch_factor=2 if num_workers else None)
+    return iter(loader)
 
 
 def run(a):
@@ -83,14 +105,13 @@ def run(a):
         write_json_atomic(prev, run_cfg)
     state.wait_for_everyone()
     mine = [i for i in range(nshards) if i % world == rank and not shard_complete(out, i)]
+    batches = image_batches(ds, order, mine, a.shard_size, n, a.batch_size, a.num_workers)
     t0, done_imgs = time.time(), 0
     for i in tqdm(mine, desc=f"shards (rank {rank})", disable=not state.is_local_main_process):
         lo, hi = i * a.shard_size, min((i + 1) * a.shard_size, n)
         toks, labs, sts, xhs = [], [], [], []
         for b in range(lo, hi, a.batch_size):
-            items = [ds[order[j]] for j in range(b, min(b + a.batch_size, hi))]
-            imgs = torch.stack([im for im, _ in items])
-            labels = torch.tensor([y for _, y in items])
+            imgs, labels = next(batches)
             tokens, _, chain = tok.encode(imgs, labels, record=a.save_states)
             toks.append(tokens.cpu().numpy())
             labs.append(labels.numpy())

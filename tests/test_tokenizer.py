@@ -188,6 +188,16 @@ def test_token_dataset_errors(tmp_path):
         TokenDataset(tmp_path)
 
 
+def test_tokenize_same_shards_with_decoding_workers(backbone_dir, tmp_path):
+    """Decoding workers only decode: the shards equal the ones made in the main process."""
+    one, two = tmp_path / "w0", tmp_path / "w2"
+    tokenize.run(tokenize.parse_args(TOK_ARGS + ["--backbone", str(backbone_dir), "--out", str(one), "--num-workers", "0"]))
+    tokenize.run(tokenize.parse_args(TOK_ARGS + ["--backbone", str(backbone_dir), "--out", str(two), "--num-workers", "2"]))
+    for i in range(3):
+        for kind in ("tokens", "labels"):
+            assert np.array_equal(np.load(one / f"shard-{i:05d}.{kind}.npy"), np.load(two / f"shard-{i:05d}.{kind}.npy"))
+
+
 def test_tokenize_same_shards_with_two_processes(backbone_dir, tmp_path):
     """Under `accelerate launch` with 2 CPU processes, the shards equal the 1-process ones."""
     one, two = tmp_path / "one", tmp_path / "two"
