@@ -69,6 +69,14 @@ def rows_for(suite: str, a) -> list[dict]:
             ("VP-ε (ours)", "p=0 jacobian", vp, ["--plan", "fixed-point", "--selection", "jacobian"]),
             ("VP-ε (ours)", "DDCM jacobian", vp, ["--plan", "ddcm", "--selection", "jacobian"]),
             ("flow (ours)", "p=0 jacobian", flow, ["--plan", "fixed-point", "--selection", "jacobian"]),
+            # the fixed point reached by a 20-step trajectory descent from t_start instead of the one-token
+            # init at T_s (--descent-steps; same N=300 tokens, so equal bits)
+            ("VP-ε (ours)", "p=0 + descent 20", vp, ["--plan", "fixed-point", "--descent-steps", "20"]),
+            ("VP-ε (ours)", "p=0 + descent 20 jacobian", vp,
+             ["--plan", "fixed-point", "--descent-steps", "20", "--selection", "jacobian"]),
+            ("flow (ours)", "p=0 + descent 20", flow, ["--plan", "fixed-point", "--descent-steps", "20"]),
+            ("flow (ours)", "p=0 + descent 20 jacobian", flow,
+             ["--plan", "fixed-point", "--descent-steps", "20", "--selection", "jacobian"]),
         ]
         return [dict(backbone_label=b, plan_label=p, backbone=d, args=common + x) for b, p, d, x in rows]
     if suite == "grid2d":
@@ -123,6 +131,12 @@ def rows_for(suite: str, a) -> list[dict]:
             out.append(dict(backbone_label="VP-ε (ours)", plan_label=f"p=0 T_s={ts} Δ {dmax}->{dmin}", backbone=vp,
                             args=common + ["--plan", "fixed-point", "--t-fixed", ts, "--delta-min", dmin,
                                            "--delta-max", dmax]))
+        for m in (10, 20, 40):                                                  # rows 11-13: --descent-steps
+            out.append(dict(backbone_label="VP-ε (ours)", plan_label=f"p=0 + descent {m}", backbone=vp,
+                            args=common + ["--plan", "fixed-point", "--descent-steps", str(m)]))
+        out.append(dict(backbone_label="VP-ε (ours)", plan_label="p=0 + descent 20 T_s=10 Δ 9->1", backbone=vp,
+                        args=common + ["--plan", "fixed-point", "--descent-steps", "20", "--t-fixed", "10",
+                                       "--delta-min", "1", "--delta-max", "9"]))      # row 14
         return out
     raise SystemExit(f"unknown suite {suite}")
 

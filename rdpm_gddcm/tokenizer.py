@@ -41,6 +41,8 @@ class TokenizerConfig:
     intervals: int = 16
     sigma_max_r: float = 10.0      # see PlanConfig
     rho: float = 7.0
+    descent_steps: int = 0         # see PlanConfig
+    descent_p: float = 0.35
     final_steps: int = 1
     final_solver: str = "ddim"
     conditional: bool = False      # call the backbone with the image's class (else the null class)
@@ -76,6 +78,10 @@ def add_tokenizer_args(p: argparse.ArgumentParser):
     g.add_argument("--intervals", type=int, default=d.intervals, help="fixed-point: P intervals (continuous families)")
     g.add_argument("--sigma-max-r", type=float, default=d.sigma_max_r, help="σ_max of Eq. 10/13 (step-count ratio finest:coarsest)")
     g.add_argument("--rho", type=float, default=d.rho, help="EDM spacing exponent")
+    g.add_argument("--descent-steps", type=int, default=d.descent_steps,
+                   help="fixed-point: the first M of the N steps descend from --t-start to T_s as a trajectory "
+                        "(ours; 0 = Algorithm 2, which starts at T_s from the init token)")
+    g.add_argument("--descent-p", type=float, default=d.descent_p, help="fixed-point: backtrack p of that descent")
     g.add_argument("--final-steps", type=int, default=d.final_steps, help="ODE steps of the final sampler")
     g.add_argument("--final-solver", default=d.final_solver, choices=["ddim", "heun"])
     g.add_argument("--conditional", action="store_true",

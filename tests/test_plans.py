@@ -44,6 +44,37 @@ def test_fixed_point_vp_discrete_uses_integer_deltas_eq12():
 
 
 @pytest.mark.parametrize("name", FAMS)
+def test_fixed_point_with_descent(name):
+    """--descent-steps M: M contiguous trajectory steps from t_start that end exactly at T_s, then the
+    fixed point on the other N - M steps; N steps in all, and M = 0 is Algorithm 2 unchanged."""
+    f = Family(name)
+    N, M = 40, 6
+    plain = build_plan(PlanConfig(kind="fixed-point", num_steps=N), f)
+    plan = build_plan(PlanConfig(kind="fixed-point", num_steps=N, descent_steps=M, descent_p=0.35), f)
+    assert len(plan) == N and plan.kind == "fixed-point"
+    Ts = plain.steps[0][0]
+    descent, fixed = plan.steps[:M], plan.steps[M:]
+    assert descent[0][0] == f.t_max if not f.discrete else descent[0][0] == f.num_train_timesteps - 1
+    for (a, b) in zip(descent, descent[1:]):
+        assert b[0] == a[2] and a[1] <= a[2] < a[0]                # contiguous, time advances
+    assert descent[-1][2] == Ts
+    assert all(t_from == t_to == Ts for t_from, _, t_to in fixed)
+    assert sum(plan.config["interval_counts"]) == N - M
+    assert plan.final_times == plain.final_times
+    assert build_plan(PlanConfig(kind="fixed-point", num_steps=N, descent_steps=0), f).steps == plain.steps
+
+
+def test_descent_refuses_bad_settings():
+    f = Family("vp-discrete")
+    for cfg, msg in [(PlanConfig(kind="fixed-point", num_steps=10, descent_steps=10), "at least one step"),
+                     (PlanConfig(kind="fixed-point", num_steps=10, descent_steps=3, descent_p=1.0), "descent-p"),
+                     (PlanConfig(kind="trajectory", p=0.5, num_steps=10, descent_steps=3), "belongs to --plan fixed-point"),
+                     (PlanConfig(kind="fixed-point", num_steps=400, descent_steps=300, t_start=100), "do not fit")]:
+        with pytest.raises(ValueError, match=msg):
+            build_plan(cfg, f)
+
+
+@pytest.mark.parametrize("name", FAMS)
 @pytest.mark.parametrize("p", [0.25, 0.5, 0.9])
 def test_trajectory_invariants(name, p):
     f = Family(name)

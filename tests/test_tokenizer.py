@@ -84,6 +84,24 @@ def test_codec_cli_roundtrip_matches_encoder(backbone_dir, image_file, tmp_path)
     assert torch.equal(to_uint8(load_image(str(out), SIZE)), to_uint8(rec[0]))
 
 
+def test_codec_roundtrip_fixed_point_with_descent(backbone_dir, image_file, tmp_path):
+    """The descent is part of the plan stored in the header: decode replays it without the flag."""
+    f = tmp_path / "d.gddcm"
+    codec.main(["encode", str(image_file), "-o", str(f), "--backbone", str(backbone_dir), "--plan", "fixed-point",
+                "--num-steps", "8", "--descent-steps", "3", "--codebook-size", "64", "--selection", "jacobian"])
+    header, tokens = read_token_file(f)
+    steps = header["plan"]["steps"]
+    assert tokens.shape == (9, 1) and len(steps) == 8 and header["plan"]["config"]["descent_steps"] == 3
+    assert steps[0][0] > steps[3][0] == steps[-1][0] == steps[-1][2]      # descends, then stays at T_s
+    out = tmp_path / "d.png"
+    codec.main(["decode", str(f), "-o", str(out), "--backbone", str(backbone_dir)])
+    from rdpm_gddcm.data import load_image
+    from rdpm_gddcm.metrics import to_uint8
+    tok = tokenizer_from_header(header, load_backbone(str(backbone_dir)), PixelAutoencoder())
+    _, rec, _ = tok.encode(load_image(str(image_file), SIZE)[None])
+    assert torch.equal(to_uint8(load_image(str(out), SIZE)), to_uint8(rec[0]))
+
+
 def test_bad_token_files(backbone_dir, tmp_path):
     tok = _tok(backbone_dir)
     tokens = np.random.default_rng(0).integers(0, 64, size=(tok.num_token_rows, 4))
