@@ -25,11 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 from rdpm_gddcm.chain import EncodeChooser, run_chain  # noqa: E402
 from rdpm_gddcm.data import balanced_indices, build_dataset  # noqa: E402
+from rdpm_gddcm.metrics import psnr  # noqa: E402
 from rdpm_gddcm.tokenizer import Tokenizer, TokenizerConfig, load_models  # noqa: E402
 
 
-def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean over images of the PSNR of [-1, 1] tensors."""
+def latent_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over images of 10·log10(4 / MSE) on the chain's float latents (x̂0 is not an image:
+    not clamped or quantised; the final reconstruction uses the project's image PSNR)."""
     mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1)
     return float((10 * torch.log10(4.0 / mse)).mean())
 
@@ -58,8 +60,8 @@ def main():
         t0 = time.time()
         with torch.no_grad():
             out = run_chain(bb, tok.spec, EncodeChooser(x, a.selection), len(imgs), record=True)
-        curve = [psnr_db(xh, x) for xh in out.xhs]
-        final = psnr_db(ae.decode(out.latent), imgs)
+        curve = [latent_psnr(xh, x) for xh in out.xhs]
+        final = float(psnr(ae.decode(out.latent), imgs).mean())
         # slope of the fixed-point phase after its first 50 steps (least squares, dB per step)
         n0 = m + 50
         slope = float(np.polyfit(np.arange(n0, len(curve)), curve[n0:], 1)[0])

@@ -53,12 +53,17 @@ def _stack_items(items):
     return torch.stack([im for im, _ in items]), torch.tensor([y for _, y in items])
 
 
+def shard_batches(i: int, shard_size: int, n: int, batch_size: int) -> list[range]:
+    """Shard i's dataset positions in chain batches (fixed: the batch is part of the result)."""
+    lo, hi = i * shard_size, min((i + 1) * shard_size, n)
+    return [range(b, min(b + batch_size, hi)) for b in range(lo, hi, batch_size)]
+
+
 def image_batches(ds, order, shards, shard_size, n, batch_size, num_workers):
-    """(images, labels) batches in exactly the chain's order: shard by shard, ``batch_size`` positions
-    at a time, never across a shard boundary. Workers only decode; they do not change what a batch is."""
+    """(images, labels) for every ``shard_batches`` range of ``shards``, in order. Workers only
+    decode; they do not change what a batch is."""
     from torch.utils.data import DataLoader
-    plan = [[int(order[j]) for j in range(b, min(b + batch_size, min((i + 1) * shard_size, n)))]
-            for i in shards for b in range(i * shard_size, min((i + 1) * shard_size, n), batch_size)]
+    plan = [[int(order[j]) for j in r] for i in shards for r in shard_batches(i, shard_size, n, batch_size)]
     if not plan:
         return iter(())
     loader = DataLoader(ds, batch_sampler=plan, num_workers=num_workers,
@@ -108,9 +113,8 @@ def run(a):
     batches = image_batches(ds, order, mine, a.shard_size, n, a.batch_size, a.num_workers)
     t0, done_imgs = time.time(), 0
     for i in tqdm(mine, desc=f"shards (rank {rank})", disable=not state.is_local_main_process):
-        lo, hi = i * a.shard_size, min((i + 1) * a.shard_size, n)
         toks, labs, sts, xhs = [], [], [], []
-        for b in range(lo, hi, a.batch_size):
+        for _ in shard_batches(i, a.shard_size, n, a.batch_size):      # the loader yields these, in order
             imgs, labels = next(batches)
             tokens, _, chain = tok.encode(imgs, labels, record=a.save_states)
             toks.append(tokens.cpu().numpy())
@@ -120,7 +124,7 @@ def run(a):
                 xhs.append(torch.stack(chain.xhs, 1).half().cpu().numpy())
         extras = {"states": np.concatenate(sts), "xh": np.concatenate(xhs)} if a.save_states else None
         write_shard(out, i, np.concatenate(toks), np.concatenate(labs), cfg.codebook_size, extras)
-        done_imgs += hi - lo
+        done_imgs += sum(len(v) for v in labs)
     state.wait_for_everyone()
     if state.is_main_process:
         missing = [i for i in range(nshards) if not shard_complete(out, i)]
