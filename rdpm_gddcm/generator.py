@@ -25,6 +25,7 @@ With the v's zero it is the plain tied head.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 import torch
@@ -134,6 +135,27 @@ class TokenGenerator(nn.Module):
             h = blk(h, c)
         sh, sc = self.ada_out(c).chunk(2, dim=-1)
         return self.out(modulate(self.norm_out(h), sh, sc))
+
+    def resolve_precision(self, requested: str, device, batch: int = 32, train: bool = False):
+        """``precision.resolve_precision`` for this model; the CPU timing probe is one forward
+        (+ backward when ``train``) of a ``batch`` through the body and head."""
+        from .precision import resolve_precision
+        cfg = self.cfg
+
+        def probe(dtype):
+            z = torch.zeros(batch, cfg.num_blocks, cfg.block_dim, device=device)
+            row = torch.zeros(batch, dtype=torch.long, device=device)
+            cb = torch.randn(cfg.codebook_size, cfg.num_blocks, cfg.block_dim, device=device) \
+                if cfg.head == "tied" else None
+            with torch.set_grad_enabled(train), torch.autocast(torch.device(device).type, dtype=dtype or torch.float32,
+                                                               enabled=dtype is not None):
+                out = self.head_logits(self(z, z, row, row), cb)
+            if train:
+                out.float().mean().backward()
+                self.zero_grad(set_to_none=True)
+
+        key = f"generator:{'train' if train else 'infer'}:{json.dumps(asdict(cfg), sort_keys=True)}:{batch}"
+        return resolve_precision(requested, device, probe, key)
 
     def head_logits(self, features: torch.Tensor, codebook_blocks: torch.Tensor | None) -> torch.Tensor:
         if self.cfg.head == "untied":

@@ -59,6 +59,7 @@ def run(a) -> dict:
                "num_images": len(o), "tokenizer": asdict(cfg), "plan_resolved": tok.plan.config,
                "backbone": backbone.identity(), "autoencoder": autoencoder.identity(),
                "image_size": size, "data_path": a.data_path, "mixed_precision": a.mixed_precision,
+               "precision": backbone.precision.to_json(),
                "torch_threads": torch.get_num_threads()}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

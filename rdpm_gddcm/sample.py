@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from .generator import ModelChooser
+from .precision import CHOICES, HELP as PRECISION_HELP, MODE_OF_DTYPE_NAME
 from .training import write_json_atomic
 
 
@@ -50,7 +51,10 @@ def parse_args(argv=None):
     p.add_argument("--sample-dir", required=True)
     p.add_argument("--grid-size", type=int, default=100, help="images in grid.png")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="generator autocast (the backbone uses the tokens' setting)")
+    p.add_argument("--mixed-precision", default="auto", choices=CHOICES,
+                   help=f"{PRECISION_HELP}. Resolved for the generator and the backbone separately (sampling replays "
+                        "no stored tokens, so the backbone need not run in the tokens' precision); both are "
+                        "recorded in sample_settings.json")
     return p.parse_args(argv)
 
 
@@ -82,7 +86,7 @@ def resolve_recorded_path(spec: str | None, ckpt) -> str | None:
 class Sampler:
     """Generator + tokenizer (rebuilt from the tokens' header) + sampling settings."""
 
-    def __init__(self, ckpt, backbone=None, autoencoder=None, device="cpu", mixed_precision="no"):
+    def __init__(self, ckpt, backbone=None, autoencoder=None, device="cpu", mixed_precision="auto"):
         from .tokenizer import load_models, tokenizer_from_header
         from .train_generator import load_generator
         self.model, self.meta = load_generator(ckpt, device)
@@ -90,11 +94,13 @@ class Sampler:
         bb_spec = backbone or resolve_recorded_path(self.meta.get("backbone"), ckpt)
         if bb_spec is None:
             raise ValueError("this generator does not record its backbone: pass --backbone DIR")
-        dtype = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[h["backbone_dtype"]]
-        bb, ae, _ = load_models(bb_spec, autoencoder or self.meta.get("autoencoder"), h["image_shape"][-1], device, dtype)
-        self.tokenizer = tokenizer_from_header(h, bb, ae, device)
+        bb, ae, _ = load_models(bb_spec, autoencoder or self.meta.get("autoencoder"), h["image_shape"][-1], device,
+                                MODE_OF_DTYPE_NAME[h["backbone_dtype"]])
+        self.tokenizer = tokenizer_from_header(h, bb, ae, device)      # checks the header against these models
         self.device = torch.device(device)
-        self.autocast = torch.bfloat16 if mixed_precision == "bf16" else None
+        self.backbone_precision = bb.set_precision(mixed_precision, device)
+        self.generator_precision = self.model.resolve_precision(mixed_precision, device)
+        self.autocast = self.generator_precision.dtype
         self.num_classes = self.model.cfg.num_classes
 
     @torch.no_grad()
@@ -115,7 +121,8 @@ class Sampler:
         return (images, out.tokens, timing) if return_tokens else (images, timing)
 
 
-RESUME_IGNORED = ("batch_size", "sample_dir", "grid_size", "num_samples")   # images do not depend on these
+# images do not depend on these (mixed_precision: the resolved precisions are in the settings instead)
+RESUME_IGNORED = ("batch_size", "sample_dir", "grid_size", "num_samples", "mixed_precision")
 
 
 def sample_settings(a, sampler) -> dict:
@@ -125,6 +132,8 @@ def sample_settings(a, sampler) -> dict:
     d["device"] = torch.device(a.device).type               # cpu and cuda kernels differ in the last bits
     d["generator_sha256"] = tensors_sha256(v for _, v in sorted(sampler.model.state_dict().items()))
     d["backbone_sha256"] = sampler.tokenizer.backbone.weights_hash()
+    d["backbone_precision"] = sampler.backbone_precision.mode       # the resolved choices, not "auto"
+    d["generator_precision"] = sampler.generator_precision.mode
     return d
 
 
@@ -193,6 +202,8 @@ def run(a):
                                                        "kept_from_earlier_runs": len(done), "sampled_this_run": made,
                                                        "wall_s": wall, "seconds_per_image": wall / max(made, 1),
                                                        "timing_main_process": timing,
+                                                       "precision": {"backbone": sampler.backbone_precision.to_json(),
+                                                                     "generator": sampler.generator_precision.to_json()},
                                                        "tokens_header": sampler.meta["tokens_header"]})
         print(f"wrote {a.num_samples} samples to {out} (grid.png, samples.npz; {made} sampled now) in {wall:.1f} s")
 

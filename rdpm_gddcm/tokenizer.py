@@ -17,6 +17,7 @@ import torch
 
 from .chain import INIT_KINDS, SELECTIONS, ChainSpec, EncodeChooser, LookupChooser, run_chain
 from .codebooks import GENERATOR_VERSION, Grid, VirtualCodebook
+from .precision import CHOICES, HELP as PRECISION_HELP
 from .plans import PLAN_KINDS, Plan, PlanConfig, build_plan
 from .token_io import FORMAT_VERSION, TokenFormatError, bits_for
 
@@ -103,8 +104,8 @@ def add_model_args(p: argparse.ArgumentParser):
     g.add_argument("--autoencoder", default=None, help="pixels | taef2:DIR | hf:ID_OR_PATH (default: the one the backbone was trained with)")
     g.add_argument("--image-size", type=int, default=None, help="image size (default: the backbone's training size)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    g.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
-                   help="backbone autocast; decoding must use the same setting as encoding (it is in the header)")
+    g.add_argument("--mixed-precision", default="auto", choices=CHOICES,
+                   help=f"backbone {PRECISION_HELP}; decoding replays the precision recorded in the token header")
 
 
 def load_models(backbone_spec: str, autoencoder_spec: str | None, image_size: int | None, device="cpu",
@@ -130,7 +131,7 @@ def load_models(backbone_spec: str, autoencoder_spec: str | None, image_size: in
                          f"one backbone {backbone_spec} was trained with (sha256 {want})")
     if image_size is None:
         image_size = meta.get("data", {}).get("image_size") or backbone.latent_shape[-1] * autoencoder.downsample
-    backbone.autocast_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
+    backbone.set_precision(mixed_precision, device)
     return backbone, autoencoder, image_size
 
 
@@ -243,6 +244,26 @@ class Tokenizer:
         B = tokens.shape[0]
         out = run_chain(self.backbone, self.spec, LookupChooser(tokens), B, self._labels(labels, B), self.device)
         return self.autoencoder.decode(out.latent)
+
+
+def replay_precision(header: dict, device="cpu") -> str:
+    """The ``--mixed-precision`` mode that replays a token header's ``backbone_dtype`` exactly
+    (decoding must run the backbone as the encoder did), with a note on stderr where that
+    precision is slow on this machine."""
+    import sys
+
+    from .precision import MODE_OF_DTYPE_NAME, cpu_native_bf16
+    name = header.get("backbone_dtype", "float32")
+    if name not in MODE_OF_DTYPE_NAME:
+        raise TokenFormatError(f"unknown backbone_dtype {name!r} in the token header: the file is from a newer version "
+                               "or damaged")
+    mode = MODE_OF_DTYPE_NAME[name]
+    if mode == "bf16" and torch.device(device).type == "cpu":
+        native, why = cpu_native_bf16()
+        if not native:
+            print(f"note: these tokens were made with a bf16 backbone and decoding replays it exactly; {why}, "
+                  "so decoding will be slow here", file=sys.stderr)
+    return mode
 
 
 def tokenizer_from_header(header: dict, backbone, autoencoder, device="cpu") -> Tokenizer:

@@ -34,7 +34,8 @@ from .families import Family, broadcast_time, ddpm_alphas_cumprod
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
-                       find_checkpoint, start_run, write_json_atomic)
+                       find_checkpoint, start_run, training_device, write_json_atomic)
+from .precision import Precision, resolve_precision
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
 
@@ -184,11 +185,36 @@ def init_network(net: UNet, net_cfg: UNetConfig, source: str, family: Family, sr
     net.load_state_dict(src.net.state_dict())
 
 
+def resolve_train_precision(cfg: BackboneTrainConfig, device) -> Precision:
+    """``--mixed-precision`` for this run; the CPU probe is one forward+backward of the U-Net at
+    its training shape (a batch of up to 32)."""
+    from .autoencoders import load_autoencoder
+    shape = load_autoencoder(cfg.autoencoder, device="cpu").latent_shape(cfg.image_size)
+    net_cfg = UNetConfig(**{**UNET_CONFIGS[cfg.model], "in_channels": shape[0], "image_size": shape[1],
+                            "num_classes": cfg.num_classes or 10})
+    batch = min(32, cfg.global_batch_size)
+    net = None
+
+    def probe(dtype):
+        nonlocal net
+        net = net or UNet(net_cfg).to(device)
+        x = torch.randn(batch, *shape, device=device)
+        with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = net(x, torch.full((batch,), 500.0, device=device), torch.zeros(batch, dtype=torch.long, device=device))
+        out.float().square().mean().backward()
+        net.zero_grad(set_to_none=True)
+
+    return resolve_precision(cfg.mixed_precision, device, probe, f"unet-train:{cfg.model}:{tuple(shape)}:{batch}")
+
+
 def train(cfg: BackboneTrainConfig):
     from .autoencoders import load_autoencoder
     from .data import balanced_indices, build_dataset
 
-    accelerator, rd, logger, micro = start_run(cfg)
+    if cfg.model not in UNET_CONFIGS:
+        raise ValueError(f"unknown --model {cfg.model!r}; choose one of {', '.join(UNET_CONFIGS)}")
+    precision = resolve_train_precision(cfg, training_device())
+    accelerator, rd, logger, micro = start_run(cfg, precision)
     world = accelerator.num_processes
     ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)      # validate before any expensive work
     init_src = None
@@ -228,10 +254,11 @@ def train(cfg: BackboneTrainConfig):
         write_json_atomic(rd / "config.json", {**asdict(cfg), "resolved": {
             "family": family.to_json(), "network": net_cfg.to_json(), "latent_shape": latent_shape,
             "autoencoder": autoencoder.identity(), "num_images": len(latents), "num_processes": world,
-            "micro_batch": micro, "data_std": data_std,
+            "micro_batch": micro, "data_std": data_std, "precision": precision.to_json(),
             "parameters": sum(p.numel() for p in net.parameters())}})
         logger.info(f"{family.name} {cfg.model}: {sum(p.numel() for p in net.parameters())/1e6:.2f}M params, "
-                    f"{len(latents)} images {latent_shape}, {world} process(es), micro-batch {micro}")
+                    f"{len(latents)} images {latent_shape}, {world} process(es), micro-batch {micro}; "
+                    f"precision {precision.mode} ({precision.reason})")
 
     step = 0
     if ckpt is not None:
@@ -288,19 +315,20 @@ def train(cfg: BackboneTrainConfig):
             pbar.set_postfix(loss=f"{avg:.4f}")
             running, t0, seen, log_start = 0.0, time.time(), 0, step
         if accelerator.is_main_process and cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.max_steps:
-            export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=True)
+            export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, precision, grid_only=True)
         if checkpoint_or_stop(accelerator, rd, step, cfg, logger, epoch=epoch):
             pbar.close()
             accelerator.end_training()
             return
     pbar.close()
     if accelerator.is_main_process:
-        export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger)
+        export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, precision)
     accelerator.wait_for_everyone()
     accelerator.end_training()
 
 
-def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, grid_only=False):
+def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, rd, logger, precision: Precision,
+               grid_only=False):
     """Write a sample grid from the EMA weights (and, at the end, backbone.safetensors/json)."""
     raw = accelerator.unwrap_model(net)
     eval_net = UNet(raw.cfg)
@@ -308,8 +336,7 @@ def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, 
     ema.copy_to(eval_net)
     bb = NetworkBackbone(eval_net.eval(), family, sigma_data=backbone.sigma_data, name="rdpm-unet")
     bb.clip_sample = 1.0 if cfg.autoencoder == "pixels" else None
-    if cfg.mixed_precision == "bf16":
-        bb.autocast_dtype = torch.bfloat16
+    bb.autocast_dtype = precision.dtype
     sample_grid(bb, autoencoder, eval_net.cfg.num_classes, cfg.sample_steps, cfg.global_seed,
                 rd / "samples" / f"step_{step:07d}.png")
     if grid_only:

@@ -27,7 +27,7 @@ from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
 from .token_io import TokenDataset
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
-                       find_checkpoint, start_run, write_json_atomic)
+                       find_checkpoint, start_run, training_device, write_json_atomic)
 
 
 @dataclass
@@ -156,17 +156,17 @@ def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 6
 
 
 def train(cfg: GeneratorTrainConfig):
-    accelerator, rd, logger, micro = start_run(cfg)
-    world = accelerator.num_processes
-
+    device = training_device()
     data = TokenDataset(cfg.tokens)
     h = data.header
     tokenizer = None
     if cfg.backbone is not None:
+        from .precision import MODE_OF_DTYPE_NAME
         from .tokenizer import load_models, tokenizer_from_header
-        dtype = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[h["backbone_dtype"]]
-        bb, ae, _ = load_models(cfg.backbone, cfg.autoencoder, h["image_shape"][-1], accelerator.device, dtype)
-        tokenizer = tokenizer_from_header(h, bb, ae, accelerator.device)
+        # the backbone recomputes the tokens' states: it must run exactly as the encoder did
+        bb, ae, _ = load_models(cfg.backbone, cfg.autoencoder, h["image_shape"][-1], device,
+                                MODE_OF_DTYPE_NAME[h["backbone_dtype"]])
+        tokenizer = tokenizer_from_header(h, bb, ae, device)
     batcher = RowBatcher(data, tokenizer)
     num_classes = data.manifest.get("num_classes") or int(data.labels.max()) + 1
     gcfg = GeneratorConfig(**{**GENERATOR_CONFIGS[cfg.model], "num_blocks": batcher.grid.num_blocks,
@@ -174,6 +174,10 @@ def train(cfg: GeneratorTrainConfig):
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
                               "score": effective_score(h.get("selection", "l2"), h["plan"]["kind"])})
+    precision = TokenGenerator(gcfg).resolve_precision(cfg.mixed_precision, device,
+                                                       batch=min(32, cfg.global_batch_size), train=True)
+    accelerator, rd, logger, micro = start_run(cfg, precision)
+    world = accelerator.num_processes
     model = TokenGenerator(gcfg)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
@@ -183,7 +187,8 @@ def train(cfg: GeneratorTrainConfig):
     if accelerator.is_main_process:
         write_json_atomic(rd / "config.json", {**asdict(cfg), "resolved": {"generator": gcfg.to_json(),
                           "parameters": count_params(raw), "num_images": len(data), "has_states": data.has_states,
-                          "num_processes": world, "micro_batch": micro, "tokens_header": h}})
+                          "num_processes": world, "micro_batch": micro, "tokens_header": h,
+                          "precision": precision.to_json()}})
         logger.info(f"{cfg.model} ({cfg.head} head): {count_params(raw)/1e6:.2f}M params, {len(data)} token sequences "
                     f"x {h['num_token_rows']} rows x {batcher.grid.num_blocks} blocks, K={batcher.K}")
     step = 0

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .precision import CHOICES, HELP as PRECISION_HELP, Precision
+
 
 @dataclass
 class TrainConfig:
@@ -28,7 +30,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     ema_decay: float = 0.999
     label_dropout: float = 0.1
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"
     global_seed: int = 0
     log_every: int = 50
     ckpt_every: int = 1000
@@ -50,7 +52,8 @@ def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "exam
     p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="gradient clipping (0 = off)")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--label-dropout", type=float, default=d.label_dropout, help="probability of the null class (for CFG)")
-    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=["no", "fp16", "bf16"])
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=CHOICES,
+                   help=f"{PRECISION_HELP} (the probe is one training step of this model)")
     p.add_argument("--global-seed", type=int, default=d.global_seed)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
@@ -141,13 +144,27 @@ def cosine_lr(step: int, base_lr: float, warmup: int, total: int, min_ratio: flo
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog)))
 
 
-def start_run(cfg):
-    """The common start of a training run (both trainers): an Accelerator, the run directory with
-    checkpoints/ and samples/, the logger, per-process seeding, and the per-process micro-batch.
-    ``cfg`` needs results_dir, mixed_precision, grad_accum, global_seed, global_batch_size."""
+def training_device() -> torch.device:
+    """The device ``start_run``'s Accelerator will train on (known before it exists, so the
+    precision can be resolved first)."""
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available()).device
+
+
+def start_run(cfg, precision: Precision):
+    """The common start of a training run (both trainers): an Accelerator in the resolved
+    ``precision``, the run directory with checkpoints/ and samples/, the logger, per-process
+    seeding, and the per-process micro-batch.
+    ``cfg`` needs results_dir, grad_accum, global_seed, global_batch_size."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") not in (None, precision.mode):
+        # an earlier run in this process (library use, tests) fixed another precision: accelerate
+        # keeps one per process, so start this run's state afresh (the process group is kept)
+        AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(mixed_precision=precision.mode, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())
     rd = Path(cfg.results_dir)
     if accelerator.is_main_process:

@@ -6,6 +6,9 @@ import torch
 
 from rdpm_gddcm.families import Family, convert_output, output_coefficients
 
+# results that depend on float kernels: CI reruns these under other ATEN_CPU_CAPABILITY values
+pytestmark = pytest.mark.numerics
+
 FAMS = ["vp-discrete", "vp-continuous", "ve", "flow"]
 TIMES = {"vp-discrete": [0, 17, 500, 999], "vp-continuous": [1e-3, 0.3, 1.0],
          "ve": [0.002, 0.5, 80.0], "flow": [0.01, 0.5, 0.99]}
@@ -78,3 +81,15 @@ def test_time_for_sigma_inverts_sigma(name):
         sig = float(f.sigma(t))
         t2 = f.time_for_sigma(sig)
         assert t2 == pytest.approx(t, rel=1e-3, abs=0.5 if name == "vp-discrete" else 1e-6)
+
+
+def test_ddpm_schedule_is_the_same_bits_on_every_cpu():
+    """ā of the DDPM linear schedule is hashed into token headers (Family.to_json): its bits must not
+    depend on the CPU's kernels. Pinned to the value recorded by the shipped generator's tokens;
+    CI runs this under ATEN_CPU_CAPABILITY=avx2 and =default too."""
+    from rdpm_gddcm.families import _tensor_sha, ddpm_alphas_cumprod, linspace_f64
+    assert _tensor_sha(ddpm_alphas_cumprod()) == "54a64b0e027a03e7"
+    for n in (1, 2, 3, 10, 999):
+        got = torch.tensor(linspace_f64(-0.7, 2.3, n), dtype=torch.float64)
+        assert got[0] == -0.7 and got[-1] == (2.3 if n > 1 else -0.7)
+        assert torch.allclose(got, torch.linspace(-0.7, 2.3, n, dtype=torch.float64), rtol=0, atol=1e-15)
