@@ -69,10 +69,15 @@ def baseline_tokenizer(a, cache: dict):
     generator's training tokens) so the baselines can run before or without a trained generator."""
     if "tok" not in cache:
         from rdpm_gddcm.tokenizer import load_models, tokenizer_from_header
-        h = json.loads((Path(a.tokens) / "tokenizer_config.json").read_text())["header"]   # = the manifest's
-        dtype = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[h["backbone_dtype"]]
-        bb, ae, _ = load_models(a.backbone, None, h["image_shape"][-1], "cpu", dtype)
+        from rdpm_gddcm.precision import MODE_OF_DTYPE_NAME
+        f = Path(a.tokens) / "tokenizer_config.json"
+        if f.exists():
+            h = json.loads(f.read_text())["header"]   # = the manifest's
+        else:                                          # the generator records its tokens' header
+            h = json.loads((Path(a.generator) / "generator.json").read_text())["tokens_header"]
+        bb, ae, _ = load_models(a.backbone, None, h["image_shape"][-1], "cpu", MODE_OF_DTYPE_NAME[h["backbone_dtype"]])
         cache["tok"] = tokenizer_from_header(h, bb, ae, "cpu")
+        bb.set_precision(a.mixed_precision, "cpu")     # sampling replays no stored tokens
     return cache["tok"]
 
 
@@ -130,6 +135,37 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
     return np.concatenate(out), timing
 
 
+_REF = {}
+
+
+def fid_kid(imgs: np.ndarray, row: dict, a) -> dict:
+    """FID and KID of the row's samples against the reference features (standard FID Inception);
+    the samples' features are saved so a row can be rescored against another reference."""
+    from rdpm_gddcm.fid_weights import inception_features
+    from rdpm_gddcm.metrics import frechet_distance, gaussian_stats
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    if "feats" not in _REF:
+        chunks = sorted(Path(a.fid_reference).glob("train-*.npy"))
+        if not chunks:
+            raise SystemExit(f"--fid-reference {a.fid_reference}: no train-*.npy feature chunks (run "
+                             "benchmarks/bench_fid_reference.py first)")
+        feats = np.concatenate([np.load(c) for c in chunks])
+        _REF.update(feats=feats, stats=gaussian_stats(feats.astype(np.float64)))
+    t0 = time.time()
+    f = inception_features(torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()).numpy()
+    secs = (time.time() - t0) / len(f)
+    tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
+    Path(a.features_dir).mkdir(parents=True, exist_ok=True)
+    np.save(Path(a.features_dir) / f"{a.suite}_{tag}_{len(f)}.npy", f)
+    fid = frechet_distance(*gaussian_stats(f.astype(np.float64)), *_REF["stats"])
+    k = kid_features_to_metric(torch.from_numpy(f), torch.from_numpy(_REF["feats"]), kid_subsets=100,
+                               kid_subset_size=min(1000, len(f)), kid_degree=3, kid_gamma=None, kid_coef0=1,
+                               rng_seed=2020, verbose=False)
+    return {"fid": fid, "kid": float(k["kernel_inception_distance_mean"]),
+            "kid_std": float(k["kernel_inception_distance_std"]),
+            "fid_reference": f"CIFAR-10 train ({len(_REF['feats']):,} images)", "inception_s_per_image": secs}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--suite", default="main", choices=["main", "ablations"])
@@ -149,8 +185,13 @@ def main():
     p.add_argument("--ode-cfg-scale", type=float, default=2.0, help="CFG w of the backbone's own ODE sampler")
     p.add_argument("--cfg-sweep", type=float, nargs="+", default=[1.0, 1.5, 3.0, 4.0])
     p.add_argument("--temperature-sweep", type=float, nargs="+", default=[0.7, 0.85, 1.15])
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
-                   help="generator autocast (fp32 is faster on CPUs without bf16 instructions)")
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
+                   help="backbone and generator precision (rdpm_gddcm.precision)")
+    p.add_argument("--fid-reference", default=None, metavar="DIR",
+                   help="Inception feature chunks of the FID reference (train-*.npy from bench_fid_reference.py): "
+                        "adds FID and KID against all of them (standard FID Inception)")
+    p.add_argument("--features-dir", default=str(ROOT / "runs" / "generator-features"),
+                   help="where each row's sample features are kept (rescoring without resampling)")
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--rows", default=None, help="comma-separated row numbers to run (default: all)")
     p.add_argument("--out", required=True)
@@ -172,7 +213,10 @@ def main():
         wall = time.time() - t0
         values, info, notes = proxy_metrics(Source(path=f"<{row['label']}>", kind="npz-images", dataset=ArrayImages(imgs)),
                                             reference, a.classifier, labels=labels)
-        r = {**{k: v for k, v in row.items() if k != "ckpt"}, PROXY_FD: values.get(PROXY_FD),
+        fid_cols = {}
+        if a.fid_reference:
+            fid_cols = fid_kid(imgs, row, a)
+        r = {**{k: v for k, v in row.items() if k != "ckpt"}, **fid_cols, PROXY_FD: values.get(PROXY_FD),
              PROXY_ACC: values.get(PROXY_ACC), "num_images": len(imgs), "wall_s": wall,
              "seconds_per_image": {k: v / len(imgs) for k, v in timing.items()},
              "generator": str(Path(row["ckpt"]).relative_to(ROOT)) if row.get("ckpt", "").startswith(str(ROOT)) else row.get("ckpt")}

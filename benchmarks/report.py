@@ -191,7 +191,44 @@ def t_generator_heads():
             "From each run's `val_metrics.json`, copied to `benchmarks/results/val_*.json`.")
 
 
-TABLES = {"generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+def t_portability():
+    d = load("portability")
+    if not d:
+        return None
+    names = {"native": "this machine (AVX-512 + AMX bf16)", "avx2": "as an AVX2-only CPU (`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`)"}
+    rows = []
+    for m in d["modes"]:
+        demo = m.get("demo")
+        rows.append((names.get(m["mode"], m["mode"]), "`make demo` from nothing (`python -m rdpm_gddcm.demo`)",
+                     f"{demo['wall_s'] / 60:.1f} min" if demo else "-", "-", "-", "-"))
+        for n in m["networks"]:
+            rows.append(("", n["network"], "", f"{n['fp32_s'] * 1e3:.0f} ms", f"{n['bf16_s'] * 1e3:.0f} ms "
+                         f"({n['bf16_over_fp32']:.2f}x)", "bf16" if n["auto"] == "bf16" else "fp32"))
+    return (md(["CPU", "what", "wall time", "fp32", "bf16 autocast", "`auto` picks"], rows) +
+            f"\n\n{d['machine']['cores']} cores, {d['modes'][0]['threads']} torch threads; medians after a warm-up; each "
+            f"mode in a fresh process with an empty probe cache. `{d['command']}`")
+
+
+def t_fid_reference():
+    d = load("fid_reference")
+    if not d:
+        return None
+    rows = [(r["pair"], f"{r['n1']:,} vs {r['n2']:,}", f"{r['fid']:.2f}", f"{r['kid'] * 1e3:.2f} ± {r['kid_std'] * 1e3:.2f}")
+            for r in d["rows"]]
+    rz = d["resize"]
+    rows.append((f"resize check: val vs train, TorchScript + torch-fidelity's TF1 resize",
+                 f"{rz['images_per_side']:,} vs {rz['images_per_side']:,}", f"{rz['fid_torch_fidelity_resize']:.2f}", "-"))
+    rows.append((f"resize check: the same with the NVIDIA/StyleGAN resize",
+                 f"{rz['images_per_side']:,} vs {rz['images_per_side']:,}", f"{rz['fid_nvidia_resize']:.2f}", "-"))
+    s = d["feature_cost"]["train"]
+    return (md(["pair (CIFAR-10, JPEG q75 copy)", "images", "FID", "KID ×10³"], rows) +
+            f"\n\nStandard FID Inception ({d['inception']['source']}, converted for torch-fidelity, sha256 "
+            f"`{d['inception']['converted_sha256'][:16]}…`); Inception features cost {s['seconds_per_image_per_process']:.3f} s "
+            f"per image per process ({s['processes']} processes of {s['threads_per_process']} thread(s) each on this CPU). Published: train vs test ≈ {d['published']['cifar10_train_vs_test_fid']} "
+            f"({d['published']['note']}). `{d['command']}`")
+
+
+TABLES = {"portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

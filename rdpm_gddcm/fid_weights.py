@@ -176,6 +176,22 @@ def convert(ts_path: Path | None = None, out: Path | None = None) -> Path:
     return out
 
 
+_EXTRACTOR = {}
+
+
+def inception_features(images_u8: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """2048-d pool3 features of uint8 (N, 3, H, W) images through torch-fidelity's extractor with the
+    converted weights (resize and scaling as torch-fidelity does them), float32 (N, 2048)."""
+    if "fe" not in _EXTRACTOR:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        fe = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(convert()))
+        # channels-last convolutions are ~1.7x faster on CPU (oneDNN); features agree to ~1e-5
+        _EXTRACTOR["fe"] = fe.to(memory_format=torch.channels_last)
+    fe = _EXTRACTOR["fe"]
+    with torch.no_grad():
+        return torch.cat([fe(images_u8[i:i + batch_size])[0] for i in range(0, len(images_u8), batch_size)])
+
+
 def torchscript_features(images_u8: torch.Tensor, ts_path: Path | None = None, resize: str = "torch-fidelity",
                          batch_size: int = 50) -> torch.Tensor:
     """2048-d features of uint8 (N, 3, H, W) images from the wheel's TorchScript itself (for the
