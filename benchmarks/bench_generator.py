@@ -145,9 +145,10 @@ def fid_kid(imgs: np.ndarray, row: dict, a) -> dict:
     from rdpm_gddcm.metrics import frechet_distance, gaussian_stats
     from torch_fidelity.metric_kid import kid_features_to_metric
     if "feats" not in _REF:
-        chunks = sorted(Path(a.fid_reference).glob("train-*.npy"))
+        import glob
+        chunks = sorted(glob.glob(a.fid_reference))
         if not chunks:
-            raise SystemExit(f"--fid-reference {a.fid_reference}: no train-*.npy feature chunks (run "
+            raise SystemExit(f"--fid-reference {a.fid_reference}: no feature chunks (run "
                              "benchmarks/bench_fid_reference.py first)")
         feats = np.concatenate([np.load(c) for c in chunks])
         _REF.update(feats=feats, stats=gaussian_stats(feats.astype(np.float64)))
@@ -163,7 +164,7 @@ def fid_kid(imgs: np.ndarray, row: dict, a) -> dict:
                                rng_seed=2020, verbose=False)
     return {"fid": fid, "kid": float(k["kernel_inception_distance_mean"]),
             "kid_std": float(k["kernel_inception_distance_std"]),
-            "fid_reference": f"CIFAR-10 train ({len(_REF['feats']):,} images)", "inception_s_per_image": secs}
+            "fid_reference": f"{a.fid_reference_name} ({len(_REF['feats']):,} images)", "inception_s_per_image": secs}
 
 
 def main():
@@ -187,9 +188,12 @@ def main():
     p.add_argument("--temperature-sweep", type=float, nargs="+", default=[0.7, 0.85, 1.15])
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
                    help="backbone and generator precision (rdpm_gddcm.precision)")
-    p.add_argument("--fid-reference", default=None, metavar="DIR",
-                   help="Inception feature chunks of the FID reference (train-*.npy from bench_fid_reference.py): "
-                        "adds FID and KID against all of them (standard FID Inception)")
+    p.add_argument("--fid-reference", default=None, metavar="GLOB",
+                   help="Inception feature chunks of the FID reference, e.g. 'runs/fid-features/train-*.npy' (written "
+                        "by bench_fid_reference.py): adds FID and KID against all of them (standard FID Inception)")
+    p.add_argument("--sample-only", action="store_true",
+                   help="only sample the rows and keep them in --features-dir (score later without resampling)")
+    p.add_argument("--fid-reference-name", default="CIFAR-10 train", help="what --fid-reference holds (for the table)")
     p.add_argument("--features-dir", default=str(ROOT / "runs" / "generator-features"),
                    help="where each row's sample features are kept (rescoring without resampling)")
     p.add_argument("--global-seed", type=int, default=0)
@@ -208,13 +212,25 @@ def main():
     for row in rows:
         if row["label"] in done:
             continue
-        t0 = time.time()
-        imgs, timing = run_row(row, a, labels, cache)
-        wall = time.time() - t0
+        tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
+        kept = Path(a.features_dir) / f"{a.suite}_{tag}_{len(labels)}_samples.npz"
+        if kept.exists():                        # sampled earlier (e.g. by --sample-only): score only
+            z = np.load(kept, allow_pickle=False)
+            imgs, timing, wall = z["arr_0"], json.loads(str(z["timing"])), float(z["wall_s"])
+        else:
+            t0 = time.time()
+            imgs, timing = run_row(row, a, labels, cache)
+            wall = time.time() - t0
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(kept.with_suffix(".tmp.npz"), arr_0=imgs, labels=labels, timing=json.dumps(timing), wall_s=wall)
+            kept.with_suffix(".tmp.npz").replace(kept)
+        if a.sample_only:
+            print(f"{row['label']}: {len(imgs)} samples kept in {kept}")
+            continue
         values, info, notes = proxy_metrics(Source(path=f"<{row['label']}>", kind="npz-images", dataset=ArrayImages(imgs)),
                                             reference, a.classifier, labels=labels)
         fid_cols = {}
-        if a.fid_reference:
+        if a.fid_reference and row["kind"] != "real":          # real train images would overlap the reference
             fid_cols = fid_kid(imgs, row, a)
         r = {**{k: v for k, v in row.items() if k != "ckpt"}, **fid_cols, PROXY_FD: values.get(PROXY_FD),
              PROXY_ACC: values.get(PROXY_ACC), "num_images": len(imgs), "wall_s": wall,
@@ -226,7 +242,6 @@ def main():
         from rdpm_gddcm.data import save_image_grid
         sel = np.concatenate([np.where(labels == c)[0][:8] for c in range(10)])
         order = sel.reshape(10, 8).T.reshape(-1)          # row = one image per class
-        tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
         save_image_grid(torch.from_numpy(imgs[order]).permute(0, 3, 1, 2).float() / 127.5 - 1,
                         str(grid_dir / f"{a.suite}_{tag}.png"), nrow=10)
         cmd = shlex.join(sys.argv)

@@ -9,11 +9,12 @@ a file made with another backbone, autoencoder or format version.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from .token_io import read_token_file, write_token_file
-from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, replay_precision, \
+from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, decode_notes, load_models, replay_precision, \
     tokenizer_config_from_args, tokenizer_from_header
 
 
@@ -53,6 +54,8 @@ def main(argv=None):
         backbone, ae, _ = load_models(a.backbone, a.autoencoder, header["image_shape"][-1], a.device,
                                       replay_precision(header, a.device))
         tok = tokenizer_from_header(header, backbone, ae, a.device)
+        for note in decode_notes(header, a.device):
+            print(f"note: {note}", file=sys.stderr)
         labels = None if header.get("label") is None else torch.tensor([header["label"]])
         img = tok.decode(torch.as_tensor(tokens)[None], labels)
         save_images(img.cpu(), [a.output])

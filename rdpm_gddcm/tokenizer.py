@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from .chain import INIT_KINDS, SELECTIONS, ChainSpec, EncodeChooser, LookupChooser, run_chain
-from .codebooks import GENERATOR_VERSION, Grid, VirtualCodebook
+from .codebooks import CODEBOOK_V1, GENERATOR_VERSION, GENERATOR_VERSIONS, V1_NOTE, Grid, VirtualCodebook
 from .precision import CHOICES, HELP as PRECISION_HELP
 from .plans import PLAN_KINDS, Plan, PlanConfig, build_plan
 from .token_io import FORMAT_VERSION, TokenFormatError, bits_for
@@ -34,6 +34,7 @@ class TokenizerConfig:
     selection: str = "l2"
     init: str = "codebook"
     codebook_seed: int = 0
+    codebook_version: str = GENERATOR_VERSION   # new tokens: v2 (the same bytes on every machine)
     t_start: float | None = None
     t_end: float | None = None
     t_fixed: float | None = None
@@ -71,6 +72,9 @@ def add_tokenizer_args(p: argparse.ArgumentParser):
                         "jacobian = argmax<C,Jᵀ(x-x̂0)> at the next call (ours; +1 backward pass per step, encode only)")
     g.add_argument("--init", default=d.init, choices=INIT_KINDS, help="initial state (SPEC §5)")
     g.add_argument("--codebook-seed", type=int, default=d.codebook_seed)
+    g.add_argument("--codebook-version", default=d.codebook_version, choices=GENERATOR_VERSIONS,
+                   help="codebook generator: v2 gives the same bytes on every CPU and GPU; v1 (files written before "
+                        "v2) depends on the CPU's vector instructions, kept to reproduce old results")
     g.add_argument("--t-start", type=float, default=None, help="trajectory: first time T_r (default: family max)")
     g.add_argument("--t-end", type=float, default=None, help="trajectory: last net time T_t")
     g.add_argument("--t-fixed", type=float, default=None, help="fixed-point: the time T_s")
@@ -150,7 +154,7 @@ class Tokenizer:
         self.family = backbone.family
         self.plan: Plan = build_plan(cfg.plan_config(), self.family)
         self.grid = Grid.parse(lat, cfg.grid)
-        self.codebook = VirtualCodebook(cfg.codebook_seed, int(torch.tensor(lat).prod()))
+        self.codebook = VirtualCodebook(cfg.codebook_seed, int(torch.tensor(lat).prod()), version=cfg.codebook_version)
         self.spec = ChainSpec(self.plan, self.codebook, self.grid, cfg.codebook_size, init=cfg.init)
 
     # ---- sizes
@@ -170,7 +174,7 @@ class Tokenizer:
     def header(self, label: int | None = None) -> dict:
         return {
             "format_version": FORMAT_VERSION,
-            "codebook": {"generator_version": GENERATOR_VERSION, "seed": self.cfg.codebook_seed},
+            "codebook": {"generator_version": self.codebook.version, "seed": self.cfg.codebook_seed},
             "family": self.family.to_json(),
             "backbone": {"name": self.backbone.name, "sha256": self.backbone.weights_hash()},
             "autoencoder": {k: self.autoencoder.identity().get(k) for k in ("name", "sha256")},
@@ -185,6 +189,8 @@ class Tokenizer:
             "selection": self.cfg.selection,
             "conditional": self.cfg.conditional,
             "label": label,
+            # not checked, compared by decode_notes: what else makes a decode bit-exact
+            "encoder_environment": encoder_environment(self.device),
         }
 
     def check_header(self, h: dict, source: str = "tokens"):
@@ -246,6 +252,31 @@ class Tokenizer:
         return self.autoencoder.decode(out.latent)
 
 
+def encoder_environment(device) -> dict:
+    """What, besides the header's checked fields, decides the last bits of the backbone's outputs."""
+    dev = torch.device(device).type
+    env = {"torch": torch.__version__, "device": dev}
+    if dev == "cpu":
+        env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    elif dev == "cuda":
+        env["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def decode_notes(header: dict, device="cpu") -> list[str]:
+    """Warnings for a decode that may not reproduce the encoder bit for bit (printed by the codec)."""
+    notes = []
+    if header.get("codebook", {}).get("generator_version") == CODEBOOK_V1:
+        notes.append(V1_NOTE)
+    enc, here = header.get("encoder_environment"), encoder_environment(device)
+    if enc:
+        diff = [f"{k} {enc.get(k)!r} here {here.get(k)!r}" for k in sorted(set(enc) | set(here)) if enc.get(k) != here.get(k)]
+        if diff:
+            notes.append("encoded with " + "; ".join(diff) + ": network outputs can differ in the last bits, so the "
+                         "decoded image may differ slightly from the encoder's reconstruction")
+    return notes
+
+
 def replay_precision(header: dict, device="cpu") -> str:
     """The ``--mixed-precision`` mode that replays a token header's ``backbone_dtype`` exactly
     (decoding must run the backbone as the encoder did), with a note on stderr where that
@@ -276,6 +307,7 @@ def tokenizer_from_header(header: dict, backbone, autoencoder, device="cpu") -> 
     cfg.init = header["init"]
     cfg.selection = header.get("selection", "l2")
     cfg.codebook_seed = header["codebook"]["seed"]
+    cfg.codebook_version = header["codebook"].get("generator_version", CODEBOOK_V1)
     cfg.conditional = header.get("conditional", False)
     tok = Tokenizer(backbone, autoencoder, cfg, header["image_shape"][-1], device)
     tok.plan = Plan.from_json(plan)                      # the stored plan is authoritative

@@ -73,7 +73,8 @@ class RowBatcher:
         h = data.header
         self.data, self.tokenizer = data, tokenizer
         self.grid = Grid(tuple(h["latent_shape"]), *h["grid"])
-        self.codebook = VirtualCodebook(h["codebook"]["seed"], int(np.prod(h["latent_shape"])))
+        self.codebook = VirtualCodebook(h["codebook"]["seed"], int(np.prod(h["latent_shape"])),
+                                        version=h["codebook"].get("generator_version", "gddcm-codebook-v1"))
         self.K = h["codebook_sizes"][0]
         self.has_init = h["init"] == "codebook"
         self._blocks: dict = {}
