@@ -13,13 +13,14 @@ import sys
 
 import torch
 
+from . import cli
 from .token_io import read_token_file, write_token_file
 from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, decode_notes, load_models, replay_precision, \
     tokenizer_config_from_args, tokenizer_from_header
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="rdpm-codec", description=__doc__,
+    p = cli.ArgumentParser(prog="rdpm-codec", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("encode", help="image -> token file", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -36,13 +37,18 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from .data import load_image, save_images
+    from .cli import run_command
     a = parse_args(argv)
+    return run_command("rdpm-codec", lambda: run(a))
+
+
+def run(a):
+    from .data import load_image, save_images
     if a.cmd == "encode":
         backbone, ae, size = load_models(a.backbone, a.autoencoder, a.image_size, a.device, a.mixed_precision)
         cfg = tokenizer_config_from_args(a)
         if cfg.conditional and a.label is None:
-            raise SystemExit("--conditional needs --label")
+            raise ValueError("--conditional needs --label N (the image's class)")
         tok = Tokenizer(backbone, ae, cfg, size, a.device)
         img = load_image(a.input, size)[None]
         labels = None if a.label is None else torch.tensor([a.label])

@@ -85,6 +85,9 @@ def _open_rgb(path: str) -> Image.Image:
 
 def load_image(path: str, image_size: int) -> torch.Tensor:
     """One image file -> (3,S,S) float32 in [-1,1], preprocessed like ``ImageFolderDataset``."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a folder, not an image file: pass one image (for a folder of images "
+                                "use rdpm-tokenize or rdpm-reconstruct --data-path)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file {path!r} not found")
     return _pil_to_tensor(_resize_center_crop(_open_rgb(path), image_size))

@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import cli
 from .fid_weights import WHEEL
 
 PROXY_FD = "CIFAR-feature FD"
@@ -815,7 +816,7 @@ def write_json_atomic(path, obj) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="rdpm-eval",
         description="Sample-quality metrics of generated images against a reference: FID, IS, KID, precision/recall "
                     "through torch-fidelity; optionally the CPU proxy metrics 'CIFAR-feature FD' and 'class accuracy' "

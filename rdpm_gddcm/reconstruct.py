@@ -14,16 +14,18 @@ from pathlib import Path
 
 import torch
 
+from . import cli
 from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args
 from .training import write_json_atomic
+from .cli import positive_int
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="rdpm-reconstruct", description=__doc__,
+    p = cli.ArgumentParser(prog="rdpm-reconstruct", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-path", required=True, help="ImageFolder root or procedural[:N]")
-    p.add_argument("--num-images", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-images", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--verify-decode", action="store_true",
                    help="also decode the tokens separately and check the result equals the encoder's reconstruction")
@@ -40,6 +42,9 @@ def run(a) -> dict:
     cfg = tokenizer_config_from_args(a)
     tok = Tokenizer(backbone, autoencoder, cfg, size, a.device)
     ds = build_dataset(a.data_path, size)
+    if a.num_images > len(ds):
+        raise ValueError(f"--num-images {a.num_images} but {a.data_path} holds {len(ds)} images: pass --num-images "
+                         f"{len(ds)} or less")
     idx = balanced_indices(len(ds), a.num_images)
     origs, recs = [], []
     t0 = time.time()
@@ -54,7 +59,8 @@ def run(a) -> dict:
         recs.append(rec.cpu())
     secs = time.time() - t0
     o, r = torch.cat(origs), torch.cat(recs)
-    metrics = {"psnr": float(psnr(o, r).mean()), "ssim": float(ssim(o, r).mean()),
+    per_image = psnr(o, r)
+    metrics = {"psnr": float(per_image.mean()), "psnr_std": float(per_image.std()), "ssim": float(ssim(o, r).mean()),
                "bits_per_image": tok.bits_per_image, "bpp": tok.bpp, "seconds_per_image": secs / len(o),
                "num_images": len(o), "tokenizer": asdict(cfg), "plan_resolved": tok.plan.config,
                "backbone": backbone.identity(), "autoencoder": autoencoder.identity(),
@@ -72,7 +78,9 @@ def run(a) -> dict:
 
 
 def main(argv=None):
-    run(parse_args(argv))
+    from .cli import run_command
+    a = parse_args(argv)
+    return run_command("rdpm-reconstruct", lambda: run(a))
 
 
 if __name__ == "__main__":

@@ -29,27 +29,29 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import cli
 from .generator import ModelChooser
 from .precision import CHOICES, HELP as PRECISION_HELP, MODE_OF_DTYPE_NAME
 from .training import write_json_atomic
+from .cli import class_labels, nonneg_float, nonneg_int, open_probability, positive_int
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="rdpm-sample", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.ArgumentParser(prog="rdpm-sample", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="generator run dir (generator.json + .safetensors; EMA weights) or a .safetensors")
     p.add_argument("--backbone", default=None, help="backbone dir (default: the one recorded in generator.json)")
     p.add_argument("--autoencoder", default=None, help="autoencoder spec (default: the backbone's)")
-    p.add_argument("--num-samples", type=int, default=100)
-    p.add_argument("--class-labels", default=None, help="comma-separated labels cycled over the samples (default: all classes, balanced)")
-    p.add_argument("--cfg-scale", type=float, default=1.5, help="w in l_u + w·(l_c - l_u); 1 = no guidance")
+    p.add_argument("--num-samples", type=positive_int, default=100)
+    p.add_argument("--class-labels", type=class_labels, default=None, help="comma-separated labels cycled over the samples (default: all classes, balanced)")
+    p.add_argument("--cfg-scale", type=nonneg_float, default=1.5, help="w in l_u + w·(l_c - l_u); 1 = no guidance")
     p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear"], help="linear ramps w from 1 at the first token map")
-    p.add_argument("--temperature", type=float, default=1.0, help="Gumbel-max temperature τ (0 = greedy argmax)")
-    p.add_argument("--top-k", type=int, default=0, help="keep the k best entries per block (0 = all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--temperature", type=nonneg_float, default=1.0, help="Gumbel-max temperature τ (0 = greedy argmax)")
+    p.add_argument("--top-k", type=nonneg_int, default=0, help="keep the k best entries per block (0 = all)")
+    p.add_argument("--top-p", type=open_probability, default=1.0, help="nucleus sampling mass (1 = off)")
     p.add_argument("--global-seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64, help="images per chain run (results do not depend on it)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (results do not depend on it)")
     p.add_argument("--sample-dir", required=True)
-    p.add_argument("--grid-size", type=int, default=100, help="images in grid.png")
+    p.add_argument("--grid-size", type=positive_int, default=100, help="images in grid.png")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--mixed-precision", default="auto", choices=CHOICES,
                    help=f"{PRECISION_HELP}. Resolved for the generator and the backbone separately (sampling replays "
@@ -166,13 +168,18 @@ def run(a):
     out = Path(a.sample_dir)
     settings = json.loads(json.dumps(sample_settings(a, sampler), default=str))
     check_resumable(out, settings)              # every process checks, so all fail together
+    labels = labels_for(a.num_samples, sampler.num_classes, a.class_labels)     # validate before writing
+    if out.is_dir():
+        beyond = sorted(int(p.stem) for p in out.glob("[0-9]*.png") if p.stem.isdigit() and int(p.stem) >= a.num_samples)
+        if beyond:
+            raise ValueError(f"{out} already holds {beyond[-1] + 1} or more samples but --num-samples is {a.num_samples}: "
+                             f"pass --num-samples {beyond[-1] + 1} (or more), or a new --sample-dir")
     state.wait_for_everyone()
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "sample_settings.json").exists():
             write_json_atomic(out / "sample_settings.json", settings)
     state.wait_for_everyone()
-    labels = labels_for(a.num_samples, sampler.num_classes, a.class_labels)
     done = {i for i in range(a.num_samples) if (out / f"{i:06d}.png").exists()}
     if done and state.is_main_process:
         print(f"resuming: {len(done)} of {a.num_samples} samples already in {out}")
@@ -209,7 +216,9 @@ def run(a):
 
 
 def main(argv=None):
-    run(parse_args(argv))
+    from .cli import run_command
+    a = parse_args(argv)
+    return run_command("rdpm-sample", lambda: run(a))
 
 
 if __name__ == "__main__":

@@ -26,23 +26,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import cli
 from .token_io import shard_complete, shard_name, write_manifest, write_shard
 from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args
 from .training import write_json_atomic
+from .cli import nonneg_int, positive_int
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="rdpm-tokenize", description=__doc__,
+    p = cli.ArgumentParser(prog="rdpm-tokenize", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-path", required=True, help="ImageFolder root or procedural[:N]")
     p.add_argument("--out", required=True, help="output directory for shards and manifest.json")
-    p.add_argument("--num-images", type=int, default=None,
+    p.add_argument("--num-images", type=positive_int, default=None,
                    help="tokenize the first N images in class-interleaved order: a class-balanced subset (default: all)")
-    p.add_argument("--shard-size", type=int, default=1024, help="images per shard")
-    p.add_argument("--batch-size", type=int, default=64, help="images per chain run (fixed: it is part of the result)")
+    p.add_argument("--shard-size", type=positive_int, default=1024, help="images per shard")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (fixed: it is part of the result)")
     p.add_argument("--save-states", action="store_true", help="also store per-step states and x̂0 (fp16) for generator training")
     p.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images instead of stopping")
-    p.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1),
+    p.add_argument("--num-workers", type=nonneg_int, default=min(4, os.cpu_count() or 1),
                    help="image-decoding worker processes per process (0 = decode in the main process)")
     add_model_args(p)
     add_tokenizer_args(p)
@@ -82,7 +84,10 @@ def run(a):
     cfg = tokenizer_config_from_args(a)
     tok = Tokenizer(backbone, ae, cfg, size, device)
     ds = build_dataset(a.data_path, size, skip_corrupt=a.skip_corrupt)
-    n = len(ds) if a.num_images is None else min(a.num_images, len(ds))
+    if a.num_images is not None and a.num_images > len(ds):
+        raise ValueError(f"--num-images {a.num_images} but {a.data_path} holds {len(ds)} images: pass --num-images "
+                         f"{len(ds)} or less (or leave it out for all)")
+    n = len(ds) if a.num_images is None else a.num_images
     order = class_interleaved_order(ds.targets)[:n]       # shard position -> dataset index
     nshards = -(-n // a.shard_size)
     out = Path(a.out)
@@ -141,7 +146,9 @@ def run(a):
 
 
 def main(argv=None):
-    run(parse_args(argv))
+    from .cli import run_command
+    a = parse_args(argv)
+    return run_command("rdpm-tokenize", lambda: run(a))
 
 
 if __name__ == "__main__":

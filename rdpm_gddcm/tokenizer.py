@@ -20,6 +20,7 @@ from .codebooks import CODEBOOK_V1, GENERATOR_VERSION, GENERATOR_VERSIONS, V1_NO
 from .precision import CHOICES, HELP as PRECISION_HELP
 from .plans import PLAN_KINDS, Plan, PlanConfig, build_plan
 from .token_io import FORMAT_VERSION, TokenFormatError, bits_for
+from .cli import codebook_size, finite_float, grid_spec, nonneg_int, positive_float, positive_int, probability
 
 
 @dataclass
@@ -63,10 +64,10 @@ def add_tokenizer_args(p: argparse.ArgumentParser):
     g = p.add_argument_group("tokenizer (SPEC §2-§7)")
     g.add_argument("--plan", default=d.plan, choices=PLAN_KINDS,
                    help="fixed-point = Algorithm 2 (p=0); trajectory = Algorithm 1 (0<p<1); ddcm = DDIM η=1 baseline (vp only)")
-    g.add_argument("--p", type=float, default=None, help="backtrack parameter (0 for fixed-point; 0.5 = reverse SDE)")
-    g.add_argument("--num-steps", type=int, default=d.num_steps, help="N: token maps per image (backbone calls)")
-    g.add_argument("--codebook-size", type=int, default=d.codebook_size, help="K: entries per step codebook")
-    g.add_argument("--grid", default=d.grid, help="HxW blocks per token map (1x1 = 1D tokens)")
+    g.add_argument("--p", type=probability, default=None, help="backtrack parameter (0 for fixed-point; 0.5 = reverse SDE)")
+    g.add_argument("--num-steps", type=positive_int, default=d.num_steps, help="N: token maps per image (backbone calls)")
+    g.add_argument("--codebook-size", type=codebook_size, default=d.codebook_size, help="K: entries per step codebook")
+    g.add_argument("--grid", type=grid_spec, default=d.grid, help="HxW blocks per token map (1x1 = 1D tokens)")
     g.add_argument("--selection", default=d.selection, choices=SELECTIONS,
                    help="dot = argmax<C,x-x̂0> (paper); l2 = nearest to the ideal vector c* (exact form); "
                         "jacobian = argmax<C,Jᵀ(x-x̂0)> at the next call (ours; +1 backward pass per step, encode only)")
@@ -75,19 +76,19 @@ def add_tokenizer_args(p: argparse.ArgumentParser):
     g.add_argument("--codebook-version", default=d.codebook_version, choices=GENERATOR_VERSIONS,
                    help="codebook generator: v2 gives the same bytes on every CPU and GPU; v1 (files written before "
                         "v2) depends on the CPU's vector instructions, kept to reproduce old results")
-    g.add_argument("--t-start", type=float, default=None, help="trajectory: first time T_r (default: family max)")
-    g.add_argument("--t-end", type=float, default=None, help="trajectory: last net time T_t")
-    g.add_argument("--t-fixed", type=float, default=None, help="fixed-point: the time T_s")
-    g.add_argument("--delta-min", type=float, default=None, help="fixed-point: finest Δ (Eq. 9)")
-    g.add_argument("--delta-max", type=float, default=None, help="fixed-point: coarsest Δ (Eq. 9)")
-    g.add_argument("--intervals", type=int, default=d.intervals, help="fixed-point: P intervals (continuous families)")
-    g.add_argument("--sigma-max-r", type=float, default=d.sigma_max_r, help="σ_max of Eq. 10/13 (step-count ratio finest:coarsest)")
-    g.add_argument("--rho", type=float, default=d.rho, help="EDM spacing exponent")
-    g.add_argument("--descent-steps", type=int, default=d.descent_steps,
+    g.add_argument("--t-start", type=finite_float, default=None, help="trajectory: first time T_r (default: family max)")
+    g.add_argument("--t-end", type=finite_float, default=None, help="trajectory: last net time T_t")
+    g.add_argument("--t-fixed", type=finite_float, default=None, help="fixed-point: the time T_s")
+    g.add_argument("--delta-min", type=positive_float, default=None, help="fixed-point: finest Δ (Eq. 9)")
+    g.add_argument("--delta-max", type=positive_float, default=None, help="fixed-point: coarsest Δ (Eq. 9)")
+    g.add_argument("--intervals", type=positive_int, default=d.intervals, help="fixed-point: P intervals (continuous families)")
+    g.add_argument("--sigma-max-r", type=positive_float, default=d.sigma_max_r, help="σ_max of Eq. 10/13 (step-count ratio finest:coarsest)")
+    g.add_argument("--rho", type=positive_float, default=d.rho, help="EDM spacing exponent")
+    g.add_argument("--descent-steps", type=nonneg_int, default=d.descent_steps,
                    help="fixed-point: the first M of the N steps descend from --t-start to T_s as a trajectory "
                         "(ours; 0 = Algorithm 2, which starts at T_s from the init token)")
-    g.add_argument("--descent-p", type=float, default=d.descent_p, help="fixed-point: backtrack p of that descent")
-    g.add_argument("--final-steps", type=int, default=d.final_steps, help="ODE steps of the final sampler")
+    g.add_argument("--descent-p", type=probability, default=d.descent_p, help="fixed-point: backtrack p of that descent")
+    g.add_argument("--final-steps", type=positive_int, default=d.final_steps, help="ODE steps of the final sampler")
     g.add_argument("--final-solver", default=d.final_solver, choices=["ddim", "heun"])
     g.add_argument("--conditional", action="store_true",
                    help="condition the backbone on each image's class (decoding then needs the label)")
@@ -106,7 +107,7 @@ def add_model_args(p: argparse.ArgumentParser):
     g = p.add_argument_group("models")
     g.add_argument("--backbone", required=True, help="backbone dir (backbone.json) or diffusers-unet:/diffusers-dit: path or id")
     g.add_argument("--autoencoder", default=None, help="pixels | taef2:DIR | hf:ID_OR_PATH (default: the one the backbone was trained with)")
-    g.add_argument("--image-size", type=int, default=None, help="image size (default: the backbone's training size)")
+    g.add_argument("--image-size", type=positive_int, default=None, help="image size (default: the backbone's training size)")
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     g.add_argument("--mixed-precision", default="auto", choices=CHOICES,
                    help=f"backbone {PRECISION_HELP}; decoding replays the precision recorded in the token header")

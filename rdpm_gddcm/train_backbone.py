@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import cli
 from .backbones import NetworkBackbone
 from .chain import ode_solve
 from .families import Family, broadcast_time, ddpm_alphas_cumprod
@@ -36,6 +37,7 @@ from .plans import ode_times
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
                        find_checkpoint, start_run, training_device, write_json_atomic)
 from .precision import Precision, resolve_precision
+from .cli import nonneg_int, open_probability, positive_int, probability
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
 
@@ -60,23 +62,23 @@ class BackboneTrainConfig(TrainConfig):
 
 def parse_args(argv=None) -> BackboneTrainConfig:
     d = BackboneTrainConfig()
-    p = argparse.ArgumentParser(prog="rdpm-train-backbone", description=__doc__,
+    p = cli.ArgumentParser(prog="rdpm-train-backbone", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-path", default=d.data_path, help="ImageFolder root, 'procedural[:N]', or 'cifar10-download:ROOT'")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="images are resized + center-cropped to this")
+    p.add_argument("--image-size", type=positive_int, default=d.image_size, help="images are resized + center-cropped to this")
     p.add_argument("--family", default=d.family, choices=sorted(FAMILY_OF), help="vp = DDPM ε-pred (T=1000, linear β); ve/edm = EDM x̂0-pred; flow = rectified-flow velocity")
     p.add_argument("--autoencoder", default=d.autoencoder, help="pixels | taef2:DIR | hf:ID_OR_PATH")
     p.add_argument("--model", default=d.model, choices=sorted(UNET_CONFIGS), help="network size (see networks.UNET_CONFIGS)")
-    p.add_argument("--num-classes", type=int, default=None, help="class count (default: the dataset's; 0 = unconditional)")
+    p.add_argument("--num-classes", type=nonneg_int, default=None, help="class count (default: the dataset's; 0 = unconditional)")
     add_train_args(p, d, unit="images")
     p.add_argument("--no-hflip", dest="hflip", action="store_false", help="disable random horizontal flips")
-    p.add_argument("--sample-steps", type=int, default=d.sample_steps, help="ODE steps of the sample grids")
+    p.add_argument("--sample-steps", type=positive_int, default=d.sample_steps, help="ODE steps of the sample grids")
     p.add_argument("--skip-corrupt", action="store_true", help="skip (and count) unreadable images instead of stopping")
-    p.add_argument("--num-images", type=int, default=None, help="train on N images spread evenly over the dataset (default: all)")
+    p.add_argument("--num-images", type=positive_int, default=None, help="train on N images spread evenly over the dataset (default: all)")
     p.add_argument("--init-from", default=None, help="fine-tune: start from this exported backbone dir (same --model, family, classes)")
-    p.add_argument("--focus-quantile", type=float, default=d.focus_quantile,
+    p.add_argument("--focus-quantile", type=open_probability, default=d.focus_quantile,
                    help="low-noise quantile of the family's noise-level distribution that --focus-fraction draws from")
-    p.add_argument("--focus-fraction", type=float, default=d.focus_fraction,
+    p.add_argument("--focus-fraction", type=probability, default=d.focus_fraction,
                    help="share of each batch whose noise level comes from the lowest --focus-quantile (0 = off)")
     cfg = BackboneTrainConfig(**vars(p.parse_args(argv)))
     if not 0.0 < cfg.focus_quantile <= 1.0 or not 0.0 <= cfg.focus_fraction <= 1.0:
@@ -349,8 +351,9 @@ def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, 
 
 
 def main(argv=None):
+    from .cli import run_command
     cfg = parse_args(argv)
-    train(cfg)
+    return run_command("rdpm-train-backbone", lambda: train(cfg))
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import cli
 from .chain import effective_score
 from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
 from .token_io import TokenDataset
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
                        find_checkpoint, start_run, training_device, write_json_atomic)
+from .cli import nonneg_int
 
 
 @dataclass
@@ -48,11 +50,11 @@ class GeneratorTrainConfig(TrainConfig):
 
 def parse_args(argv=None) -> GeneratorTrainConfig:
     d = GeneratorTrainConfig()
-    p = argparse.ArgumentParser(prog="rdpm-train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.ArgumentParser(prog="rdpm-train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--tokens", required=True, help="token directory written by rdpm-tokenize")
     p.add_argument("--model", default=d.model, choices=sorted(GENERATOR_CONFIGS), help="generator size (DiT-style table)")
     p.add_argument("--head", default=d.head, choices=["tied", "untied"], help="tied to the codebook (default) or a linear head over K")
-    p.add_argument("--head-rank", type=int, default=d.head_rank,
+    p.add_argument("--head-rank", type=nonneg_int, default=d.head_rank,
                    help="tied head: rank of its per-block covariance term; default 4 for the tied head (it lowered "
                         "held-out CE from 6.56 to 5.92 nats on CIFAR-10, README 'Generator heads'), 0 = the linear "
                         "tied head of SPEC §9")
@@ -332,7 +334,9 @@ def load_generator(path, device="cpu") -> tuple[TokenGenerator, dict]:
 
 
 def main(argv=None):
-    train(parse_args(argv))
+    from .cli import run_command
+    cfg = parse_args(argv)
+    return run_command("rdpm-train", lambda: train(cfg))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .precision import CHOICES, HELP as PRECISION_HELP, Precision
+from .cli import nonneg_float, nonneg_int, positive_float, positive_int, probability
 
 
 @dataclass
@@ -43,24 +44,24 @@ class TrainConfig:
 def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "examples"):
     """The shared flags, with ``d``'s defaults (DiT/accelerate conventions)."""
     p.add_argument("--results-dir", default=d.results_dir, help="run directory (config.json, log.txt, checkpoints, exports)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
-    p.add_argument("--global-batch-size", type=int, default=d.global_batch_size, help=f"{unit} per optimizer step over all processes")
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation micro-steps per optimizer step")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (warm-up then cosine)")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="gradient clipping (0 = off)")
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--label-dropout", type=float, default=d.label_dropout, help="probability of the null class (for CFG)")
+    p.add_argument("--max-steps", type=positive_int, default=d.max_steps, help="optimizer steps")
+    p.add_argument("--global-batch-size", type=positive_int, default=d.global_batch_size, help=f"{unit} per optimizer step over all processes")
+    p.add_argument("--grad-accum", type=positive_int, default=d.grad_accum, help="gradient accumulation micro-steps per optimizer step")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak AdamW learning rate (warm-up then cosine)")
+    p.add_argument("--warmup-steps", type=nonneg_int, default=d.warmup_steps)
+    p.add_argument("--weight-decay", type=nonneg_float, default=d.weight_decay)
+    p.add_argument("--max-grad-norm", type=nonneg_float, default=d.max_grad_norm, help="gradient clipping (0 = off)")
+    p.add_argument("--ema-decay", type=probability, default=d.ema_decay)
+    p.add_argument("--label-dropout", type=probability, default=d.label_dropout, help="probability of the null class (for CFG)")
     p.add_argument("--mixed-precision", default=d.mixed_precision, choices=CHOICES,
                    help=f"{PRECISION_HELP} (the probe is one training step of this model)")
     p.add_argument("--global-seed", type=int, default=d.global_seed)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--sample-every", type=int, default=d.sample_every, help="sample-grid period in steps (0 = only at the end)")
-    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
+    p.add_argument("--log-every", type=positive_int, default=d.log_every)
+    p.add_argument("--ckpt-every", type=positive_int, default=d.ckpt_every)
+    p.add_argument("--sample-every", type=nonneg_int, default=d.sample_every, help="sample-grid period in steps (0 = only at the end)")
+    p.add_argument("--keep-checkpoints", type=positive_int, default=d.keep_checkpoints)
     p.add_argument("--resume-from-checkpoint", default=None, help="'latest' or a checkpoints/step_N directory")
-    p.add_argument("--stop-at-step", type=int, default=None,
+    p.add_argument("--stop-at-step", type=positive_int, default=None,
                    help="save a checkpoint and exit at this step without exporting (resume later with "
                         "--resume-from-checkpoint latest; the LR schedule still follows --max-steps)")
 

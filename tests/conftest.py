@@ -48,3 +48,19 @@ def cifar10_dir() -> Path:
 def taef2_dir() -> Path:
     """``shared/weights/taef2`` (taef2_encoder.pth / taef2_decoder.pth), or skip."""
     return _require("weights/taef2")
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """``cli_error(main, argv)``: run a command's ``main(argv)`` expecting bad-input handling: exit
+    code 2 and exactly one ``PROG: error: ...`` line on stderr (progress bars aside). Returns that line."""
+    def run(main, argv) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in argv])
+        assert e.value.code == 2, e.value.code
+        err = [ln for ln in capsys.readouterr().err.splitlines()
+               if ln.strip() and "it/s]" not in ln and not ln.startswith("[20")]     # progress bars, log lines
+        assert len(err) == 1 and ": error: " in err[0], err
+        return err[0]
+    return run
