@@ -228,7 +228,33 @@ def t_fid_reference():
             f"({d['published']['note']}). `{d['command']}`")
 
 
-TABLES = {"portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+def t_reliability():
+    d = load("reliability")
+    if not d:
+        return None
+    esc = lambda t: t.replace("|", "\\|")  # noqa: E731
+    rows = [(f"`{r['command']}`", f"`{esc(r['arguments'])}`", r["exit_code"], esc(r["message"].split(": error: ", 1)[-1]))
+            for r in d["rows"]]
+    return (md(["command", "input", "exit", "message (one line on stderr)"], rows) +
+            f"\n\nEach case also leaves its folder byte-for-byte as it was (`tests/test_cli_errors.py`). `{d['command']}`")
+
+
+def t_codebook_versions():
+    d = load("codebook_versions")
+    if not d:
+        return None
+    rows = []
+    for r in d["rows"]:
+        rows.append((r["setting"], f"`{r['codebook']}`", f"{r['psnr']:.2f}", f"{r['psnr_std_over_images']:.2f}",
+                     f"{r['ssim']:.4f}"))
+    sp = d["speed_s_per_codebook"]
+    return (md(["setting", "codebook", "PSNR (dB)", "PSNR std over images", "SSIM"], rows) +
+            f"\n\n{d['rows'][0]['num_images']} CIFAR-10 `val` images, shipped VP-ε backbone, fp32. Generation of "
+            f"{d['speed_what']}: v1 {sp['gddcm-codebook-v1'] * 1e3:.0f} ms, v2 {sp['gddcm-codebook-v2'] * 1e3:.0f} ms "
+            f"({d['threads']} threads). `{d['command']}`")
+
+
+TABLES = {"reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),
