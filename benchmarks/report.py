@@ -228,6 +228,31 @@ def t_fid_reference():
             f"({d['published']['note']}). `{d['command']}`")
 
 
+def t_generator_fid():
+    d = load("generator_fid")
+    if not d:
+        return None
+    rows = []
+    for r, base in zip(d["rows"], _gen_rows(d)):
+        fid = f"{r['fid']:.1f}" if r.get("fid") is not None else "- (in the reference)"
+        kid = f"{r['kid'] * 1e3:.1f}" if r.get("kid") is not None else "-"
+        rows.append((base[0], base[1], base[2], fid, kid, *base[3:]))
+    ref = load("fid_reference")
+    floor = ""
+    if ref:
+        f = [x for x in ref["rows"] if x["pair"].startswith("val 1,000 vs train")]
+        if f:
+            floor = (f" Real-data floor at this count: {f[0]['fid']:.1f} ({f[0]['pair']}, from "
+                     f"`benchmarks/results/fid_reference.json`).")
+    n = d["rows"][0]["num_images"]
+    refname = next((r["fid_reference"] for r in d["rows"] if r.get("fid_reference")), "?")
+    return (md(["sampler", "setting", "steps", f"FID-{n // 1000}k ↓", "KID ×10³ ↓", "CIFAR-feature FD ↓ (proxy)",
+                "class accuracy ↑ (proxy)", "s/image backbone+chain", "s/image transformer", "s/image decode"], rows) +
+            f"\n\n{n:,} class-balanced samples per row; FID and KID with the standard FID Inception against {refname}; "
+            f"the proxies against the 5,000 `val` images.{floor} Seconds per image measured while other jobs shared "
+            f"the 2 cores (upper bounds). " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+
+
 def t_reliability():
     d = load("reliability")
     if not d:
@@ -254,7 +279,7 @@ def t_codebook_versions():
             f"({d['threads']} threads). `{d['command']}`")
 
 
-TABLES = {"reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

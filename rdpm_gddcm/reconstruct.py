@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from . import cli
+from .cli import positive_int
 from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args
 from .training import write_json_atomic
-from .cli import positive_int
 
 
 def parse_args(argv=None):

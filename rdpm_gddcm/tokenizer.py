@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from .chain import INIT_KINDS, SELECTIONS, ChainSpec, EncodeChooser, LookupChooser, run_chain
-from .codebooks import CODEBOOK_V1, GENERATOR_VERSION, GENERATOR_VERSIONS, V1_NOTE, Grid, VirtualCodebook
-from .precision import CHOICES, HELP as PRECISION_HELP
-from .plans import PLAN_KINDS, Plan, PlanConfig, build_plan
-from .token_io import FORMAT_VERSION, TokenFormatError, bits_for
 from .cli import codebook_size, finite_float, grid_spec, nonneg_int, positive_float, positive_int, probability
+from .codebooks import CODEBOOK_V1, GENERATOR_VERSION, GENERATOR_VERSIONS, V1_NOTE, Grid, VirtualCodebook
+from .plans import PLAN_KINDS, Plan, PlanConfig, build_plan
+from .precision import CHOICES, HELP as PRECISION_HELP
+from .token_io import FORMAT_VERSION, TokenFormatError, bits_for
 
 
 @dataclass

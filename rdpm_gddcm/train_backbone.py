@@ -31,13 +31,13 @@ from tqdm import tqdm
 from . import cli
 from .backbones import NetworkBackbone
 from .chain import ode_solve
+from .cli import nonneg_int, open_probability, positive_int, probability
 from .families import Family, broadcast_time, ddpm_alphas_cumprod
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
+from .precision import Precision, resolve_precision
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
                        find_checkpoint, start_run, training_device, write_json_atomic)
-from .precision import Precision, resolve_precision
-from .cli import nonneg_int, open_probability, positive_int, probability
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
 

@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from . import cli
 from .chain import effective_score
+from .cli import nonneg_int
 from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
 from .token_io import TokenDataset
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
                        find_checkpoint, start_run, training_device, write_json_atomic)
-from .cli import nonneg_int
 
 
 @dataclass

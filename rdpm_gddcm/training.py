@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .precision import CHOICES, HELP as PRECISION_HELP, Precision
 from .cli import nonneg_float, nonneg_int, positive_float, positive_int, probability
+from .precision import CHOICES, HELP as PRECISION_HELP, Precision
 
 
 @dataclass
