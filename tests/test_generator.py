@@ -309,3 +309,21 @@ def test_replay_uses_class_labels_for_conditional_tokens(toy, tmp_path):
     idx, rows = np.array([1, 2, 3]), np.array([1, 2, 2])
     for x, y in zip(replay.inputs(idx, rows, "cpu"), train_generator.RowBatcher(cached).inputs(idx, rows, "cpu")):
         assert torch.allclose(x.float(), y.float(), atol=2e-3)
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+def test_gumbel_max_sampler_draws_from_the_softmax(tau):
+    """ModelChooser.choose is Gumbel-max: argmax(l/τ + G) ~ softmax(l/τ). Chi-square over 6000 draws
+    (one image, 6000 blocks with the same logits); a wrong sign or scale fails it by a wide margin."""
+    from scipy import stats
+    K, G = 6, 6000
+    lg = torch.tensor([2.0, 1.0, 0.5, 0.0, -0.5, -2.0])
+    chooser = ModelChooser(TokenGenerator(tiny_cfg()), torch.tensor([0]), [torch.Generator().manual_seed(7)],
+                           temperature=tau)
+    chooser.logits = lambda ctx: lg.expand(1, G, K)
+    picks = chooser.choose(None)[0]
+    counts = torch.bincount(picks, minlength=K).numpy()
+    expected = torch.softmax(lg.double() / tau, 0).numpy() * G
+    assert stats.chisquare(counts, expected).pvalue > 1e-3
+    inverted = torch.softmax(-lg.double() / tau, 0).numpy() * G
+    assert stats.chisquare(counts, inverted).pvalue < 1e-12                  # a sign error would be caught
