@@ -145,6 +145,7 @@ def main():
     row("val (all) vs train half A", fv, ft[:5000])
     row(f"train 1,000 vs train ({tn}; overlapping)", ft[:1000], ft)
     row(f"val 1,000 vs train ({tn})", fv[:1000], ft)
+    row("train 1,000 vs val (all 5,000)", ft[:1000], fv)
 
     # resize: the same pair through the TorchScript with each resize
     n = a.resize_images

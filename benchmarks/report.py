@@ -239,13 +239,14 @@ def t_generator_fid():
         rows.append((base[0], base[1], base[2], fid, kid, *base[3:]))
     ref = load("fid_reference")
     floor = ""
+    refname = next((r["fid_reference"] for r in d["rows"] if r.get("fid_reference")), "?")
     if ref:
-        f = [x for x in ref["rows"] if x["pair"].startswith("val 1,000 vs train")]
+        want = "train 1,000 vs val" if "val" in refname else "val 1,000 vs train"
+        f = [x for x in ref["rows"] if x["pair"].startswith(want)]
         if f:
             floor = (f" Real-data floor at this count: {f[0]['fid']:.1f} ({f[0]['pair']}, from "
                      f"`benchmarks/results/fid_reference.json`).")
     n = d["rows"][0]["num_images"]
-    refname = next((r["fid_reference"] for r in d["rows"] if r.get("fid_reference")), "?")
     return (md(["sampler", "setting", "steps", f"FID-{n // 1000}k ↓", "KID ×10³ ↓", "CIFAR-feature FD ↓ (proxy)",
                 "class accuracy ↑ (proxy)", "s/image backbone+chain", "s/image transformer", "s/image decode"], rows) +
             f"\n\n{n:,} class-balanced samples per row; FID and KID with the standard FID Inception against {refname}; "

@@ -8,7 +8,7 @@ import argparse
 import math
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable
 
 DEBUG_ENV = "RDPM_DEBUG"
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -100,17 +99,9 @@ def _check_image_batch(images: torch.Tensor, what: str) -> None:
 
 
 def _atomic_save_png(array_hwc: np.ndarray, path: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array_hwc).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from .files import atomic_path
+    with atomic_path(path) as tmp:
+        Image.fromarray(array_hwc).save(tmp, format="PNG")
 
 
 def save_image_grid(images: torch.Tensor, path: str, nrow: int = 8, padding: int = 2) -> None:

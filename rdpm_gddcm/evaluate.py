@@ -800,19 +800,8 @@ def format_table(result: dict) -> str:
 
 def write_json_atomic(path, obj) -> Path:
     """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, allow_nan=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    from .files import write_json_atomic as write
+    return write(path, obj)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -57,10 +56,8 @@ def unpack_indices(data: bytes, count: int, bits: int) -> np.ndarray:
 
 
 def write_atomic_bytes(path, data: bytes):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from .files import write_bytes_atomic
+    write_bytes_atomic(path, data)
 
 
 def write_token_file(path, header: dict, tokens: np.ndarray):
@@ -114,10 +111,8 @@ def shard_name(i: int) -> str:
 
 
 def save_npy_atomic(path, arr: np.ndarray):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    from .files import save_npy_atomic as save
+    save(path, arr)
 
 
 def shard_complete(out_dir, i: int) -> bool:

@@ -94,6 +94,8 @@ def run(a):
     header = tok.header()
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".shard-*.tmp*"):        # temporaries of a run killed mid-write
+            stale.unlink(missing_ok=True)
         prev = out / "tokenizer_config.json"
         run_cfg = {"tokenizer": asdict(cfg), "header": header, "data_path": a.data_path, "num_images": n,
                    "order": "class-interleaved", "dataset_size": len(ds),

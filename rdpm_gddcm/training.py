@@ -3,10 +3,8 @@ checkpoint discovery, resumable data order, and logging. Kept small and explicit
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,10 +106,8 @@ def setup_logger(results_dir: Path, is_main: bool) -> logging.Logger:
 
 
 def write_json_atomic(path, obj):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    from .files import write_json_atomic as write
+    write(path, obj)
 
 
 def find_checkpoint(results_dir: Path, spec: str | None) -> Path | None:

@@ -1,0 +1,49 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one; a failed
+write leaves nothing behind; new files get the permissions the umask gives (like ``open``).
+
+Every writer goes through :func:`atomic_path`: it yields a temporary name in the destination's
+folder (``.NAME.PID.tmp``, same file system, so the final ``os.replace`` is atomic), creates the
+folder if needed, and on any error removes the temporary file and re-raises.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """Yield a temporary path next to ``path``; on success it replaces ``path``. ``suffix`` is kept
+    at the end of the temporary name for writers that insist on one (``np.save`` adds ``.npy``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json_atomic(path, obj, allow_nan: bool = True) -> Path:
+    """JSON (indented, ``default=str`` for paths and dtypes) written atomically."""
+    text = json.dumps(obj, indent=2, default=str, allow_nan=allow_nan) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def save_npy_atomic(path, arr) -> Path:
+    import numpy as np
+    with atomic_path(path, ".npy") as tmp:
+        np.save(tmp, arr)
+    return Path(path)
