@@ -123,8 +123,10 @@ class Sampler:
         return (images, out.tokens, timing) if return_tokens else (images, timing)
 
 
-# images do not depend on these (mixed_precision: the resolved precisions are in the settings instead)
-RESUME_IGNORED = ("batch_size", "sample_dir", "grid_size", "num_samples", "mixed_precision")
+# images do not depend on these (mixed_precision: the resolved precisions are in the settings instead;
+# the model paths: their weights' hashes are, so a relative and an absolute path to one model agree)
+RESUME_IGNORED = ("batch_size", "sample_dir", "grid_size", "num_samples", "mixed_precision", "ckpt", "backbone",
+                  "autoencoder")
 
 
 def sample_settings(a, sampler) -> dict:
@@ -134,6 +136,8 @@ def sample_settings(a, sampler) -> dict:
     d["device"] = torch.device(a.device).type               # cpu and cuda kernels differ in the last bits
     d["generator_sha256"] = tensors_sha256(v for _, v in sorted(sampler.model.state_dict().items()))
     d["backbone_sha256"] = sampler.tokenizer.backbone.weights_hash()
+    ae = sampler.tokenizer.autoencoder.identity()
+    d["autoencoder_identity"] = ae.get("sha256") or ae.get("name")
     d["backbone_precision"] = sampler.backbone_precision.mode       # the resolved choices, not "auto"
     d["generator_precision"] = sampler.generator_precision.mode
     return d

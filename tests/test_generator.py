@@ -242,7 +242,7 @@ def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
     assert cfg["cfg_scale"] == 2.0 and (tmp_path / "b7" / "grid.png").exists() and (tmp_path / "b7" / "000006.png").exists()
 
 
-def test_sampling_resumes_and_refuses_other_settings(toy, tmp_path, cli_error):
+def test_sampling_resumes_and_refuses_other_settings(toy, tmp_path, cli_error, monkeypatch):
     """An interrupted or extended run gives the same samples as one uninterrupted run; a re-run
     with other settings is refused instead of mixing two runs in one directory."""
     root, bb, tok = toy
@@ -252,7 +252,10 @@ def test_sampling_resumes_and_refuses_other_settings(toy, tmp_path, cli_error):
     part = tmp_path / "part"
     sample.main(common + ["--num-samples", "4", "--sample-dir", str(part)])
     (part / "000001.png").unlink()                                   # as if interrupted before image 1 was written
-    sample.main(common + ["--num-samples", "6", "--sample-dir", str(part)])
+    monkeypatch.chdir(run.parent)                                    # the same generator by a relative path resumes
+    sample.main(["--ckpt", run.name, *common[2:], "--num-samples", "6", "--sample-dir", str(part)])
+    assert (part / "000001.png").exists()
+    assert "6 or more" in cli_error(sample.main, common + ["--num-samples", "5", "--sample-dir", str(part)])
     cfg = json.loads((part / "sample_config.json").read_text())
     assert cfg["kept_from_earlier_runs"] == 3 and cfg["sampled_this_run"] == 3
     assert np.array_equal(np.load(part / "samples.npz")["arr_0"], np.load(tmp_path / "full" / "samples.npz")["arr_0"])
