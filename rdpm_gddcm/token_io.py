@@ -84,13 +84,14 @@ def read_token_file(path) -> tuple[dict, np.ndarray]:
         raise TokenFormatError(f"{p} is not a gDDCM token file (bad magic); expected a file written by "
                                "`rdpm-codec encode`")
     version, hlen = struct.unpack("<II", raw[8:16])
+    # the checksum first: a damaged file must not be mistaken for one from a newer version
+    if zlib.crc32(raw[:-4]) != struct.unpack("<I", raw[-4:])[0]:
+        raise TokenFormatError(f"{p} is corrupt or truncated (checksum mismatch); re-encode the image")
     if version not in SUPPORTED_VERSIONS:
         raise TokenFormatError(f"{p} has token format version {version}; this rdpm-gddcm reads "
                                f"{SUPPORTED_VERSIONS}: upgrade the package or re-encode")
     if len(raw) < 16 + hlen + 12:
         raise TokenFormatError(f"{p} is truncated (header incomplete)")
-    if zlib.crc32(raw[:-4]) != struct.unpack("<I", raw[-4:])[0]:
-        raise TokenFormatError(f"{p} is corrupt or truncated (checksum mismatch); re-encode the image")
     header = json.loads(raw[16:16 + hlen])
     (nbits,) = struct.unpack("<Q", raw[16 + hlen:24 + hlen])
     bits = bits_for(max(header["codebook_sizes"]))
@@ -116,7 +117,22 @@ def save_npy_atomic(path, arr: np.ndarray):
 
 
 def shard_complete(out_dir, i: int) -> bool:
-    return (Path(out_dir) / f"{shard_name(i)}.done").exists()
+    """Shard i is finished: its ``.done`` marker exists and its token and label arrays load with the
+    marker's image count (a shard damaged after it was finished counts as unfinished, so a re-run
+    rewrites it)."""
+    out = Path(out_dir)
+    done = out / f"{shard_name(i)}.done"
+    if not done.exists():
+        return False
+    try:
+        n = json.loads(done.read_bytes())["num_images"]
+        for kind in ("tokens", "labels"):
+            arr = np.load(out / f"{shard_name(i)}.{kind}.npy", mmap_mode="r")
+            if len(arr) != n:
+                return False
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
 
 
 def write_shard(out_dir, i: int, tokens: np.ndarray, labels: np.ndarray, K: int, extras: dict | None = None):

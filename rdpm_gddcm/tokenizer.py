@@ -300,6 +300,16 @@ def replay_precision(header: dict, device="cpu") -> str:
 
 def tokenizer_from_header(header: dict, backbone, autoencoder, device="cpu") -> Tokenizer:
     """Rebuild the tokenizer a header describes (the plan comes from the header, not recomputed)."""
+    # the models first: a backbone of another family would otherwise surface as a plan-range error
+    fam, mine = (header.get("family") or {}).get("name"), backbone.family.name
+    if fam != mine:
+        raise TokenFormatError(f"tokens were made with a {fam} backbone, but --backbone is a {mine} one: decode with "
+                               f"the backbone that encoded them ({(header.get('backbone') or {}).get('name')}, "
+                               f"sha256 {(header.get('backbone') or {}).get('sha256')})")
+    want = (header.get("backbone") or {}).get("sha256")
+    if want and want != backbone.weights_hash():
+        raise TokenFormatError(f"tokens were made with backbone weights {want}, but --backbone has "
+                               f"{backbone.weights_hash()}: decode with the backbone that encoded them")
     plan = header["plan"]
     cfg = TokenizerConfig(**{k: v for k, v in plan["config"].items() if k in {f.name for f in fields(TokenizerConfig)}})
     cfg.plan = plan["kind"]

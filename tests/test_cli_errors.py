@@ -81,3 +81,29 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(prog, args, needle, 
     line = cli_error(MAINS[prog], argv)
     assert line.startswith(f"{prog}") and needle.format(**fill).split("/")[-1] in line, line
     assert _snapshot(tmp) == before
+
+
+def test_decoding_with_a_backbone_of_another_family_names_the_backbone(tmp_path, cli_error):
+    """The header's family and backbone are checked before the plan is rebuilt (which would otherwise
+    fail first, with a misleading plan-range message)."""
+    from PIL import Image
+    img = tmp_path / "cat.png"
+    Image.new("RGB", (32, 32), (120, 60, 30)).save(img)
+    tok = tmp_path / "cat.gddcm"
+    assert codec.main(["encode", str(img), "-o", str(tok), "--backbone", str(VP), "--plan", "trajectory",
+                       "--num-steps", "2", "--grid", "2x2", "--codebook-size", "16", "--mixed-precision", "no"]) == 0
+    line = cli_error(codec.main, ["decode", str(tok), "-o", str(tmp_path / "x.png"), "--backbone",
+                                  str(ROOT / "assets" / "cifar10-pixels-flow")])
+    assert "vp-discrete" in line and "flow" in line and "plan" not in line
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_shard_damaged_after_its_done_marker_is_redone(tmp_path):
+    import numpy as np
+
+    from rdpm_gddcm.token_io import shard_complete, write_shard
+    write_shard(tmp_path, 0, np.zeros((4, 3, 2)), np.arange(4), K=16)
+    assert shard_complete(tmp_path, 0)
+    f = tmp_path / "shard-00000.tokens.npy"
+    f.write_bytes(f.read_bytes()[:-10])                    # truncated after it was finished
+    assert not shard_complete(tmp_path, 0)

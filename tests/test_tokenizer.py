@@ -1,8 +1,10 @@
 """SPEC §8 and the tokenizer commands: codec round trip, header checks, bad files, shards."""
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -112,9 +114,11 @@ def test_bad_token_files(backbone_dir, tmp_path):
     write_token_file(good, tok.header(), tokens)
     raw = good.read_bytes()
     cases = {"truncated": raw[:-9], "flipped": raw[:40] + bytes([raw[40] ^ 1]) + raw[41:],
-             "magic": b"NOTATOKN" + raw[8:], "version": raw[:8] + (99).to_bytes(4, "little") + raw[12:]}
+             "magic": b"NOTATOKN" + raw[8:], "version_bit_flip": raw[:8] + (99).to_bytes(4, "little") + raw[12:]}
+    newer = raw[:8] + (99).to_bytes(4, "little") + raw[12:-4]                 # a genuine newer file: valid checksum
+    cases["newer_version"] = newer + struct.pack("<I", zlib.crc32(newer))
     msgs = {"truncated": "corrupt or truncated", "flipped": "corrupt", "magic": "not a gDDCM token file",
-            "version": "format version 99"}
+            "version_bit_flip": "corrupt", "newer_version": "format version 99"}
     for name, data in cases.items():
         p = tmp_path / f"{name}.gddcm"
         p.write_bytes(data)
