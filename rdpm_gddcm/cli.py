@@ -25,7 +25,10 @@ def run_command(prog: str, body: Callable[[], object]) -> int:
             PermissionError) as e:
         if os.environ.get(DEBUG_ENV):
             raise
-        msg = " ".join(str(e).split()) or type(e).__name__
+        text = str(e)
+        if "Traceback (most recent call last)" in text:      # re-raised from a DataLoader worker: its last line
+            text = [ln for ln in text.splitlines() if ln.strip()][-1].split(": ", 1)[-1]
+        msg = " ".join(text.split()) or type(e).__name__
         print(f"{prog}: error: {msg}", file=sys.stderr)
         raise SystemExit(2)
     return 0

@@ -31,10 +31,14 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 class CorruptImageError(ValueError):
     """An image file that cannot be decoded; ``.path`` names it."""
 
-    def __init__(self, path: str, reason: str):
+    def __init__(self, path: str, reason: str | None = None):
+        if reason is None:                   # re-raised from a DataLoader worker with its whole message
+            self.path = None
+            super().__init__(path)
+            return
         self.path = path
-        super().__init__(f"cannot read image {path!r} ({reason}): fix or delete the file, or pass "
-                         "--skip-corrupt (data-loading flag) to skip unreadable images")
+        super().__init__(f"cannot read image {path!r} ({reason}): fix or delete the file (rdpm-tokenize and "
+                         "rdpm-train-backbone can leave such files out with --skip-corrupt)")
 
 
 # ---------------------------------------------------------------- single images
@@ -178,6 +182,18 @@ class ImageFolderDataset(Dataset):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def scan_readable(self) -> tuple[list[int], list[str]]:
+        """Decode every file once: (indices of readable images, paths of unreadable ones). For
+        commands that must *skip* bad files (tokenize), not substitute them."""
+        ok, bad = [], []
+        for i, (path, _) in enumerate(self.samples):
+            try:
+                _open_rgb(path)
+                ok.append(i)
+            except (CorruptImageError, FileNotFoundError):
+                bad.append(path)
+        return ok, bad
 
     @property
     def num_skipped(self) -> int:

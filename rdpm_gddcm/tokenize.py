@@ -83,12 +83,18 @@ def run(a):
     backbone, ae, size = load_models(a.backbone, a.autoencoder, a.image_size, device, a.mixed_precision)
     cfg = tokenizer_config_from_args(a)
     tok = Tokenizer(backbone, ae, cfg, size, device)
-    ds = build_dataset(a.data_path, size, skip_corrupt=a.skip_corrupt)
-    if a.num_images is not None and a.num_images > len(ds):
-        raise ValueError(f"--num-images {a.num_images} but {a.data_path} holds {len(ds)} images: pass --num-images "
-                         f"{len(ds)} or less (or leave it out for all)")
-    n = len(ds) if a.num_images is None else a.num_images
-    order = class_interleaved_order(ds.targets)[:n]       # shard position -> dataset index
+    ds = build_dataset(a.data_path, size)
+    keep, skipped = list(range(len(ds))), []
+    if a.skip_corrupt and hasattr(ds, "scan_readable"):
+        keep, skipped = ds.scan_readable()          # skipping skips: no other image takes a bad file's place
+        skipped = [os.path.relpath(p, a.data_path) for p in skipped]
+        if skipped:
+            print(f"skipping {len(skipped)} unreadable file(s), e.g. {skipped[0]} (all listed in manifest.json)")
+    if a.num_images is not None and a.num_images > len(keep):
+        raise ValueError(f"--num-images {a.num_images} but {a.data_path} holds {len(keep)} readable images: pass "
+                         f"--num-images {len(keep)} or less (or leave it out for all)")
+    n = len(keep) if a.num_images is None else a.num_images
+    order = [keep[j] for j in class_interleaved_order([ds.targets[i] for i in keep])][:n]   # shard position -> index
     nshards = -(-n // a.shard_size)
     out = Path(a.out)
     header = tok.header()
@@ -98,13 +104,15 @@ def run(a):
             stale.unlink(missing_ok=True)
         prev = out / "tokenizer_config.json"
         run_cfg = {"tokenizer": asdict(cfg), "header": header, "data_path": a.data_path, "num_images": n,
-                   "order": "class-interleaved", "dataset_size": len(ds),
+                   "order": "class-interleaved", "dataset_size": len(ds), "skipped_files": skipped,
                    "shard_size": a.shard_size, "batch_size": a.batch_size, "save_states": a.save_states}
         if prev.exists():
-            old, keys = json.loads(prev.read_text()), ("header", "data_path", "order", "dataset_size", "shard_size",
-                                                      "batch_size")
+            old, keys = json.loads(prev.read_text()), ["header", "data_path", "order", "dataset_size", "shard_size",
+                                                      "batch_size"]
+            if any(shard_complete(out, i) for i in range(-(-old["num_images"] // old["shard_size"]))):
+                keys.append("skipped_files")      # which files are left out moves every later image
             if {k: old.get(k) for k in keys} != json.loads(json.dumps({k: run_cfg[k] for k in keys})):
-                raise SystemExit(f"{out} holds shards made with other settings or another dataset (see {prev}); "
+                raise ValueError(f"{out} holds shards made with other settings or another dataset (see {prev}); "
                                  "use a new --out")
             if old["num_images"] != n:
                 # another N: a shard whose image range changes (the old or the new last one) is redone,
@@ -136,15 +144,17 @@ def run(a):
     if state.is_main_process:
         missing = [i for i in range(nshards) if not shard_complete(out, i)]
         if missing:
-            raise SystemExit(f"shards {missing[:5]} are not done; re-run rdpm-tokenize to finish them")
+            raise ValueError(f"shards {missing[:5]} are not done; re-run rdpm-tokenize to finish them")
         shards = [{"name": shard_name(i), "num_images": min((i + 1) * a.shard_size, n) - i * a.shard_size}
                   for i in range(nshards)]
         write_manifest(out, header, shards, {"has_states": a.save_states, "num_classes": getattr(ds, "num_classes", None),
                                              "classes": getattr(ds, "classes", None),
-                                             "bits_per_image": tok.bits_per_image, "bpp": tok.bpp})
+                                             "bits_per_image": tok.bits_per_image, "bpp": tok.bpp,
+                                             "num_skipped": len(skipped), "skipped_files": skipped})
         secs = time.time() - t0
         print(f"tokenized {n} images into {nshards} shards at {out} "
-              f"({done_imgs} this run, {secs:.1f} s, {tok.bits_per_image} bits/image)")
+              f"({done_imgs} this run, {secs:.1f} s, {tok.bits_per_image} bits/image"
+              + (f"; {len(skipped)} unreadable file(s) skipped" if skipped else "") + ")")
 
 
 def main(argv=None):

@@ -186,7 +186,7 @@ def test_tokenize_resume_and_dataset(backbone_dir, tmp_path):
     assert np.array_equal(np.load(out / "shard-00001.tokens.npy"), before)
     assert os.stat(out / "shard-00000.tokens.npy").st_mtime == 0          # not rewritten
     # a finished dir with other settings is refused
-    with pytest.raises(SystemExit, match="other settings"):
+    with pytest.raises(ValueError, match="other settings"):
         tokenize.run(tokenize.parse_args(TOK_ARGS[:-2] + ["--grid", "1x1", "--backbone", str(backbone_dir),
                                                           "--out", str(out)]))
 
@@ -267,5 +267,28 @@ def test_tokenize_subset_is_class_balanced_and_extends(backbone_dir, tmp_path):
     ds9 = TokenDataset(out)
     assert len(ds9) == 9 and ds9.labels.tolist() == [0, 1, 2] * 3
     assert np.array_equal(ds9.tokens[:6], ds.tokens)
-    with pytest.raises(SystemExit, match="another dataset"):
+    with pytest.raises(ValueError, match="another dataset"):
         tokenize.run(tokenize.parse_args([*args[:1], "procedural:12", *args[2:], "--num-images", "6", "--out", str(out)]))
+
+
+def test_tokenize_skip_corrupt_skips_and_records(backbone_dir, tmp_path):
+    """--skip-corrupt leaves an unreadable file out (no other image takes its slot) and lists it in
+    the manifest; without the flag the same data fails with one clear line."""
+    from PIL import Image
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (SIZE, SIZE), (40 * i, 80 if c == "a" else 160, 20)).save(data / c / f"{i}.png")
+    (data / "a" / "1.png").write_bytes(b"not a png")
+    out = tmp_path / "tok"
+    args = ["--data-path", str(data), "--backbone", str(backbone_dir), "--out", str(out), "--shard-size", "8",
+            "--batch-size", "2", "--plan", "trajectory", "--num-steps", "2", "--codebook-size", "16", "--grid", "2x2"]
+    with pytest.raises(SystemExit) as e:
+        tokenize.main(args)
+    assert e.value.code == 2
+    tokenize.main(args + ["--skip-corrupt"])
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["num_skipped"] == 1 and man["skipped_files"] == [os.path.join("a", "1.png")]
+    labels = np.load(out / "shard-00000.labels.npy")
+    assert len(labels) == 5 and sorted(labels.tolist()) == [0, 0, 1, 1, 1]
