@@ -46,7 +46,7 @@ def worker_speed(repeats: int) -> dict:
     from rdpm_gddcm.classifier import load_classifier
     from rdpm_gddcm.generator import cfg_scale_at  # noqa: F401
     from rdpm_gddcm.precision import cpu_native_bf16, resolve_precision
-    from rdpm_gddcm.train_generator import load_generator
+    from rdpm_gddcm.generator import load_generator
     torch.manual_seed(0)
     out = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_native_bf16()[0],
            "native_bf16_reason": cpu_native_bf16()[1], "threads": torch.get_num_threads(), "networks": []}

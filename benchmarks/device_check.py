@@ -177,7 +177,7 @@ def s_train_throughput(a) -> dict:
     from rdpm_gddcm.generator import GeneratorConfig, TokenGenerator
     from rdpm_gddcm.networks import build_unet
     from rdpm_gddcm.precision import resolve_precision
-    from rdpm_gddcm.train_generator import load_generator
+    from rdpm_gddcm.generator import load_generator
     prec = resolve_precision("auto", a.device)
     dt = prec.dtype
     B = 8 if a.dry_run else 256

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -279,6 +280,23 @@ class ModelChooser:
 
     init = choose
     step = choose
+
+
+def load_generator(path, device="cpu") -> tuple[TokenGenerator, dict]:
+    """A generator from a run dir / dir with generator.json, or a .safetensors with its .json beside it."""
+    from safetensors.torch import load_file
+    p = Path(path)
+    if p.is_dir():
+        w, j = p / "generator.safetensors", p / "generator.json"
+    else:
+        w, j = p, p.with_suffix(".json")
+    if not w.exists() or not j.exists():
+        raise FileNotFoundError(f"no generator at {path}: expected generator.safetensors + generator.json "
+                                "(written by rdpm-train); pass --ckpt RUN_DIR")
+    meta = json.loads(j.read_text())
+    model = TokenGenerator(GeneratorConfig(**meta["generator"]))
+    model.load_state_dict({k: v.float() for k, v in load_file(str(w)).items()})
+    return model.eval().requires_grad_(False).to(device), meta
 
 
 def build_generator(name: str, **fields) -> TokenGenerator:

@@ -139,7 +139,7 @@ def probe_cpu_bf16(probe: Callable[[torch.dtype | None], None], probe_key: str) 
                "bf16_s": _best_time(lambda: probe(torch.bfloat16))}
         cache[key] = hit
         try:                                    # the cache is an optimisation: never fail on it
-            from .training import write_json_atomic
+            from .files import write_json_atomic
             f.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(f, cache)
         except OSError:

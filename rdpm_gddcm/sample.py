@@ -90,7 +90,7 @@ class Sampler:
 
     def __init__(self, ckpt, backbone=None, autoencoder=None, device="cpu", mixed_precision="auto"):
         from .tokenizer import load_models, tokenizer_from_header
-        from .train_generator import load_generator
+        from .generator import load_generator
         self.model, self.meta = load_generator(ckpt, device)
         h = self.meta["tokens_header"]
         bb_spec = backbone or resolve_recorded_path(self.meta.get("backbone"), ckpt)

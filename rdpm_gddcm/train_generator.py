@@ -26,7 +26,7 @@ from . import cli
 from .chain import effective_score
 from .cli import nonneg_int
 from .codebooks import INIT_STEP, Grid, VirtualCodebook
-from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params
+from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params, load_generator
 from .token_io import TokenDataset
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
                        find_checkpoint, start_run, training_device, write_json_atomic)
@@ -316,21 +316,6 @@ def export(cfg, raw, ema, gcfg, data, rd: Path, step: int, logger, dtype=torch.f
     logger.info(f"exported {rd / 'generator.safetensors'} (EMA, fp16) at step {step}")
 
 
-def load_generator(path, device="cpu") -> tuple[TokenGenerator, dict]:
-    """A generator from a run dir / dir with generator.json, or a .safetensors with its .json beside it."""
-    from safetensors.torch import load_file
-    p = Path(path)
-    if p.is_dir():
-        w, j = p / "generator.safetensors", p / "generator.json"
-    else:
-        w, j = p, p.with_suffix(".json")
-    if not w.exists() or not j.exists():
-        raise FileNotFoundError(f"no generator at {path}: expected generator.safetensors + generator.json "
-                                "(written by rdpm-train); pass --ckpt RUN_DIR")
-    meta = json.loads(j.read_text())
-    model = TokenGenerator(GeneratorConfig(**meta["generator"]))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(w)).items()})
-    return model.eval().requires_grad_(False).to(device), meta
 
 
 def main(argv=None):
