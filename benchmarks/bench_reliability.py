@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -30,6 +32,7 @@ def main():
     for prog, args, _ in CASES:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "keep.txt").write_text("untouched")
+            np.savez(Path(tmp) / "one.npz", arr_0=np.zeros((1, 8, 8, 3), np.uint8))
             fill = {"tmp": tmp, "gen": str(GEN), "vp": str(VP)}
             err = io.StringIO()
             code = 0

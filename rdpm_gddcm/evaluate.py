@@ -490,6 +490,12 @@ def torch_fidelity_metrics(samples: Source, reference: Optional[Source], metrics
     if needs_ref and reference is None:
         raise EvalError(f"--reference is required for {', '.join(m for m in metrics if m != 'isc')}")
     n = len(samples.dataset)
+    if n < 2 and any(m in ("fid", "kid", "prc") for m in metrics):
+        raise EvalError(f"--samples {samples.path} holds {n} image(s): FID/KID/precision-recall need at least 2 (and "
+                        "thousands for a meaningful value: FID is biased upward at small counts)")
+    if reference is not None and reference.dataset is not None and reference.num_images < 2 and \
+            any(m in ("fid", "kid", "prc") for m in metrics):
+        raise EvalError(f"--reference {reference.path} holds {reference.num_images} image(s): need at least 2")
     cuda = device.startswith("cuda")
     layer = str(fid_feature_layer)
     common = dict(cuda=cuda, batch_size=batch_size, verbose=verbose, rng_seed=seed, save_cpu_ram=not cuda,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rdpm_gddcm import codec, evaluate, reconstruct, sample, tokenize, train_backbone, train_generator
@@ -62,6 +63,8 @@ CASES = [
     ("rdpm-train", ["--tokens", "{tmp}/notokens", "--results-dir", "{tmp}/g", "--global-batch-size", "0"],
      "--global-batch-size"),
     ("rdpm-train", ["--tokens", "{tmp}/notokens", "--results-dir", "{tmp}/g"], "manifest.json"),
+    ("rdpm-eval", ["--samples", "{tmp}/one.npz", "--reference", "{tmp}/one.npz", "--metrics", "fid",
+                   "--no-stats-cache", "--out", "{tmp}/ev"], "at least 2"),
 ]
 
 
@@ -75,6 +78,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(prog, args, needle, 
     tmp = tmp_path / "work"
     tmp.mkdir()
     (tmp / "keep.txt").write_text("untouched")
+    np.savez(tmp / "one.npz", arr_0=np.zeros((1, 8, 8, 3), np.uint8))
     fill = {"tmp": str(tmp), "gen": str(GEN), "vp": str(VP)}
     argv = [a.format(**fill) for a in args]
     before = _snapshot(tmp)
