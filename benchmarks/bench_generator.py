@@ -230,7 +230,8 @@ def main():
         values, info, notes = proxy_metrics(Source(path=f"<{row['label']}>", kind="npz-images", dataset=ArrayImages(imgs)),
                                             reference, a.classifier, labels=labels)
         fid_cols = {}
-        if a.fid_reference and row["kind"] != "real":          # real train images would overlap the reference
+        # real `train` images would overlap a train reference: no FID for that row then
+        if a.fid_reference and not (row["kind"] == "real" and "train" in a.fid_reference_name.lower()):
             fid_cols = fid_kid(imgs, row, a)
         r = {**{k: v for k, v in row.items() if k != "ckpt"}, **fid_cols, PROXY_FD: values.get(PROXY_FD),
              PROXY_ACC: values.get(PROXY_ACC), "num_images": len(imgs), "wall_s": wall,

@@ -215,14 +215,22 @@ def train(cfg: BackboneTrainConfig):
 
     if cfg.model not in UNET_CONFIGS:
         raise ValueError(f"unknown --model {cfg.model!r}; choose one of {', '.join(UNET_CONFIGS)}")
+    init_src = None
+    if cfg.init_from:                                           # checked before the run folder exists
+        from .backbones import load_network_backbone
+        init_src = load_network_backbone(cfg.init_from)          # a missing/corrupt --init-from fails here
+        arch = {k: v for k, v in UNET_CONFIGS[cfg.model].items()}
+        theirs = {k: v for k, v in init_src.net.cfg.to_json().items() if k in arch}
+        if json.loads(json.dumps(arch)) != json.loads(json.dumps(theirs)):
+            raise ValueError(f"--init-from {cfg.init_from}: its network {theirs} is not --model {cfg.model} ({arch}); "
+                             "pass the --model it was trained with")
+        if init_src.family.name != make_family(cfg.family).name:
+            raise ValueError(f"--init-from {cfg.init_from}: it is a {init_src.family.name} backbone, this run trains "
+                             f"{make_family(cfg.family).name}; pass the --family it was trained with")
     precision = resolve_train_precision(cfg, training_device())
     accelerator, rd, logger, micro = start_run(cfg, precision)
     world = accelerator.num_processes
     ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)      # validate before any expensive work
-    init_src = None
-    if cfg.init_from:
-        from .backbones import load_network_backbone
-        init_src = load_network_backbone(cfg.init_from)          # a missing/corrupt --init-from fails here
     autoencoder = load_autoencoder(cfg.autoencoder, device=accelerator.device)
     dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)
     num_classes = dataset.num_classes if cfg.num_classes is None else cfg.num_classes

@@ -277,3 +277,4 @@ def test_init_from_copies_weights_and_refuses_another_network(runs, tmp_path, cl
                                                 "--init-from", str(A)])
     assert "--family" in cli_error(main, [*BASE, "--results-dir", str(tmp_path / "r2"), "--init-from", str(A),
                                           "--family", "vp"])
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()      # refused before writing
