@@ -227,13 +227,13 @@ def train(cfg: BackboneTrainConfig):
         if init_src.family.name != make_family(cfg.family).name:
             raise ValueError(f"--init-from {cfg.init_from}: it is a {init_src.family.name} backbone, this run trains "
                              f"{make_family(cfg.family).name}; pass the --family it was trained with")
+    dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)  # lists only
+    num_classes = dataset.num_classes if cfg.num_classes is None else cfg.num_classes
     precision = resolve_train_precision(cfg, training_device())
     accelerator, rd, logger, micro = start_run(cfg, precision)
     world = accelerator.num_processes
     ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)      # validate before any expensive work
     autoencoder = load_autoencoder(cfg.autoencoder, device=accelerator.device)
-    dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)
-    num_classes = dataset.num_classes if cfg.num_classes is None else cfg.num_classes
     subset = ""
     if cfg.num_images is not None and cfg.num_images < len(dataset):
         idx = balanced_indices(len(dataset), cfg.num_images)

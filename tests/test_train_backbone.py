@@ -156,6 +156,7 @@ def test_bad_batch_divisibility(tmp_path, cli_error):
 def test_missing_data_path(tmp_path, cli_error):
     missing = tmp_path / "no-such-dataset"
     assert str(missing) in cli_error(main, SMALL + ["--data-path", str(missing), "--results-dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()                                   # refused before the run folder
 
 
 def test_resume_from_nonexistent_checkpoint(tmp_path, cli_error):
