@@ -254,6 +254,18 @@ def t_generator_fid():
             f"the 2 cores (upper bounds). " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
+def t_rfid():
+    d = load("rfid")
+    if not d:
+        return None
+    rows = [(r["method"], f"{r['rfid']:.2f}", f"{r['psnr']:.2f}", r.get("bits_per_image", "-"),
+             f"{r['seconds_per_image']:.3f}") for r in d["rows"]]
+    n = d["rows"][0]["num_images"]
+    return (md(["reconstruction", f"rFID-{n // 1000}k ↓", "PSNR (dB)", "bits/image", "s/image"], rows) +
+            f"\n\nThe first {n:,} CIFAR-10 `val` images (class-interleaved: class-balanced) against their own originals, "
+            f"standard FID Inception; rFID's floor is 0. `{d['command']}`")
+
+
 def t_reliability():
     d = load("reliability")
     if not d:
@@ -280,7 +292,7 @@ def t_codebook_versions():
             f"({d['threads']} threads). `{d['command']}`")
 
 
-TABLES = {"generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"rfid": t_rfid, "generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),
