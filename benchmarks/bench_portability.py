@@ -44,7 +44,6 @@ def worker_speed(repeats: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from rdpm_gddcm.backbones import load_backbone
     from rdpm_gddcm.classifier import load_classifier
-    from rdpm_gddcm.generator import cfg_scale_at  # noqa: F401
     from rdpm_gddcm.precision import cpu_native_bf16, resolve_precision
     from rdpm_gddcm.generator import load_generator
     torch.manual_seed(0)

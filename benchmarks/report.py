@@ -216,9 +216,9 @@ def t_fid_reference():
     rows = [(r["pair"], f"{r['n1']:,} vs {r['n2']:,}", f"{r['fid']:.2f}", f"{r['kid'] * 1e3:.2f} ± {r['kid_std'] * 1e3:.2f}")
             for r in d["rows"]]
     rz = d["resize"]
-    rows.append((f"resize check: val vs train, TorchScript + torch-fidelity's TF1 resize",
+    rows.append(("resize check: val vs train, TorchScript + torch-fidelity's TF1 resize",
                  f"{rz['images_per_side']:,} vs {rz['images_per_side']:,}", f"{rz['fid_torch_fidelity_resize']:.2f}", "-"))
-    rows.append((f"resize check: the same with the NVIDIA/StyleGAN resize",
+    rows.append(("resize check: the same with the NVIDIA/StyleGAN resize",
                  f"{rz['images_per_side']:,} vs {rz['images_per_side']:,}", f"{rz['fid_nvidia_resize']:.2f}", "-"))
     s = d["feature_cost"]["train"]
     return (md(["pair (CIFAR-10, JPEG q75 copy)", "images", "FID", "KID ×10³"], rows) +
