@@ -37,6 +37,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume_from_checkpoint: str | None = None
     stop_at_step: int | None = None
+    stop_after_minutes: float | None = None
 
 
 def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "examples"):
@@ -62,6 +63,9 @@ def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "exam
     p.add_argument("--stop-at-step", type=positive_int, default=None,
                    help="save a checkpoint and exit at this step without exporting (resume later with "
                         "--resume-from-checkpoint latest; the LR schedule still follows --max-steps)")
+    p.add_argument("--stop-after-minutes", type=positive_float, default=None,
+                   help="like --stop-at-step, at the first step after this much wall time in this process (for "
+                        "background runs spread over several sessions, and pilots at equal CPU time)")
 
 
 class EMA(torch.nn.Module):
@@ -148,6 +152,9 @@ def training_device() -> torch.device:
     return PartialState(cpu=not torch.cuda.is_available()).device
 
 
+_RUN_START: dict = {}
+
+
 def start_run(cfg, precision: Precision):
     """The common start of a training run (both trainers): an Accelerator in the resolved
     ``precision``, the run directory with checkpoints/ and samples/, the logger, per-process
@@ -161,6 +168,8 @@ def start_run(cfg, precision: Precision):
         # an earlier run in this process (library use, tests) fixed another precision: accelerate
         # keeps one per process, so start this run's state afresh (the process group is kept)
         AcceleratorState._reset_state(reset_partial_state=False)
+    import time
+    _RUN_START["t"] = time.time()
     accelerator = Accelerator(mixed_precision=precision.mode, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())
     rd = Path(cfg.results_dir)
@@ -206,12 +215,21 @@ def backward_and_step(accelerator, model, opt, loss, cfg: TrainConfig, step: int
 def checkpoint_or_stop(accelerator, rd: Path, step: int, cfg: TrainConfig, logger, **state) -> bool:
     """End of an optimizer step: checkpoint every ``ckpt_every`` steps and at the last one; with
     ``--stop-at-step``, make sure a checkpoint exists and return True (the caller exits)."""
+    import time
     saved = step % cfg.ckpt_every == 0 or step == cfg.max_steps
     if saved:
         save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, **state)
+    why = None
     if cfg.stop_at_step is not None and cfg.stop_at_step <= step < cfg.max_steps:
+        why = "--stop-at-step"
+    elif getattr(cfg, "stop_after_minutes", None) and step < cfg.max_steps:
+        over = time.time() - _RUN_START.get("t", time.time()) > 60 * cfg.stop_after_minutes
+        # every process must take the same decision, or the others would wait forever in a collective
+        if accelerator.reduce(torch.tensor(float(over), device=accelerator.device), "max").item() > 0:
+            why = f"--stop-after-minutes {cfg.stop_after_minutes:g}"
+    if why:
         if not saved:
             save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, **state)
-        logger.info(f"stopping at step {step} (--stop-at-step); resume with --resume-from-checkpoint latest")
+        logger.info(f"stopping at step {step} ({why}); resume with --resume-from-checkpoint latest")
         return True
     return False

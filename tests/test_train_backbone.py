@@ -279,3 +279,14 @@ def test_init_from_copies_weights_and_refuses_another_network(runs, tmp_path, cl
     assert "--family" in cli_error(main, [*BASE, "--results-dir", str(tmp_path / "r2"), "--init-from", str(A),
                                           "--family", "vp"])
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()      # refused before writing
+
+
+def test_stop_after_minutes_checkpoints_and_resumes(tmp_path):
+    """--stop-after-minutes stops at the first step past the limit with a checkpoint and no export;
+    the resumed run finishes and exports."""
+    run = tmp_path / "t"
+    main(BASE + ["--results-dir", str(run), "--stop-after-minutes", "0.00001"])
+    assert not (run / "backbone.safetensors").exists()
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_0000001"]
+    main(BASE + ["--results-dir", str(run), "--resume-from-checkpoint", "latest"])
+    assert (run / "backbone.safetensors").exists()
