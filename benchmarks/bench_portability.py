@@ -28,20 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MODES = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return sorted(ts)[len(ts) // 2]
-
-
 def worker_speed(repeats: int) -> dict:
     """Runs inside the mode's process."""
     import torch
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from device_check import timed
     from rdpm_gddcm.backbones import load_backbone
     from rdpm_gddcm.classifier import load_classifier
     from rdpm_gddcm.precision import cpu_native_bf16, resolve_precision
@@ -95,8 +87,8 @@ def worker_speed(repeats: int) -> dict:
                            ("backbone training step (unet-cpu, batch 32)", bb_train, "backbone-train"),
                            ("generator CFG forward + head (gen-mini, 32 images)", gen_call, "generator"),
                            ("proxy classifier features (250 images)", clf_call, "classifier")):
-        fp32 = _median(lambda: fn(None), repeats)
-        bf16 = _median(lambda: fn(torch.bfloat16), repeats)
+        fp32 = timed(lambda: fn(None), "cpu", repeats)
+        bf16 = timed(lambda: fn(torch.bfloat16), "cpu", repeats)
         if what == "backbone":
             auto = bb.set_precision("auto", "cpu").mode
         elif what == "generator":
