@@ -112,6 +112,14 @@ def _machine_key(probe_key: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 
+def _machine_busy() -> bool:
+    """Whether other work held the cores while probing (1-minute load above the core count)."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+    except OSError:
+        return False
+
+
 def _best_time(fn: Callable[[], None], reps: int = 5) -> float:
     """Fastest of ``reps`` runs after a warm-up: other jobs on the machine only ever add time, so
     the minimum is the most repeatable estimate of the network's own cost."""
@@ -137,16 +145,20 @@ def probe_cpu_bf16(probe: Callable[[torch.dtype | None], None], probe_key: str) 
     if not (isinstance(hit, dict) and {"fp32_s", "bf16_s"} <= set(hit)):
         hit = {"probe": probe_key, "fp32_s": _best_time(lambda: probe(None)),
                "bf16_s": _best_time(lambda: probe(torch.bfloat16))}
-        cache[key] = hit
-        try:                                    # the cache is an optimisation: never fail on it
-            from .files import write_json_atomic
-            f.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(f, cache)
-        except OSError:
-            pass
+        if _machine_busy():
+            # other jobs held the cores: use this verdict now, but probe again next time
+            hit["note"] = "measured on a busy machine, not cached"
+        else:
+            cache[key] = hit
+            try:                                    # the cache is an optimisation: never fail on it
+                from .files import write_json_atomic
+                f.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(f, cache)
+            except OSError:
+                pass
     faster = hit["bf16_s"] <= PROBE_MARGIN * hit["fp32_s"]
     return faster, (f"timing probe ({probe_key}): bf16 {hit['bf16_s'] * 1e3:.0f} ms vs fp32 "
-                    f"{hit['fp32_s'] * 1e3:.0f} ms")
+                    f"{hit['fp32_s'] * 1e3:.0f} ms" + (f" ({hit['note']})" if hit.get("note") else ""))
 
 
 def resolve_precision(requested: str, device, probe: Callable[[torch.dtype | None], None] | None = None,

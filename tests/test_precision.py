@@ -58,6 +58,7 @@ def test_auto_without_native_bf16_is_fp32_and_never_probes(monkeypatch):
 def test_auto_with_native_bf16_follows_the_probe_and_caches_it(monkeypatch, tmp_path, fast, want):
     monkeypatch.setenv("RDPM_CACHE", str(tmp_path))
     monkeypatch.setattr(P, "cpu_native_bf16", lambda: (True, "native"))
+    monkeypatch.setattr(P, "_machine_busy", lambda: False)
     calls = []
 
     def probe(dtype):
@@ -109,6 +110,7 @@ def test_backbone_and_generator_probes_run_their_networks(monkeypatch, tmp_path)
     from rdpm_gddcm.networks import UNET_CONFIGS, UNet, UNetConfig
     monkeypatch.setenv("RDPM_CACHE", str(tmp_path))
     monkeypatch.setattr(P, "cpu_native_bf16", lambda: (True, "simulated"))
+    monkeypatch.setattr(P, "_machine_busy", lambda: False)
     net = UNet(UNetConfig(**{**UNET_CONFIGS["unet-tiny"], "in_channels": 3, "image_size": 8, "num_classes": 2}))
     bb = NetworkBackbone(net, Family("flow"))
     p = bb.set_precision("auto", "cpu", batch=2)
@@ -129,3 +131,14 @@ def test_generator_precision_without_native_bf16(monkeypatch):
                                        codebook_size=16, num_classes=2))
     p = g.resolve_precision("auto", "cpu")
     assert p.mode == "no" and "emulated" in p.reason
+
+
+def test_a_probe_on_a_busy_machine_is_used_but_not_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("RDPM_CACHE", str(tmp_path))
+    monkeypatch.setattr(P, "cpu_native_bf16", lambda: (True, "native"))
+    monkeypatch.setattr(P, "_machine_busy", lambda: True)
+    calls = []
+    p = P.resolve_precision("auto", "cpu", lambda d: calls.append(d), "busy")
+    assert "not cached" in p.reason and not (tmp_path / "precision_probes.json").exists()
+    P.resolve_precision("auto", "cpu", lambda d: calls.append(d), "busy")
+    assert len(calls) == 2 * 2 * 6                   # probed again: warm-up + 5 runs, both precisions, twice
