@@ -224,7 +224,8 @@ def t_fid_reference():
     return (md(["pair (CIFAR-10, JPEG q75 copy)", "images", "FID", "KID ×10³"], rows) +
             f"\n\nStandard FID Inception ({d['inception']['source']}, converted for torch-fidelity, sha256 "
             f"`{d['inception']['converted_sha256'][:16]}…`); Inception features cost {s['seconds_per_image_per_process']:.3f} s "
-            f"per image per process ({s['processes']} processes of {s['threads_per_process']} thread(s) each on this CPU). Published: train vs test ≈ {d['published']['cifar10_train_vs_test_fid']} "
+            f"per image per process ({s['processes']} processes of {s['threads_per_process']} thread(s) each on this CPU, "
+            f"while other jobs shared the cores: an upper bound). Published: train vs test ≈ {d['published']['cifar10_train_vs_test_fid']} "
             f"({d['published']['note']}). `{d['command']}`")
 
 
