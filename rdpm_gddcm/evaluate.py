@@ -60,6 +60,7 @@ from torch.utils.data import Dataset
 
 from . import cli
 from .fid_weights import WHEEL
+from .files import write_json_atomic  # noqa: F401  (re-exported: evaluate.write_json_atomic)
 
 PROXY_FD = "CIFAR-feature FD"
 PROXY_ACC = "class accuracy"
@@ -802,12 +803,6 @@ def format_table(result: dict) -> str:
     for n in result.get("notes", []):
         lines.append(f"note: {n}")
     return "\n".join(lines)
-
-
-def write_json_atomic(path, obj) -> Path:
-    """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    from .files import write_json_atomic as write
-    return write(path, obj)
 
 
 def build_parser() -> argparse.ArgumentParser:

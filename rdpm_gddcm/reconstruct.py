@@ -17,7 +17,7 @@ import torch
 from . import cli
 from .cli import positive_int
 from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args
-from .training import write_json_atomic
+from .files import write_json_atomic
 
 
 def parse_args(argv=None):

@@ -33,7 +33,7 @@ from . import cli
 from .cli import class_labels, nonneg_float, nonneg_int, open_probability, positive_int
 from .generator import ModelChooser
 from .precision import CHOICES, HELP as PRECISION_HELP, MODE_OF_DTYPE_NAME
-from .training import write_json_atomic
+from .files import write_json_atomic
 
 
 def parse_args(argv=None):

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import save_npy_atomic, write_bytes_atomic
+
 MAGIC = b"GDDCMTOK"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -55,11 +57,6 @@ def unpack_indices(data: bytes, count: int, bits: int) -> np.ndarray:
     return (bitarr.reshape(count, bits).astype(np.uint64) * weights).sum(1).astype(np.int64)
 
 
-def write_atomic_bytes(path, data: bytes):
-    from .files import write_bytes_atomic
-    write_bytes_atomic(path, data)
-
-
 def write_token_file(path, header: dict, tokens: np.ndarray):
     """One image's tokens (R, G) with its header."""
     K = max(header["codebook_sizes"])
@@ -71,7 +68,7 @@ def write_token_file(path, header: dict, tokens: np.ndarray):
     hb = json.dumps(header, sort_keys=True).encode()
     payload = pack_indices(tokens, bits)
     body = MAGIC + struct.pack("<II", FORMAT_VERSION, len(hb)) + hb + struct.pack("<Q", tokens.size * bits) + payload
-    write_atomic_bytes(path, body + struct.pack("<I", zlib.crc32(body)))
+    write_bytes_atomic(path, body + struct.pack("<I", zlib.crc32(body)))
 
 
 def read_token_file(path) -> tuple[dict, np.ndarray]:
@@ -111,11 +108,6 @@ def shard_name(i: int) -> str:
     return f"shard-{i:05d}"
 
 
-def save_npy_atomic(path, arr: np.ndarray):
-    from .files import save_npy_atomic as save
-    save(path, arr)
-
-
 def shard_complete(out_dir, i: int) -> bool:
     """Shard i is finished: its ``.done`` marker exists and its token and label arrays load with the
     marker's image count (a shard damaged after it was finished counts as unfinished, so a re-run
@@ -142,13 +134,13 @@ def write_shard(out_dir, i: int, tokens: np.ndarray, labels: np.ndarray, K: int,
     save_npy_atomic(out / f"{shard_name(i)}.labels.npy", labels.astype(np.int64))
     for name, arr in (extras or {}).items():
         save_npy_atomic(out / f"{shard_name(i)}.{name}.npy", arr)
-    write_atomic_bytes(out / f"{shard_name(i)}.done", json.dumps({"num_images": int(len(tokens))}).encode())
+    write_bytes_atomic(out / f"{shard_name(i)}.done", json.dumps({"num_images": int(len(tokens))}).encode())
 
 
 def write_manifest(out_dir, header: dict, shards: list[dict], extra: dict | None = None):
     man = {"format_version": FORMAT_VERSION, "header": header, "shards": shards,
            "num_images": int(sum(s["num_images"] for s in shards)), **(extra or {})}
-    write_atomic_bytes(Path(out_dir) / "manifest.json", json.dumps(man, indent=2, sort_keys=True).encode())
+    write_bytes_atomic(Path(out_dir) / "manifest.json", json.dumps(man, indent=2, sort_keys=True).encode())
 
 
 class ShardedTokens:

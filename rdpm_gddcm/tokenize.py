@@ -30,7 +30,7 @@ from . import cli
 from .cli import nonneg_int, positive_int
 from .token_io import shard_complete, shard_name, write_manifest, write_shard
 from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args
-from .training import write_json_atomic
+from .files import write_json_atomic
 
 
 def parse_args(argv=None):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .files import write_json_atomic  # noqa: F401  (re-exported for the trainers)
 from .cli import nonneg_float, nonneg_int, positive_float, positive_int, probability
 from .precision import CHOICES, HELP as PRECISION_HELP, Precision
 
@@ -107,11 +108,6 @@ def setup_logger(results_dir: Path, is_main: bool) -> logging.Logger:
     else:
         logger.addHandler(logging.NullHandler())
     return logger
-
-
-def write_json_atomic(path, obj):
-    from .files import write_json_atomic as write
-    write(path, obj)
 
 
 def find_checkpoint(results_dir: Path, spec: str | None) -> Path | None:
