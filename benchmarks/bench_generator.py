@@ -68,16 +68,14 @@ def baseline_tokenizer(a, cache: dict):
     """The generator's tokenizer (backbone, plan, codebooks), rebuilt from the header of --tokens (the
     generator's training tokens) so the baselines can run before or without a trained generator."""
     if "tok" not in cache:
-        from rdpm_gddcm.tokenizer import load_models, tokenizer_from_header
-        from rdpm_gddcm.precision import MODE_OF_DTYPE_NAME
+        from rdpm_gddcm.tokenizer import Tokenizer
         f = Path(a.tokens) / "tokenizer_config.json"
         if f.exists():
             h = json.loads(f.read_text())["header"]   # = the manifest's
         else:                                          # the generator records its tokens' header
             h = json.loads((Path(a.generator) / "generator.json").read_text())["tokens_header"]
-        bb, ae, _ = load_models(a.backbone, None, h["image_shape"][-1], "cpu", MODE_OF_DTYPE_NAME[h["backbone_dtype"]])
-        cache["tok"] = tokenizer_from_header(h, bb, ae, "cpu")
-        bb.set_precision(a.mixed_precision, "cpu")     # sampling replays no stored tokens
+        cache["tok"] = Tokenizer.from_header(h, a.backbone, None, "cpu")
+        cache["tok"].backbone.set_precision(a.mixed_precision, "cpu")     # sampling replays no stored tokens
     return cache["tok"]
 
 

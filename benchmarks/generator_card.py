@@ -96,7 +96,9 @@ def main():
     meta = json.loads((run / "generator.json").read_text())
     backbone = ROOT / "assets" / a.backbone_asset
     from rdpm_gddcm.backbones import load_backbone
-    if load_backbone(str(backbone)).weights_hash() != meta["tokens_header"]["backbone"]["sha256"]:
+    from rdpm_gddcm.header import TokenHeader
+    h = TokenHeader.from_json(meta["tokens_header"], source=str(run / "generator.json"))
+    if load_backbone(str(backbone)).weights_hash() != h.backbone["sha256"]:
         raise SystemExit(f"{backbone} is not the backbone these tokens were made with (weights hash differs)")
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy(run / "generator.safetensors", dst / "generator.safetensors")
@@ -107,8 +109,7 @@ def main():
     grids = sorted((run / "samples").glob("step_*.png"))
     if grids:
         shutil.copy(grids[-1], dst / "samples.png")
-    h, g = meta["tokens_header"], meta["generator"]
-    plan = h["plan"]
+    g, plan = meta["generator"], h.plan
     from rdpm_gddcm.generator import GeneratorConfig, TokenGenerator, count_params
     params = count_params(TokenGenerator(GeneratorConfig(**g)))
     cfg = json.loads((run / "config.json").read_text())
@@ -117,9 +118,9 @@ def main():
             "weights_mb": (dst / "generator.safetensors").stat().st_size / 2 ** 20,
             "generator": {**g, "model": meta["train_config"]["model"]},
             "tokens": {"plan": plan["kind"], "p": plan["config"]["p"], "num_steps": len(plan["steps"]),
-                       "grid": "x".join(map(str, h["grid"])), "blocks": g["num_blocks"], "block_dim": g["block_dim"],
-                       "codebook_size": h["codebook_sizes"][0], "selection": h["selection"], "init": h["init"],
-                       "conditional": h["conditional"], "num_token_rows": h["num_token_rows"]},
+                       "grid": "x".join(map(str, h.grid)), "blocks": g["num_blocks"], "block_dim": g["block_dim"],
+                       "codebook_size": h.codebook_size, "selection": h.selection, "init": h.init,
+                       "conditional": h.conditional, "num_token_rows": h.num_token_rows},
             "training_images": cfg["resolved"]["num_images"], **log_stats(run), "val": val,
             "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit, "note": a.note}
     (dst / "card.json").write_text(json.dumps(card, indent=2))

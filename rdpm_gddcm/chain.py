@@ -38,10 +38,14 @@ class ChainSpec:
     init: str = "codebook"
     # entries larger than this many bytes are scored chunk by chunk (bounded memory, SPEC §6)
     max_codebook_bytes: int = 1 << 28
+    # per-row codebooks in block layout kept for the generator (training needs every row each step)
+    max_block_cache_bytes: int = 1 << 30
 
     def __post_init__(self):
         self._norms: dict = {}
         self._norm_bytes = 0
+        self._blocks: dict = {}
+        self._block_bytes = 0
         if self.init not in INIT_KINDS:
             raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INIT_KINDS)}")
 
@@ -53,6 +57,30 @@ class ChainSpec:
     def num_token_rows(self) -> int:
         """Token maps per image: N steps plus one init map for ``init=codebook``."""
         return len(self.plan) + int(self.has_init_token)
+
+    # token rows <-> chain steps: row 0 is the init map when there is one (SPEC §8)
+    def row_of_step(self, n: int) -> int:
+        if n == INIT_STEP:
+            if not self.has_init_token:
+                raise ValueError(f"init {self.init!r} has no init token")
+            return 0
+        return n + int(self.has_init_token)
+
+    def step_of_row(self, row: int) -> int:
+        return INIT_STEP if (self.has_init_token and row == 0) else row - int(self.has_init_token)
+
+    def codebook_blocks(self, row: int, device) -> torch.Tensor:
+        """Token row ``row``'s K codebook entries in block layout (K, G, Db), float32; kept (up to
+        ``max_block_cache_bytes``) because the generator needs them at every step and batch."""
+        key = (row, str(device))
+        hit = self._blocks.get(key)
+        if hit is None:
+            hit = self.grid.entries_to_blocks(self.codebook.entries(self.step_of_row(row), self.codebook_size,
+                                                                    device)).contiguous()
+            if self._block_bytes + hit.numel() * 4 <= self.max_block_cache_bytes:
+                self._blocks[key] = hit
+                self._block_bytes += hit.numel() * 4
+        return hit
 
 
 @dataclass
@@ -186,10 +214,10 @@ class LookupChooser:
         self.tokens = tokens.long()
 
     def init(self, ctx):
-        return self.tokens[:, 0].to(ctx.state.device)
+        return self.tokens[:, ctx.spec.row_of_step(INIT_STEP)].to(ctx.state.device)
 
     def step(self, ctx):
-        return self.tokens[:, ctx.n + int(ctx.spec.has_init_token)].to(ctx.state.device)
+        return self.tokens[:, ctx.spec.row_of_step(ctx.n)].to(ctx.state.device)
 
 
 class RandomChooser:

@@ -14,9 +14,9 @@ import sys
 import torch
 
 from . import cli
+from .header import decode_notes
 from .token_io import read_token_file, write_token_file
-from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, decode_notes, load_models, replay_precision, \
-    tokenizer_config_from_args, tokenizer_from_header
+from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args
 
 
 def parse_args(argv=None):
@@ -57,12 +57,10 @@ def run(a):
         print(f"wrote {a.output}: {tok.bits_per_image} bits ({tok.bpp:.4f} bpp)")
     else:
         header, tokens = read_token_file(a.input)
-        backbone, ae, _ = load_models(a.backbone, a.autoencoder, header["image_shape"][-1], a.device,
-                                      replay_precision(header, a.device))
-        tok = tokenizer_from_header(header, backbone, ae, a.device)
+        tok = Tokenizer.from_header(header, a.backbone, a.autoencoder, a.device)
         for note in decode_notes(header, a.device):
             print(f"note: {note}", file=sys.stderr)
-        labels = None if header.get("label") is None else torch.tensor([header["label"]])
+        labels = None if header.label is None else torch.tensor([header.label])
         img = tok.decode(torch.as_tensor(tokens)[None], labels)
         save_images(img.cpu(), [a.output])
         print(f"wrote {a.output}")

@@ -33,7 +33,6 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Attention, Mlp
 
-from .codebooks import INIT_STEP
 
 
 @dataclass
@@ -228,9 +227,6 @@ class ModelChooser:
         self.time_in_model = 0.0
         self._device_generators: list | None = None
 
-    def _row(self, ctx) -> int:
-        return ctx.n + int(ctx.spec.has_init_token) if ctx.n != INIT_STEP else 0
-
     @torch.no_grad()
     def logits(self, ctx) -> torch.Tensor:
         import time
@@ -239,9 +235,9 @@ class ModelChooser:
         state = grid.to_blocks(ctx.state.float())
         xh = torch.zeros_like(state) if ctx.xh is None else grid.to_blocks(ctx.xh.float())
         B, dev = state.shape[0], state.device
-        m = self._row(ctx)
+        m = ctx.spec.row_of_step(ctx.n)
         row = torch.full((B,), m, dtype=torch.long, device=dev)
-        cb = grid.entries_to_blocks(ctx.entries()) if self.model.cfg.head == "tied" else None
+        cb = ctx.spec.codebook_blocks(m, dev) if self.model.cfg.head == "tied" else None
         w = cfg_scale_at(m, self.model.cfg.num_rows, self.cfg_scale, self.cfg_schedule)
         y = self.labels.to(dev)
         with torch.autocast(dev.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from . import cli
 from .cli import class_labels, nonneg_float, nonneg_int, open_probability, positive_int
 from .generator import ModelChooser
-from .precision import CHOICES, HELP as PRECISION_HELP, MODE_OF_DTYPE_NAME
+from .precision import CHOICES, HELP as PRECISION_HELP
 from .files import write_json_atomic
 
 
@@ -89,16 +89,17 @@ class Sampler:
     """Generator + tokenizer (rebuilt from the tokens' header) + sampling settings."""
 
     def __init__(self, ckpt, backbone=None, autoencoder=None, device="cpu", mixed_precision="auto"):
-        from .tokenizer import load_models, tokenizer_from_header
         from .generator import load_generator
+        from .header import TokenHeader
+        from .tokenizer import Tokenizer
         self.model, self.meta = load_generator(ckpt, device)
-        h = self.meta["tokens_header"]
+        self.header = TokenHeader.from_json(self.meta["tokens_header"], source=f"{ckpt} (its tokens' header)")
         bb_spec = backbone or resolve_recorded_path(self.meta.get("backbone"), ckpt)
         if bb_spec is None:
             raise ValueError("this generator does not record its backbone: pass --backbone DIR")
-        bb, ae, _ = load_models(bb_spec, autoencoder or self.meta.get("autoencoder"), h["image_shape"][-1], device,
-                                MODE_OF_DTYPE_NAME[h["backbone_dtype"]])
-        self.tokenizer = tokenizer_from_header(h, bb, ae, device)      # checks the header against these models
+        # checks the header against these models; the backbone is loaded in the tokens' precision
+        self.tokenizer = Tokenizer.from_header(self.header, bb_spec, autoencoder or self.meta.get("autoencoder"), device)
+        bb = self.tokenizer.backbone
         self.device = torch.device(device)
         self.backbone_precision = bb.set_precision(mixed_precision, device)
         self.generator_precision = self.model.resolve_precision(mixed_precision, device)

@@ -25,14 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from .files import save_npy_atomic, write_bytes_atomic
+from .header import FORMAT_VERSION, TokenFormatError, TokenHeader  # noqa: F401  (TokenFormatError: this module's error)
 
 MAGIC = b"GDDCMTOK"
-FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
-
-
-class TokenFormatError(ValueError):
-    """A token file or shard that cannot be decoded safely."""
 
 
 def bits_for(K: int) -> int:
@@ -57,21 +53,20 @@ def unpack_indices(data: bytes, count: int, bits: int) -> np.ndarray:
     return (bitarr.reshape(count, bits).astype(np.uint64) * weights).sum(1).astype(np.int64)
 
 
-def write_token_file(path, header: dict, tokens: np.ndarray):
+def write_token_file(path, header: TokenHeader, tokens: np.ndarray):
     """One image's tokens (R, G) with its header."""
-    K = max(header["codebook_sizes"])
-    bits = bits_for(K)
+    bits = bits_for(max(header.codebook_sizes))
     tokens = np.asarray(tokens)
-    expect = (header["num_token_rows"], header["grid"][0] * header["grid"][1])
+    expect = (header.num_token_rows, header.num_blocks)
     if tokens.shape != expect:
         raise ValueError(f"tokens have shape {tokens.shape}, header says {expect}")
-    hb = json.dumps(header, sort_keys=True).encode()
+    hb = json.dumps(header.to_json(), sort_keys=True).encode()
     payload = pack_indices(tokens, bits)
     body = MAGIC + struct.pack("<II", FORMAT_VERSION, len(hb)) + hb + struct.pack("<Q", tokens.size * bits) + payload
     write_bytes_atomic(path, body + struct.pack("<I", zlib.crc32(body)))
 
 
-def read_token_file(path) -> tuple[dict, np.ndarray]:
+def read_token_file(path) -> tuple[TokenHeader, np.ndarray]:
     """Read and validate a token file; returns (header, tokens (R, G))."""
     p = Path(path)
     if not p.exists():
@@ -89,10 +84,13 @@ def read_token_file(path) -> tuple[dict, np.ndarray]:
                                f"{SUPPORTED_VERSIONS}: upgrade the package or re-encode")
     if len(raw) < 16 + hlen + 12:
         raise TokenFormatError(f"{p} is truncated (header incomplete)")
-    header = json.loads(raw[16:16 + hlen])
+    try:
+        header = TokenHeader.from_json(json.loads(raw[16:16 + hlen]), source=str(p))
+    except json.JSONDecodeError as e:
+        raise TokenFormatError(f"{p}: the header is not valid JSON ({e}); re-encode the image") from None
     (nbits,) = struct.unpack("<Q", raw[16 + hlen:24 + hlen])
-    bits = bits_for(max(header["codebook_sizes"]))
-    R, G = header["num_token_rows"], header["grid"][0] * header["grid"][1]
+    bits = bits_for(max(header.codebook_sizes))
+    R, G = header.num_token_rows, header.num_blocks
     if nbits != R * G * bits:
         raise TokenFormatError(f"{p}: payload has {nbits} bits, header implies {R * G * bits}")
     tokens = unpack_indices(raw[24 + hlen:-4], R * G, bits).reshape(R, G)
@@ -137,8 +135,8 @@ def write_shard(out_dir, i: int, tokens: np.ndarray, labels: np.ndarray, K: int,
     write_bytes_atomic(out / f"{shard_name(i)}.done", json.dumps({"num_images": int(len(tokens))}).encode())
 
 
-def write_manifest(out_dir, header: dict, shards: list[dict], extra: dict | None = None):
-    man = {"format_version": FORMAT_VERSION, "header": header, "shards": shards,
+def write_manifest(out_dir, header: TokenHeader, shards: list[dict], extra: dict | None = None):
+    man = {"format_version": FORMAT_VERSION, "header": header.to_json(), "shards": shards,
            "num_images": int(sum(s["num_images"] for s in shards)), **(extra or {})}
     write_bytes_atomic(Path(out_dir) / "manifest.json", json.dumps(man, indent=2, sort_keys=True).encode())
 
@@ -198,7 +196,7 @@ class TokenDataset:
         if man.get("format_version") not in SUPPORTED_VERSIONS:
             raise TokenFormatError(f"{mf} has unknown format version {man.get('format_version')}")
         self.manifest = man
-        self.header = man["header"]
+        self.header = TokenHeader.from_json(man.get("header"), source=str(mf))
         toks, labs, self.states, self.xh = [], [], [], []
         for s in man["shards"]:
             base = d / s["name"]

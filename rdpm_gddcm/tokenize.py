@@ -103,7 +103,7 @@ def run(a):
         for stale in out.glob(".shard-*.tmp*"):        # temporaries of a run killed mid-write
             stale.unlink(missing_ok=True)
         prev = out / "tokenizer_config.json"
-        run_cfg = {"tokenizer": asdict(cfg), "header": header, "data_path": a.data_path, "num_images": n,
+        run_cfg = {"tokenizer": asdict(cfg), "header": header.to_json(), "data_path": a.data_path, "num_images": n,
                    "order": "class-interleaved", "dataset_size": len(ds), "skipped_files": skipped,
                    "shard_size": a.shard_size, "batch_size": a.batch_size, "save_states": a.save_states}
         if prev.exists():

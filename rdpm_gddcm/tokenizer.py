@@ -2,7 +2,8 @@
 
 ``Tokenizer.encode`` runs the chain (SPEC §2) with the residual-argmax chooser and returns the
 tokens *and* the reconstruction that ``Tokenizer.decode`` will produce from them (same code path,
-bit for bit for the same batch). ``header()`` is the token-stream header of SPEC §8;
+bit for bit for the same batch). ``header()`` is the token-stream header of SPEC §8 (a
+``TokenHeader``); ``Tokenizer.from_header`` is the only way back from tokens to a tokenizer, and
 ``check_header`` refuses tokens made with other models or settings.
 
 The shared command-line flags of rdpm-tokenize / rdpm-reconstruct / rdpm-codec live here too.
@@ -10,17 +11,17 @@ The shared command-line flags of rdpm-tokenize / rdpm-reconstruct / rdpm-codec l
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass, fields
 
 import torch
 
 from .chain import INIT_KINDS, SELECTIONS, ChainSpec, EncodeChooser, LookupChooser, run_chain
 from .cli import codebook_size, finite_float, grid_spec, nonneg_int, positive_float, positive_int, probability
-from .codebooks import CODEBOOK_V1, GENERATOR_VERSION, GENERATOR_VERSIONS, V1_NOTE, Grid, VirtualCodebook
+from .codebooks import GENERATOR_VERSION, GENERATOR_VERSIONS, Grid, VirtualCodebook
 from .plans import PLAN_KINDS, Plan, PlanConfig, build_plan
 from .precision import CHOICES, HELP as PRECISION_HELP
-from .token_io import FORMAT_VERSION, TokenFormatError, bits_for
+from .header import TokenFormatError, TokenHeader, encoder_environment
+from .token_io import bits_for
 
 
 @dataclass
@@ -143,7 +144,9 @@ def load_models(backbone_spec: str, autoencoder_spec: str | None, image_size: in
 class Tokenizer:
     """Encode images to gDDCM tokens and back (SPEC §2-§8)."""
 
-    def __init__(self, backbone, autoencoder, cfg: TokenizerConfig, image_size: int, device="cpu"):
+    def __init__(self, backbone, autoencoder, cfg: TokenizerConfig, image_size: int, device="cpu",
+                 plan: Plan | None = None):
+        """``plan``: a stored plan to replay (decoding); by default it is built from ``cfg``."""
         self.backbone, self.autoencoder, self.cfg = backbone, autoencoder, cfg
         self.image_size, self.device = image_size, torch.device(device)
         lat = tuple(autoencoder.latent_shape(image_size))
@@ -153,10 +156,46 @@ class Tokenizer:
         if cfg.init not in INIT_KINDS:
             raise ValueError(f"unknown init {cfg.init!r}")
         self.family = backbone.family
-        self.plan: Plan = build_plan(cfg.plan_config(), self.family)
+        self.plan: Plan = plan if plan is not None else build_plan(cfg.plan_config(), self.family)
         self.grid = Grid.parse(lat, cfg.grid)
         self.codebook = VirtualCodebook(cfg.codebook_seed, int(torch.tensor(lat).prod()), version=cfg.codebook_version)
         self.spec = ChainSpec(self.plan, self.codebook, self.grid, cfg.codebook_size, init=cfg.init)
+
+    @classmethod
+    def from_header(cls, header, backbone, autoencoder=None, device="cpu") -> "Tokenizer":
+        """The tokenizer a token header describes, with its stored plan (replayed, not recomputed).
+
+        ``header``: a ``TokenHeader`` or its JSON. ``backbone``: a loaded backbone or a spec (then
+        loaded in the header's precision, see ``replay_precision``); ``autoencoder``: a loaded one, a
+        spec, or None for the backbone's own. Refuses models that differ from the header's."""
+        from .header import replay_precision
+        h = TokenHeader.from_json(header)
+        if isinstance(backbone, str):
+            backbone, ae, _ = load_models(backbone, autoencoder if isinstance(autoencoder, str) else None,
+                                          h.image_size, device, replay_precision(h, device))
+            autoencoder = autoencoder if autoencoder is not None and not isinstance(autoencoder, str) else ae
+        elif autoencoder is None or isinstance(autoencoder, str):
+            from .autoencoders import load_autoencoder
+            autoencoder = load_autoencoder(autoencoder or getattr(backbone, "meta", {}).get("autoencoder_spec", "pixels"),
+                                           device=device)
+        # the models first: a backbone of another family would otherwise surface as a plan-range error
+        fam, mine = h.family.get("name"), backbone.family.name
+        if fam != mine:
+            raise TokenFormatError(f"tokens were made with a {fam} backbone, but --backbone is a {mine} one: decode "
+                                   f"with the backbone that encoded them ({h.backbone.get('name')}, sha256 "
+                                   f"{h.backbone.get('sha256')})")
+        want = h.backbone.get("sha256")
+        if want and want != backbone.weights_hash():
+            raise TokenFormatError(f"tokens were made with backbone weights {want}, but --backbone has "
+                                   f"{backbone.weights_hash()}: decode with the backbone that encoded them")
+        names = {f.name for f in fields(TokenizerConfig)}
+        cfg = TokenizerConfig(**{k: v for k, v in h.plan["config"].items() if k in names})
+        cfg.plan, cfg.codebook_size, cfg.grid = h.plan["kind"], h.codebook_size, f"{h.grid[0]}x{h.grid[1]}"
+        cfg.init, cfg.selection, cfg.conditional = h.init, h.selection, h.conditional
+        cfg.codebook_seed, cfg.codebook_version = h.codebook_seed, h.codebook_version
+        tok = cls(backbone, autoencoder, cfg, h.image_size, device, plan=Plan.from_json(h.plan))
+        tok.check_header(h)
+        return tok
 
     # ---- sizes
     @property
@@ -172,47 +211,33 @@ class Tokenizer:
         return self.bits_per_image / (self.image_size ** 2)
 
     # ---- header (SPEC §8)
-    def header(self, label: int | None = None) -> dict:
-        return {
-            "format_version": FORMAT_VERSION,
-            "codebook": {"generator_version": self.codebook.version, "seed": self.cfg.codebook_seed},
-            "family": self.family.to_json(),
-            "backbone": {"name": self.backbone.name, "sha256": self.backbone.weights_hash()},
-            "autoencoder": {k: self.autoencoder.identity().get(k) for k in ("name", "sha256")},
-            "backbone_dtype": str(self.backbone.autocast_dtype or "float32").replace("torch.", ""),
-            "image_shape": [3, self.image_size, self.image_size],
-            "latent_shape": list(self.grid.latent_shape),
-            "grid": [self.grid.gh, self.grid.gw],
-            "codebook_sizes": [self.cfg.codebook_size] * len(self.plan),
-            "num_token_rows": self.num_token_rows,
-            "plan": self.plan.to_json(),
-            "init": self.cfg.init,
-            "selection": self.cfg.selection,
-            "conditional": self.cfg.conditional,
-            "label": label,
-            # not checked, compared by decode_notes: what else makes a decode bit-exact
-            "encoder_environment": encoder_environment(self.device),
-        }
+    def header(self, label: int | None = None) -> TokenHeader:
+        return TokenHeader(
+            codebook={"generator_version": self.codebook.version, "seed": self.cfg.codebook_seed},
+            family=self.family.to_json(),
+            backbone={"name": self.backbone.name, "sha256": self.backbone.weights_hash()},
+            autoencoder={k: self.autoencoder.identity().get(k) for k in ("name", "sha256")},
+            backbone_dtype=str(self.backbone.autocast_dtype or "float32").replace("torch.", ""),
+            image_shape=[3, self.image_size, self.image_size],
+            latent_shape=list(self.grid.latent_shape),
+            grid=[self.grid.gh, self.grid.gw],
+            codebook_sizes=[self.cfg.codebook_size] * len(self.plan),
+            num_token_rows=self.num_token_rows,
+            plan=self.plan.to_json(),
+            init=self.cfg.init,
+            selection=self.cfg.selection,
+            conditional=self.cfg.conditional,
+            label=label,
+            encoder_environment=encoder_environment(self.device),
+        )
 
-    def check_header(self, h: dict, source: str = "tokens"):
+    def check_header(self, header, source: str = "tokens"):
         """Refuse tokens that these models/settings would decode into garbage."""
-        if h.get("format_version") != FORMAT_VERSION:
-            raise TokenFormatError(f"{source}: token format version {h.get('format_version')} is not {FORMAT_VERSION}")
-        mine = self.header()
-        checks = [("codebook", "codebook generator/seed"), ("family", "diffusion family"),
-                  ("backbone", "backbone (name + weights hash)"), ("autoencoder", "autoencoder (name + hash)"),
-                  ("image_shape", "image shape"), ("latent_shape", "latent shape"), ("grid", "grid"),
-                  ("codebook_sizes", "codebook size per step"), ("plan", "plan"), ("init", "init"),
-                  ("backbone_dtype", "backbone precision (--mixed-precision)")]
-        for key, what in checks:
-            a, b = h.get(key), mine.get(key)
-            if key == "backbone":
-                a, b = (a or {}).get("sha256"), b.get("sha256")
-            if key == "autoencoder":
-                a, b = (a or {}).get("sha256"), b.get("sha256")
-            if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
-                raise TokenFormatError(f"{source} were made with a different {what}: {str(a)[:120]} vs this decoder's "
-                                       f"{str(b)[:120]}. Decode with the same --backbone/--autoencoder and tokenizer flags")
+        diff = TokenHeader.from_json(header, source).mismatch(self.header())
+        if diff:
+            what, a, b = diff
+            raise TokenFormatError(f"{source} were made with a different {what}: {str(a)[:120]} vs this decoder's "
+                                   f"{str(b)[:120]}. Decode with the same --backbone/--autoencoder and tokenizer flags")
 
     # ---- encode / decode
     def _labels(self, labels, B):
@@ -251,77 +276,3 @@ class Tokenizer:
         B = tokens.shape[0]
         out = run_chain(self.backbone, self.spec, LookupChooser(tokens), B, self._labels(labels, B), self.device)
         return self.autoencoder.decode(out.latent)
-
-
-def encoder_environment(device) -> dict:
-    """What, besides the header's checked fields, decides the last bits of the backbone's outputs."""
-    dev = torch.device(device).type
-    env = {"torch": torch.__version__, "device": dev}
-    if dev == "cpu":
-        env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    elif dev == "cuda":
-        env["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
-    return env
-
-
-def decode_notes(header: dict, device="cpu") -> list[str]:
-    """Warnings for a decode that may not reproduce the encoder bit for bit (printed by the codec)."""
-    notes = []
-    if header.get("codebook", {}).get("generator_version") == CODEBOOK_V1:
-        notes.append(V1_NOTE)
-    enc, here = header.get("encoder_environment"), encoder_environment(device)
-    if enc:
-        diff = [f"{k} {enc.get(k)!r} here {here.get(k)!r}" for k in sorted(set(enc) | set(here)) if enc.get(k) != here.get(k)]
-        if diff:
-            notes.append("encoded with " + "; ".join(diff) + ": network outputs can differ in the last bits, so the "
-                         "decoded image may differ slightly from the encoder's reconstruction")
-    return notes
-
-
-def replay_precision(header: dict, device="cpu") -> str:
-    """The ``--mixed-precision`` mode that replays a token header's ``backbone_dtype`` exactly
-    (decoding must run the backbone as the encoder did), with a note on stderr where that
-    precision is slow on this machine."""
-    import sys
-
-    from .precision import MODE_OF_DTYPE_NAME, cpu_native_bf16
-    name = header.get("backbone_dtype", "float32")
-    if name not in MODE_OF_DTYPE_NAME:
-        raise TokenFormatError(f"unknown backbone_dtype {name!r} in the token header: the file is from a newer version "
-                               "or damaged")
-    mode = MODE_OF_DTYPE_NAME[name]
-    if mode == "bf16" and torch.device(device).type == "cpu":
-        native, why = cpu_native_bf16()
-        if not native:
-            print(f"note: these tokens were made with a bf16 backbone and decoding replays it exactly; {why}, "
-                  "so decoding will be slow here", file=sys.stderr)
-    return mode
-
-
-def tokenizer_from_header(header: dict, backbone, autoencoder, device="cpu") -> Tokenizer:
-    """Rebuild the tokenizer a header describes (the plan comes from the header, not recomputed)."""
-    # the models first: a backbone of another family would otherwise surface as a plan-range error
-    fam, mine = (header.get("family") or {}).get("name"), backbone.family.name
-    if fam != mine:
-        raise TokenFormatError(f"tokens were made with a {fam} backbone, but --backbone is a {mine} one: decode with "
-                               f"the backbone that encoded them ({(header.get('backbone') or {}).get('name')}, "
-                               f"sha256 {(header.get('backbone') or {}).get('sha256')})")
-    want = (header.get("backbone") or {}).get("sha256")
-    if want and want != backbone.weights_hash():
-        raise TokenFormatError(f"tokens were made with backbone weights {want}, but --backbone has "
-                               f"{backbone.weights_hash()}: decode with the backbone that encoded them")
-    plan = header["plan"]
-    cfg = TokenizerConfig(**{k: v for k, v in plan["config"].items() if k in {f.name for f in fields(TokenizerConfig)}})
-    cfg.plan = plan["kind"]
-    cfg.codebook_size = header["codebook_sizes"][0]
-    cfg.grid = f"{header['grid'][0]}x{header['grid'][1]}"
-    cfg.init = header["init"]
-    cfg.selection = header.get("selection", "l2")
-    cfg.codebook_seed = header["codebook"]["seed"]
-    cfg.codebook_version = header["codebook"].get("generator_version", CODEBOOK_V1)
-    cfg.conditional = header.get("conditional", False)
-    tok = Tokenizer(backbone, autoencoder, cfg, header["image_shape"][-1], device)
-    tok.plan = Plan.from_json(plan)                      # the stored plan is authoritative
-    tok.spec.plan = tok.plan
-    tok.check_header(header)
-    return tok

@@ -36,8 +36,9 @@ from .families import Family, broadcast_time, ddpm_alphas_cumprod
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
 from .precision import Precision, resolve_precision
-from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
-                       find_checkpoint, start_run, training_device, write_json_atomic)
+from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, drop_labels,
+                       epoch_permutation, find_checkpoint, new_run_or_nothing, start_run, training_device,
+                       write_json_atomic)
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
 
@@ -58,6 +59,8 @@ class BackboneTrainConfig(TrainConfig):
     init_from: str | None = None            # exported backbone dir to fine-tune from
     focus_quantile: float = 1.0             # see diffusion_loss: the low-noise quantile to focus on
     focus_fraction: float = 0.0             # the share of each batch drawn from that quantile (0 = off)
+    export_checkpoint: str | None = None    # export this checkpoint's EMA weights and exit (no training)
+    export_dir: str | None = None           # where --export-checkpoint writes (default RUN/export/step_N)
 
 
 def parse_args(argv=None) -> BackboneTrainConfig:
@@ -80,6 +83,10 @@ def parse_args(argv=None) -> BackboneTrainConfig:
                    help="low-noise quantile of the family's noise-level distribution that --focus-fraction draws from")
     p.add_argument("--focus-fraction", type=probability, default=d.focus_fraction,
                    help="share of each batch whose noise level comes from the lowest --focus-quantile (0 = off)")
+    p.add_argument("--export-checkpoint", default=None, metavar="latest|DIR",
+                   help="no training: write the EMA weights of this checkpoint of --results-dir as a backbone "
+                        "(backbone.safetensors + backbone.json; evaluate a run while it trains, e.g. a scaling curve)")
+    p.add_argument("--export-dir", default=None, help="where --export-checkpoint writes (default: RUN/export/step_N)")
     cfg = BackboneTrainConfig(**vars(p.parse_args(argv)))
     if not 0.0 < cfg.focus_quantile <= 1.0 or not 0.0 <= cfg.focus_fraction <= 1.0:
         p.error(f"--focus-quantile must be in (0, 1] and --focus-fraction in [0, 1]; got {cfg.focus_quantile}, "
@@ -302,8 +309,7 @@ def train(cfg: BackboneTrainConfig):
                     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             y = labels[idx].long()
             if num_classes:
-                drop = torch.rand(len(idx), generator=loss_gen) < cfg.label_dropout
-                y = torch.where(drop, torch.full_like(y, num_classes), y)
+                y = drop_labels(y, num_classes, cfg.label_dropout, loss_gen)
             else:
                 y = None
             x = x.to(accelerator.device)
@@ -358,10 +364,45 @@ def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, 
     logger.info(f"exported {rd / 'backbone.safetensors'} (EMA, fp16) and backbone.json at step {step}")
 
 
+def export_checkpoint(results_dir, spec: str = "latest", out_dir=None) -> Path:
+    """Write the EMA weights of a checkpoint of a run as an exported backbone (what the run would
+    export had it ended there), without the autoencoder or the data. Returns the export folder."""
+    from dataclasses import fields
+    rd = Path(results_dir)
+    try:
+        conf = json.loads((rd / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise FileNotFoundError(f"{rd / 'config.json'}: not readable ({e}); pass the --results-dir of an "
+                                "rdpm-train-backbone run") from None
+    ckpt = find_checkpoint(rd, spec)
+    if ckpt is None:
+        raise FileNotFoundError(f"{rd}: no complete checkpoint to export yet; train first")
+    resolved = conf["resolved"]
+    cfg = BackboneTrainConfig(**{f.name: conf[f.name] for f in fields(BackboneTrainConfig) if f.name in conf})
+    step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+    net = UNet(UNetConfig.from_json(resolved["network"]))
+    ema = EMA(net, cfg.ema_decay)
+    ema.load_state_dict(torch.load(ckpt / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=True))
+    ema.copy_to(net)
+    sigma_data = 0.5 if cfg.autoencoder == "pixels" else round(resolved["data_std"], 3)
+    bb = NetworkBackbone(net.eval(), make_family(cfg.family), sigma_data=sigma_data, name="rdpm-unet")
+    bb.clip_sample = 1.0 if cfg.autoencoder == "pixels" else None
+    out = Path(out_dir) if out_dir else rd / "export" / ckpt.name
+    bb.save(out, extra={"autoencoder": resolved["autoencoder"], "autoencoder_spec": cfg.autoencoder,
+                        "data": {"path": cfg.data_path, "image_size": cfg.image_size}, "steps": step,
+                        "images_seen": step * cfg.global_batch_size, "model": cfg.model,
+                        "train_config": {k: v for k, v in asdict(cfg).items()
+                                         if k not in ("export_checkpoint", "export_dir")}})
+    return out
+
+
 def main(argv=None):
     from .cli import run_command
     cfg = parse_args(argv)
-    return run_command("rdpm-train-backbone", lambda: train(cfg))
+    if cfg.export_checkpoint:
+        return run_command("rdpm-train-backbone", lambda: print(
+            f"exported {export_checkpoint(cfg.results_dir, cfg.export_checkpoint, cfg.export_dir)}"))
+    return run_command("rdpm-train-backbone", lambda: new_run_or_nothing(cfg.results_dir, lambda: train(cfg)))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ from tqdm import tqdm
 from . import cli
 from .chain import effective_score
 from .cli import nonneg_int
-from .codebooks import INIT_STEP, Grid, VirtualCodebook
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params, load_generator
 from .token_io import TokenDataset
-from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, epoch_permutation,
-                       find_checkpoint, start_run, training_device, write_json_atomic)
+from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, drop_labels,
+                       epoch_permutation, find_checkpoint, new_run_or_nothing, start_run, training_device,
+                       write_json_atomic)
 
 
 @dataclass
@@ -72,31 +72,20 @@ class RowBatcher:
     """Turns (image indices, row indices) into model inputs, from cached states or by replay."""
 
     def __init__(self, data: TokenDataset, tokenizer=None):
-        h = data.header
         self.data, self.tokenizer = data, tokenizer
-        self.grid = Grid(tuple(h["latent_shape"]), *h["grid"])
-        self.codebook = VirtualCodebook(h["codebook"]["seed"], int(np.prod(h["latent_shape"])),
-                                        version=h["codebook"].get("generator_version", "gddcm-codebook-v1"))
-        self.K = h["codebook_sizes"][0]
-        self.has_init = h["init"] == "codebook"
-        self._blocks: dict = {}
+        self.spec = tokenizer.spec if tokenizer is not None else data.header.chain_spec()
+        self.grid, self.K = self.spec.grid, self.spec.codebook_size
         if not data.has_states and tokenizer is None:
             raise ValueError("the token shards hold no cached states (rdpm-tokenize --save-states) and no --backbone "
                              "was given to replay them: pass --backbone DIR")
 
     def codebook_blocks(self, row: int, device) -> torch.Tensor:
-        """Row ``row``'s codebook in block layout (K, G, Db), laid out once per row and kept: every
-        training step needs up to all rows (R·K·D floats, e.g. 11 x 4096 x 3072 x 4 B = 550 MB)."""
-        key = (row, str(device))
-        if key not in self._blocks:
-            n = INIT_STEP if (self.has_init and row == 0) else row - int(self.has_init)
-            self._blocks[key] = self.grid.entries_to_blocks(self.codebook.entries(n, self.K, device)).contiguous()
-        return self._blocks[key]
+        return self.spec.codebook_blocks(row, device)
 
     def inputs(self, idx: np.ndarray, rows: np.ndarray, device):
         """(state_blocks, xh_blocks, targets) for images idx at rows ``rows``."""
-        L = tuple(self.data.header["latent_shape"])
-        steps = rows - int(self.has_init)                 # chain step per example (-1: init row)
+        L = tuple(self.grid.latent_shape)
+        steps = np.array([self.spec.step_of_row(int(r)) for r in rows], dtype=np.int64)   # INIT_STEP: the init row
         s = np.maximum(steps, 0)
         if self.data.has_states:
             st, xh = self.data.states_for(idx, s)         # (B, C, H, W): only the step each example needs
@@ -139,7 +128,7 @@ def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 6
     """Mean cross-entropy (nats per token) and top-1 token accuracy of ``model`` on every row of every
     sequence of ``data``, overall and per row (class labels given, as in conditional sampling)."""
     batcher = RowBatcher(data, tokenizer)
-    R = data.header["num_token_rows"]
+    R = data.header.num_token_rows
     ce, acc, count = np.zeros(R), np.zeros(R), np.zeros(R)
     model.eval()
     for lo in range(0, len(data), batch_size):
@@ -164,19 +153,16 @@ def train(cfg: GeneratorTrainConfig):
     h = data.header
     tokenizer = None
     if cfg.backbone is not None:
-        from .precision import MODE_OF_DTYPE_NAME
-        from .tokenizer import load_models, tokenizer_from_header
-        # the backbone recomputes the tokens' states: it must run exactly as the encoder did
-        bb, ae, _ = load_models(cfg.backbone, cfg.autoencoder, h["image_shape"][-1], device,
-                                MODE_OF_DTYPE_NAME[h["backbone_dtype"]])
-        tokenizer = tokenizer_from_header(h, bb, ae, device)
+        from .tokenizer import Tokenizer
+        # the backbone recomputes the tokens' states: it runs exactly as the encoder did
+        tokenizer = Tokenizer.from_header(h, cfg.backbone, cfg.autoencoder, device)
     batcher = RowBatcher(data, tokenizer)
     num_classes = data.manifest.get("num_classes") or int(data.labels.max()) + 1
     gcfg = GeneratorConfig(**{**GENERATOR_CONFIGS[cfg.model], "num_blocks": batcher.grid.num_blocks,
-                              "block_dim": batcher.grid.block_dim, "num_rows": h["num_token_rows"],
+                              "block_dim": batcher.grid.block_dim, "num_rows": h.num_token_rows,
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
-                              "score": effective_score(h.get("selection", "l2"), h["plan"]["kind"])})
+                              "score": effective_score(h.selection, h.plan["kind"])})
     precision = TokenGenerator(gcfg).resolve_precision(cfg.mixed_precision, device,
                                                        batch=min(32, cfg.global_batch_size), train=True)
     accelerator, rd, logger, micro = start_run(cfg, precision)
@@ -190,10 +176,10 @@ def train(cfg: GeneratorTrainConfig):
     if accelerator.is_main_process:
         write_json_atomic(rd / "config.json", {**asdict(cfg), "resolved": {"generator": gcfg.to_json(),
                           "parameters": count_params(raw), "num_images": len(data), "has_states": data.has_states,
-                          "num_processes": world, "micro_batch": micro, "tokens_header": h,
+                          "num_processes": world, "micro_batch": micro, "tokens_header": h.to_json(),
                           "precision": precision.to_json()}})
         logger.info(f"{cfg.model} ({cfg.head} head): {count_params(raw)/1e6:.2f}M params, {len(data)} token sequences "
-                    f"x {h['num_token_rows']} rows x {batcher.grid.num_blocks} blocks, K={batcher.K}")
+                    f"x {h.num_token_rows} rows x {batcher.grid.num_blocks} blocks, K={batcher.K}")
     step = 0
     ckpt = find_checkpoint(rd, cfg.resume_from_checkpoint)
     if ckpt is not None:
@@ -201,7 +187,7 @@ def train(cfg: GeneratorTrainConfig):
         step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
         logger.info(f"resumed from {ckpt} at step {step}")
 
-    n, R = len(data), h["num_token_rows"]
+    n, R = len(data), h.num_token_rows
     steps_per_epoch = max(1, n // cfg.global_batch_size)
     run_loss, run_acc = 0.0, np.zeros((2, R))
     t0, seen = time.time(), 0
@@ -213,14 +199,13 @@ def train(cfg: GeneratorTrainConfig):
         # rows and label drops are a function of (seed, step): resume sees the same examples
         g = torch.Generator().manual_seed(cfg.global_seed * 1000003 + step)
         grows = torch.randint(R, (len(gidx),), generator=g)
-        gdrop = torch.rand(len(gidx), generator=g) < cfg.label_dropout
+        gy = drop_labels(torch.from_numpy(data.labels[gidx.numpy()]).long(), num_classes, cfg.label_dropout, g)
         mine = torch.arange(len(gidx))[accelerator.process_index::world]
         for m in range(cfg.grad_accum):
             sel = mine[m * micro:(m + 1) * micro]
             idx, rows = gidx[sel].numpy(), grows[sel].numpy()
             sb, xb, targets = batcher.inputs(idx, rows, accelerator.device)
-            y = torch.from_numpy(data.labels[idx]).long()
-            y = torch.where(gdrop[sel], torch.full_like(y, num_classes), y).to(accelerator.device)
+            y = gy[sel].to(accelerator.device)
             rows_t = torch.from_numpy(rows).long().to(accelerator.device)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
@@ -264,8 +249,9 @@ def validate(cfg: GeneratorTrainConfig, rd: Path, step: int, logger):
         return
     data = TokenDataset(cfg.val_tokens)
     model, meta = load_generator(rd)
+    ours, theirs = data.header.to_json(), meta["tokens_header"]
     for key in ("codebook", "backbone", "grid", "plan", "latent_shape", "codebook_sizes", "selection", "init"):
-        if data.header.get(key) != meta["tokens_header"].get(key):
+        if ours.get(key) != theirs.get(key):
             raise ValueError(f"--val-tokens {cfg.val_tokens}: its {key} differs from the training tokens'; "
                              "tokenize the held-out images with the same tokenizer settings")
     m = {"step": step, **token_metrics(model, data)}
@@ -307,7 +293,7 @@ def export(cfg, raw, ema, gcfg, data, rd: Path, step: int, logger, dtype=torch.f
     ema.copy_to(model)
     sd = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(sd, str(rd / "generator.safetensors.tmp"))
-    meta = {"format_version": 1, "generator": gcfg.to_json(), "tokens_header": data.header, "steps": step,
+    meta = {"format_version": 1, "generator": gcfg.to_json(), "tokens_header": data.header.to_json(), "steps": step,
             "backbone": cfg.backbone, "autoencoder": cfg.autoencoder, "classes": data.manifest.get("classes"),
             "train_config": asdict(cfg)}
     (rd / "generator.json.tmp").write_text(json.dumps(meta, indent=2))
@@ -321,7 +307,7 @@ def export(cfg, raw, ema, gcfg, data, rd: Path, step: int, logger, dtype=torch.f
 def main(argv=None):
     from .cli import run_command
     cfg = parse_args(argv)
-    return run_command("rdpm-train", lambda: train(cfg))
+    return run_command("rdpm-train", lambda: new_run_or_nothing(cfg.results_dir, lambda: train(cfg)))
 
 
 if __name__ == "__main__":

@@ -95,6 +95,13 @@ class EMA(torch.nn.Module):
             p.copy_(self.shadow[name.replace(".", "__")].to(p.dtype))
 
 
+def drop_labels(y: torch.Tensor, num_classes: int, rate: float, gen: torch.Generator) -> torch.Tensor:
+    """Classifier-free guidance training: each label becomes the null class ``num_classes`` with
+    probability ``rate`` (one uniform draw per label from ``gen``, so resumed runs drop the same)."""
+    drop = torch.rand(len(y), generator=gen) < rate
+    return torch.where(drop, torch.full_like(y, num_classes), y)
+
+
 def setup_logger(results_dir: Path, is_main: bool) -> logging.Logger:
     logger = logging.getLogger(f"rdpm.{results_dir}")
     logger.handlers.clear()
@@ -149,6 +156,21 @@ def training_device() -> torch.device:
 
 
 _RUN_START: dict = {}
+
+
+def new_run_or_nothing(results_dir, body):
+    """Run a trainer's ``body``; if it fails before its first checkpoint in a run folder that it
+    created, remove that folder (bad input must leave nothing behind; a resumed or checkpointed
+    run keeps everything)."""
+    import shutil
+    rd = Path(results_dir)
+    existed = rd.exists()
+    try:
+        return body()
+    except BaseException:
+        if not existed and rd.is_dir() and find_checkpoint(rd, "latest") is None:
+            shutil.rmtree(rd, ignore_errors=True)
+        raise
 
 
 def start_run(cfg, precision: Precision):

@@ -60,6 +60,8 @@ CASES = [
     ("rdpm-train-backbone", B + ["--keep-checkpoints", "0"], "--keep-checkpoints"),
     ("rdpm-train-backbone", B + ["--lr", "nan"], "--lr"),
     ("rdpm-train-backbone", B + ["--model", "unet-huge"], "--model"),
+    ("rdpm-train-backbone", ["--data-path", "{tmp}/imgs", "--image-size", "16", "--model", "unet-tiny", "--results-dir",
+                             "{tmp}/bb", "--max-steps", "1", "--global-batch-size", "2"], "b.png"),
     ("rdpm-train", ["--tokens", "{tmp}/notokens", "--results-dir", "{tmp}/g", "--global-batch-size", "0"],
      "--global-batch-size"),
     ("rdpm-train", ["--tokens", "{tmp}/notokens", "--results-dir", "{tmp}/g"], "manifest.json"),
@@ -79,6 +81,10 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(prog, args, needle, 
     tmp.mkdir()
     (tmp / "keep.txt").write_text("untouched")
     np.savez(tmp / "one.npz", arr_0=np.zeros((1, 8, 8, 3), np.uint8))
+    from PIL import Image
+    (tmp / "imgs" / "cat").mkdir(parents=True)
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(tmp / "imgs" / "cat" / "a.png")
+    (tmp / "imgs" / "cat" / "b.png").write_bytes(b"not a png")                 # an unreadable image
     fill = {"tmp": str(tmp), "gen": str(GEN), "vp": str(VP)}
     argv = [a.format(**fill) for a in args]
     before = _snapshot(tmp)

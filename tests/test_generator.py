@@ -197,7 +197,7 @@ def test_overfit_and_samples_decode_to_training_images(toy):
     assert (run / "samples" / "step_0000120.png").exists()          # class-conditional grid at the end
     val = json.loads((run / "val_metrics.json").read_text())[-1]     # the EMA export, teacher-forced on every row
     assert val["step"] == 120 and val["accuracy"] == 1.0 and val["ce"] < 0.05 < val["uniform_ce"]
-    assert len(val["ce_per_row"]) == TokenDataset(tok).header["num_token_rows"]
+    assert len(val["ce_per_row"]) == TokenDataset(tok).header.num_token_rows
     log = (run / "log.txt").read_text()
     final_ce = float([l for l in log.splitlines() if " ce " in l][-1].split(" ce ")[1].split()[0])
     assert final_ce < 0.05, log[-800:]
@@ -286,9 +286,9 @@ def test_training_without_states_replays_them(toy, tmp_path):
                                       "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16",
                                       "--grid", "2x2", "--batch-size", "4"]))
     with_states = TokenDataset(tok)
-    from rdpm_gddcm.tokenizer import load_models, tokenizer_from_header
+    from rdpm_gddcm.tokenizer import Tokenizer, load_models
     b, ae, _ = load_models(str(bb), None, None)
-    batcher = train_generator.RowBatcher(TokenDataset(bare), tokenizer_from_header(with_states.header, b, ae))
+    batcher = train_generator.RowBatcher(TokenDataset(bare), Tokenizer.from_header(with_states.header, b, ae))
     cached = train_generator.RowBatcher(with_states)
     idx, rows = np.array([0, 3, 2]), np.array([0, 1, 2])
     for x, y in zip(batcher.inputs(idx, rows, "cpu"), cached.inputs(idx, rows, "cpu")):
@@ -305,10 +305,10 @@ def test_replay_uses_class_labels_for_conditional_tokens(toy, tmp_path):
             "2", "--codebook-size", "16", "--grid", "2x2", "--batch-size", "4", "--conditional"]
     tokenize.run(tokenize.parse_args(args + ["--out", str(tmp_path / "cached"), "--save-states"]))
     tokenize.run(tokenize.parse_args(args + ["--out", str(tmp_path / "bare")]))
-    from rdpm_gddcm.tokenizer import load_models, tokenizer_from_header
+    from rdpm_gddcm.tokenizer import Tokenizer, load_models
     cached = TokenDataset(tmp_path / "cached")
     b, ae, _ = load_models(str(bb), None, None)
-    replay = train_generator.RowBatcher(TokenDataset(tmp_path / "bare"), tokenizer_from_header(cached.header, b, ae))
+    replay = train_generator.RowBatcher(TokenDataset(tmp_path / "bare"), Tokenizer.from_header(cached.header, b, ae))
     idx, rows = np.array([1, 2, 3]), np.array([1, 2, 2])
     for x, y in zip(replay.inputs(idx, rows, "cpu"), train_generator.RowBatcher(cached).inputs(idx, rows, "cpu")):
         assert torch.allclose(x.float(), y.float(), atol=2e-3)

@@ -142,3 +142,15 @@ def test_trajectory_vp_discrete_many_steps_fit_integers():
     assert all(a > b for a, b in zip(t_to, t_to[1:]))
     with pytest.raises(ValueError, match="do not fit"):
         build_plan(PlanConfig(kind="trajectory", num_steps=995, p=0.5), f)
+
+
+def test_fixed_point_eq9_eq10_exact_counts():
+    """One setting worked by hand: P=4, Δ_min=0.01, Δ_max=0.16 gives Δ(k) = 0.16·2^-k (Eq. 9); with
+    σ_max=2^7 and ρ=7, r(k) ∝ (1+k/4)^7 = 1, 4.77, 17.09, 50.27, whose largest-remainder split of
+    N=10 steps is 0, 1, 2, 7 (Eq. 10; the quotas are 0.14, 0.65, 2.34, 6.88)."""
+    f = Family("ve")
+    plan = build_plan(PlanConfig(kind="fixed-point", num_steps=10, t_fixed=0.2, delta_min=0.01, delta_max=0.16,
+                                 intervals=4, sigma_max_r=2.0 ** 7, rho=7.0), f)
+    assert plan.config["interval_deltas"] == pytest.approx([0.16, 0.08, 0.04, 0.02], rel=1e-12)
+    assert plan.config["interval_counts"] == [0, 1, 2, 7]
+    assert [round(0.2 - t_den, 12) for _, t_den, _ in plan.steps] == [0.08] + [0.04] * 2 + [0.02] * 7

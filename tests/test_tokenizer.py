@@ -19,7 +19,7 @@ from rdpm_gddcm.families import Family
 from rdpm_gddcm.networks import UNet, UNetConfig
 from rdpm_gddcm.token_io import (ShardedTokens, TokenDataset, TokenFormatError, pack_indices, read_token_file, unpack_indices,
                                  write_token_file)
-from rdpm_gddcm.tokenizer import Tokenizer, TokenizerConfig, tokenizer_from_header
+from rdpm_gddcm.tokenizer import Tokenizer, TokenizerConfig
 
 # results that depend on float kernels: CI reruns these under other ATEN_CPU_CAPABILITY values
 pytestmark = pytest.mark.numerics
@@ -77,13 +77,13 @@ def test_codec_cli_roundtrip_matches_encoder(backbone_dir, image_file, tmp_path)
     codec.main(["encode", str(image_file), "-o", str(f), "--backbone", str(backbone_dir), "--plan", "trajectory",
                 "--p", "0.5", "--num-steps", "6", "--codebook-size", "1024", "--grid", "2x2"])
     header, tokens = read_token_file(f)
-    assert tokens.shape == (7, 4) and header["codebook_sizes"] == [1024] * 6
+    assert tokens.shape == (7, 4) and header.codebook_sizes == [1024] * 6
     # file size: header + 28 tokens at 10 bits
-    assert f.stat().st_size < len(json.dumps(header)) + 28 * 10 // 8 + 64
+    assert f.stat().st_size < len(json.dumps(header.to_json())) + 28 * 10 // 8 + 64
     out = tmp_path / "y.png"
     codec.main(["decode", str(f), "-o", str(out), "--backbone", str(backbone_dir)])
     from rdpm_gddcm.data import load_image
-    tok = tokenizer_from_header(header, load_backbone(str(backbone_dir)), PixelAutoencoder())
+    tok = Tokenizer.from_header(header, load_backbone(str(backbone_dir)), PixelAutoencoder())
     _, rec, _ = tok.encode(load_image(str(image_file), SIZE)[None])
     from rdpm_gddcm.metrics import to_uint8
     assert torch.equal(to_uint8(load_image(str(out), SIZE)), to_uint8(rec[0]))
@@ -95,14 +95,14 @@ def test_codec_roundtrip_fixed_point_with_descent(backbone_dir, image_file, tmp_
     codec.main(["encode", str(image_file), "-o", str(f), "--backbone", str(backbone_dir), "--plan", "fixed-point",
                 "--num-steps", "8", "--descent-steps", "3", "--codebook-size", "64", "--selection", "jacobian"])
     header, tokens = read_token_file(f)
-    steps = header["plan"]["steps"]
-    assert tokens.shape == (9, 1) and len(steps) == 8 and header["plan"]["config"]["descent_steps"] == 3
+    steps = header.plan["steps"]
+    assert tokens.shape == (9, 1) and len(steps) == 8 and header.plan["config"]["descent_steps"] == 3
     assert steps[0][0] > steps[3][0] == steps[-1][0] == steps[-1][2]      # descends, then stays at T_s
     out = tmp_path / "d.png"
     codec.main(["decode", str(f), "-o", str(out), "--backbone", str(backbone_dir)])
     from rdpm_gddcm.data import load_image
     from rdpm_gddcm.metrics import to_uint8
-    tok = tokenizer_from_header(header, load_backbone(str(backbone_dir)), PixelAutoencoder())
+    tok = Tokenizer.from_header(header, load_backbone(str(backbone_dir)), PixelAutoencoder())
     _, rec, _ = tok.encode(load_image(str(image_file), SIZE)[None])
     assert torch.equal(to_uint8(load_image(str(out), SIZE)), to_uint8(rec[0]))
 
@@ -257,7 +257,7 @@ def test_tokenize_subset_is_class_balanced_and_extends(backbone_dir, tmp_path):
     assert ds.labels.tolist() == [0, 1, 2, 0, 1, 2]
     # position 1 is class 1's first image (folder index 4): its tokens are that image's encoding
     folder = ImageFolderDataset(str(root), SIZE)
-    tok = tokenizer_from_header(ds.header, load_backbone(str(backbone_dir)), PixelAutoencoder())
+    tok = Tokenizer.from_header(ds.header, load_backbone(str(backbone_dir)), PixelAutoencoder())
     expect, _, _ = tok.encode(folder[4][0][None], torch.tensor([folder[4][1]]))
     assert np.array_equal(ds.tokens[1], expect[0].numpy())
     # extend to 9: shard 0 (positions 0-3) is kept as it is, the old partial shard 1 is redone

@@ -290,3 +290,37 @@ def test_stop_after_minutes_checkpoints_and_resumes(tmp_path):
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_0000001"]
     main(BASE + ["--results-dir", str(run), "--resume-from-checkpoint", "latest"])
     assert (run / "backbone.safetensors").exists()
+
+
+def test_export_checkpoint_equals_the_runs_own_export(runs, tmp_path):
+    """--export-checkpoint writes what the run exported at its end (same EMA weights, family and
+    network), plus how many images the checkpoint had seen."""
+    A, _, _ = runs
+    main(["--results-dir", str(A), "--export-checkpoint", "latest", "--export-dir", str(tmp_path / "e")])
+    from safetensors.torch import load_file
+    ours, theirs = load_file(str(tmp_path / "e" / "backbone.safetensors")), load_file(str(A / "backbone.safetensors"))
+    assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    meta, run_meta = (json.loads((d / "backbone.json").read_text()) for d in (tmp_path / "e", A))
+    for key in ("family", "family_config", "prediction", "sigma_data", "network", "autoencoder", "steps", "clip_sample"):
+        assert meta[key] == run_meta[key], key
+    assert meta["images_seen"] == 4 * 8
+
+
+def test_export_checkpoint_without_a_run(tmp_path, cli_error):
+    assert "config.json" in cli_error(main, ["--results-dir", str(tmp_path / "none"), "--export-checkpoint", "latest"])
+    assert not (tmp_path / "none").exists()
+
+
+def test_label_dropout_rate_and_null_class():
+    """CFG training: the dropped share is the rate (binomial 5σ bound), dropped labels are exactly the
+    null class, the others are unchanged, and the same generator state drops the same labels."""
+    from rdpm_gddcm.training import drop_labels
+    n, rate = 20000, 0.1
+    y = torch.randint(10, (n,), generator=torch.Generator().manual_seed(0))
+    out = drop_labels(y, 10, rate, torch.Generator().manual_seed(1))
+    dropped = out != y
+    assert abs(dropped.float().mean().item() - rate) < 5 * (rate * (1 - rate) / n) ** 0.5
+    assert (out[dropped] == 10).all() and torch.equal(out[~dropped], y[~dropped])
+    assert torch.equal(out, drop_labels(y, 10, rate, torch.Generator().manual_seed(1)))
+    assert torch.equal(drop_labels(y, 10, 0.0, torch.Generator()), y)
+    assert (drop_labels(y, 10, 1.0, torch.Generator()) == 10).all()
