@@ -1,7 +1,8 @@
 """Backbone recipes at equal CPU time, ranked by FID of each backbone's own sampler.
 
 Each pilot trains ``rdpm-train-backbone`` from scratch on CIFAR-10 ``train`` (same seed, same data
-order rule) for ``--minutes`` of wall time (``--stop-after-minutes``; the run's learning rate is then
+order rule) for ``--minutes`` of CPU time (``--stop-after-cpu-minutes``, run with one thread; encoding
+the dataset once is not counted; the run's learning rate is then
 effectively constant after warm-up, as its cosine spans ``--max-steps 10**6``), exports the EMA
 weights of its last checkpoint, and is scored by
 
@@ -67,10 +68,10 @@ def train_pilot(name: str, a) -> Path:
         cmd = [sys.executable, "-m", "rdpm_gddcm.train_backbone", "--data-path", str(DATA / "train"),
                "--results-dir", str(rd), "--max-steps", "1000000", "--warmup-steps", "50",
                "--global-batch-size", "64", "--lr", "5e-4", "--ckpt-every", "500", "--sample-every", "0",
-               "--log-every", "50", "--global-seed", "0", "--stop-after-minutes", str(a.minutes),
+               "--log-every", "50", "--global-seed", "0", "--stop-after-cpu-minutes", str(a.minutes),
                *shlex.split(PILOTS[name])]
         print("+", shlex.join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     from rdpm_gddcm.train_backbone import export_checkpoint
     return export_checkpoint(rd, "latest", rd / "export-latest")
 
@@ -124,7 +125,8 @@ def sample_own(bb, ae, n: int, steps: int, cfg_scale: float, seed: int, batch: i
 
 
 def score(imgs: np.ndarray, labels: np.ndarray, a) -> dict:
-    from rdpm_gddcm.evaluate import PROXY_ACC, ArrayImages, Source, load_source, proxy_metrics
+    from rdpm_gddcm.image_sources import ArrayImages, Source, load_source
+    from rdpm_gddcm.proxy_metrics import PROXY_ACC, proxy_metrics
     from rdpm_gddcm.fid_weights import inception_features
     from rdpm_gddcm.metrics import frechet_distance, gaussian_stats
     ref = np.load(a.fid_reference).astype(np.float64)
@@ -141,7 +143,8 @@ def score(imgs: np.ndarray, labels: np.ndarray, a) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pilot", action="append", choices=sorted(PILOTS), required=True, help="repeatable")
-    p.add_argument("--minutes", type=float, default=15.0, help="training wall time of each pilot")
+    p.add_argument("--minutes", type=float, default=15.0,
+                   help="training CPU time of each pilot (process CPU minutes: equal compute on a shared machine)")
     p.add_argument("--runs-dir", default=str(ROOT / "runs" / "pilots"))
     p.add_argument("--num-images", type=int, default=1000, help="samples per FID")
     p.add_argument("--steps", type=int, default=35, help="ODE steps of the pilots' own sampler")
@@ -180,7 +183,7 @@ def main():
             res["commands"].append(cmd)
         res.update({"torch": torch.__version__, "threads": torch.get_num_threads(),
                     "machine": platform.processor() or platform.machine()})
-        tmp = out.with_suffix(".tmp")
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")            # two pilot processes may share --out
         tmp.write_text(json.dumps(res, indent=2))
         tmp.replace(out)
         print(json.dumps(row), flush=True)

@@ -30,7 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rdpm_gddcm.evaluate import PROXY_ACC, PROXY_FD, ArrayImages, Source, load_source, proxy_metrics  # noqa: E402
+from rdpm_gddcm.image_sources import ArrayImages, Source, load_source  # noqa: E402
+from rdpm_gddcm.proxy_metrics import PROXY_ACC, PROXY_FD, proxy_metrics  # noqa: E402
 from rdpm_gddcm.sample import Sampler, image_generator, labels_for  # noqa: E402
 
 

@@ -37,8 +37,8 @@ from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
 from .precision import Precision, resolve_precision
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, drop_labels,
-                       epoch_permutation, find_checkpoint, new_run_or_nothing, start_run, training_device,
-                       write_json_atomic)
+                       epoch_permutation, find_checkpoint, new_run_or_nothing, restart_run_clock, start_run,
+                       training_device, write_json_atomic)
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
 
@@ -252,6 +252,7 @@ def train(cfg: BackboneTrainConfig):
     accelerator.wait_for_everyone()
     latents, labels, flipped = cache_latents(dataset, autoencoder, cache, cfg.hflip, logger)
     latent_shape = tuple(latents.shape[1:])
+    restart_run_clock()                 # time limits count training, not the one-off encoding of the data
 
     family = make_family(cfg.family)
     net_cfg = UNetConfig(**{**UNET_CONFIGS[cfg.model], "in_channels": latent_shape[0],

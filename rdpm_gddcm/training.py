@@ -39,6 +39,7 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None
     stop_at_step: int | None = None
     stop_after_minutes: float | None = None
+    stop_after_cpu_minutes: float | None = None
 
 
 def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "examples"):
@@ -66,7 +67,10 @@ def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "exam
                         "--resume-from-checkpoint latest; the LR schedule still follows --max-steps)")
     p.add_argument("--stop-after-minutes", type=positive_float, default=None,
                    help="like --stop-at-step, at the first step after this much wall time in this process (for "
-                        "background runs spread over several sessions, and pilots at equal CPU time)")
+                        "background runs spread over several sessions)")
+    p.add_argument("--stop-after-cpu-minutes", type=positive_float, default=None,
+                   help="like --stop-after-minutes, counting this process's CPU time (all its threads): pilots at "
+                        "equal compute on a shared machine")
 
 
 class EMA(torch.nn.Module):
@@ -173,6 +177,12 @@ def new_run_or_nothing(results_dir, body):
         raise
 
 
+def restart_run_clock():
+    """Start the --stop-after-(cpu-)minutes clocks now (after one-off set-up such as encoding the data)."""
+    import time
+    _RUN_START["t"], _RUN_START["cpu"] = time.time(), time.process_time()
+
+
 def start_run(cfg, precision: Precision):
     """The common start of a training run (both trainers): an Accelerator in the resolved
     ``precision``, the run directory with checkpoints/ and samples/, the logger, per-process
@@ -186,8 +196,7 @@ def start_run(cfg, precision: Precision):
         # an earlier run in this process (library use, tests) fixed another precision: accelerate
         # keeps one per process, so start this run's state afresh (the process group is kept)
         AcceleratorState._reset_state(reset_partial_state=False)
-    import time
-    _RUN_START["t"] = time.time()
+    restart_run_clock()
     accelerator = Accelerator(mixed_precision=precision.mode, gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())
     rd = Path(cfg.results_dir)
@@ -240,11 +249,13 @@ def checkpoint_or_stop(accelerator, rd: Path, step: int, cfg: TrainConfig, logge
     why = None
     if cfg.stop_at_step is not None and cfg.stop_at_step <= step < cfg.max_steps:
         why = "--stop-at-step"
-    elif getattr(cfg, "stop_after_minutes", None) and step < cfg.max_steps:
-        over = time.time() - _RUN_START.get("t", time.time()) > 60 * cfg.stop_after_minutes
+    elif (cfg.stop_after_minutes or cfg.stop_after_cpu_minutes) and step < cfg.max_steps:
+        over = bool(cfg.stop_after_minutes) and time.time() - _RUN_START.get("t", time.time()) > 60 * cfg.stop_after_minutes
+        over = over or (bool(cfg.stop_after_cpu_minutes)
+                        and time.process_time() - _RUN_START.get("cpu", 0.0) > 60 * cfg.stop_after_cpu_minutes)
         # every process must take the same decision, or the others would wait forever in a collective
         if accelerator.reduce(torch.tensor(float(over), device=accelerator.device), "max").item() > 0:
-            why = f"--stop-after-minutes {cfg.stop_after_minutes:g}"
+            why = "the --stop-after-(cpu-)minutes limit"
     if why:
         if not saved:
             save_checkpoint(accelerator, rd, step, cfg.keep_checkpoints, **state)

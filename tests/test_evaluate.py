@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from rdpm_gddcm import evaluate as ev
+from rdpm_gddcm import fidelity
 from rdpm_gddcm.classifier import (CifarClassifier, ClassifierConfig, TrainConfig, _augment, classifier_predictions,
                                    load_classifier, save_classifier, train_classifier)
 
@@ -102,7 +103,7 @@ def test_torch_fidelity_end_to_end_and_stats_cache(tmp_path, standin_weights, ca
     cache = tmp_path / "ref.fid-stats.npz"
     prov = json.loads((tmp_path / "ref.fid-stats.json").read_text())
     assert cache.is_file() and prov["num_images"] == 10 and prov["source"] == str(ref.resolve())
-    assert prov["weights_sha256"] == ev._sha256(standin_weights) and prov["feature_layer"] == "64"
+    assert prov["weights_sha256"] == fidelity.file_sha256(standin_weights) and prov["feature_layer"] == "64"
     assert prov["torch_fidelity_version"] == res["torch_fidelity"]["torch_fidelity_version"]
 
     # The set against itself, from the cached statistics: ~0.
@@ -274,7 +275,7 @@ def test_metrics_json_written_atomically(tmp_path, capsys):
         assert (out / "metrics.json").read_text() == "old"  # the old file is untouched until then
         return real_replace(src, dst)
 
-    with mock.patch.object(ev.os, "replace", spy):
+    with mock.patch.object(os, "replace", spy):
         _run(["--samples", tmp_path / "a.npz", "--reference", tmp_path / "a.npz", "--metrics", "none", "--paired",
               "--out", out], capsys)
     assert calls and calls[-1][1] == str(out / "metrics.json") and Path(calls[-1][0]).parent == out
@@ -292,8 +293,8 @@ def test_help_shows_defaults(capsys):
 def test_stats_cache_location(tmp_path):
     ref = tmp_path / "data" / "val"
     ref.mkdir(parents=True)
-    assert ev.stats_cache_path(ref, ".fid-stats.npz") == tmp_path / "data" / "val.fid-stats.npz"
-    p = ev.stats_cache_path(ref, ".fid-stats.npz", tmp_path / "cache")
+    assert fidelity.stats_cache_path(ref, ".fid-stats.npz") == tmp_path / "data" / "val.fid-stats.npz"
+    p = fidelity.stats_cache_path(ref, ".fid-stats.npz", tmp_path / "cache")
     assert p.parent == tmp_path / "cache" and p.name.startswith("val-") and p.name.endswith(".fid-stats.npz")
 
 
