@@ -116,7 +116,7 @@ def sample_own(bb, ae, n: int, steps: int, cfg_scale: float, seed: int, batch: i
         idx = np.arange(b, min(b + batch, n))
         noise = torch.stack([torch.randn(*bb.latent_shape, generator=image_generator(seed, int(i))) for i in idx])
         lat = ode_solve(guided, float(fam.S(times[0])) * noise, times, torch.from_numpy(labels[idx]).long(),
-                        "heun" if fam.name == "ve" else "ddim")
+                        fam.ode_solver)
         img = ae.decode(lat).float().clamp(-1, 1)
         if img.shape[-1] != 32:
             img = torch.nn.functional.adaptive_avg_pool2d(img, 32)
@@ -173,7 +173,7 @@ def main():
                "precision": conf["resolved"]["precision"]["mode"], "minutes": a.minutes,
                "steps_trained": bb.meta["steps"], "images_seen": bb.meta["images_seen"], **throughput(rd),
                "heldout_loss": heldout_loss(bb, ae, conf["image_size"]),
-               "sampler": f"ODE ({'Heun' if bb.family.name == 've' else 'DDIM/Euler'}), {a.steps} steps, CFG {a.cfg_scale}",
+               "sampler": f"ODE ({bb.family.ode_solver}), {a.steps} steps, CFG {a.cfg_scale}",
                "num_samples": len(imgs), "sample_s_per_image": sample_s, **score(imgs, labels, a)}
         res = json.loads(out.read_text()) if out.exists() else {"pilots": []}   # another process may have added rows
         res["pilots"] = [r for r in res["pilots"] if r["pilot"] != name] + [row]

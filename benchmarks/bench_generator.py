@@ -125,7 +125,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
                 noise = torch.stack([torch.randn(*bb.latent_shape, generator=image_generator(a.global_seed, int(i)))
                                      for i in idx]).to(tok.device)
                 lat = ode_solve(bb, float(fam.S(times[0])) * noise, times, y.to(tok.device),
-                                "heun" if fam.name == "ve" else "ddim")
+                                fam.ode_solver)
             timing["backbone_and_chain_s"] += time.time() - t0
             t1 = time.time()
             imgs = tok.autoencoder.decode(lat)

@@ -137,17 +137,9 @@ class Backbone(torch.nn.Module):
 
 
 # ---------------------------------------------------------------------------------- own networks
-PREDICTION_OF_FAMILY = {"vp-discrete": "epsilon", "vp-continuous": "epsilon", "ve": "sample", "flow": "velocity"}
-
-
 class NetworkBackbone(Backbone):
-    """The project's U-Net with per-family preconditioning.
-
-    - VP (ε-prediction): F(x_t, c_noise = t) = ε̂ (DDPM); continuous VP uses c_noise = 999·t.
-    - VE / EDM (Karras et al. 2022, Table 1): D = c_skip·x + c_out·F(c_in·x, ¼ln σ), σ_data
-      from the config; output is x̂0. c_noise is scaled by 250 for the sinusoidal embedding.
-    - flow: F(x_t, 1000·t) = v = ε - x.
-    """
+    """The project's U-Net with its family's preconditioning and prediction type
+    (``Family.precondition``: ε for VP, EDM's x̂0 for VE, velocity for flow); σ_data from the config."""
 
     def __init__(self, net: UNet, family: Family, sigma_data: float = 0.5, name: str = "rdpm-unet",
                  config: dict | None = None):
@@ -157,30 +149,16 @@ class NetworkBackbone(Backbone):
         self.sigma_data = sigma_data
         self.latent_shape = (net.cfg.in_channels, net.cfg.image_size, net.cfg.image_size)
         self.num_classes = net.cfg.num_classes
-        self.prediction = PREDICTION_OF_FAMILY[family.name]
+        self.prediction = family.prediction
         self.name = name
         self.config = config or {}
 
     def raw(self, x_t, t: torch.Tensor, y):
         """Network output ``o`` (in the family's prediction type) with the family's
-        preconditioning; differentiable (used by training)."""
-        fam = self.family.name
+        preconditioning (``Family.precondition``); differentiable (used by training)."""
         t32 = t.to(device=x_t.device, dtype=torch.float32)
         with self._autocast(x_t.device):
-            if fam == "vp-discrete":
-                o = self.net(x_t, t32, y)
-            elif fam == "vp-continuous":
-                o = self.net(x_t, 999.0 * t32, y)
-            elif fam == "flow":
-                o = self.net(x_t, 1000.0 * t32, y)
-            else:  # ve / EDM
-                sd = self.sigma_data
-                sig = broadcast_time(t32, x_t)
-                c_in = 1 / (sig ** 2 + sd ** 2).sqrt()
-                c_skip = sd ** 2 / (sig ** 2 + sd ** 2)
-                c_out = sig * sd / (sig ** 2 + sd ** 2).sqrt()
-                F_ = self.net(c_in * x_t, 250.0 * t32.log(), y)
-                o = c_skip * x_t + c_out * F_.float()
+            o = self.family.precondition(self.net, x_t, t32, y, self.sigma_data)
         return o.float()
 
     def _predict(self, x_t, t, y):

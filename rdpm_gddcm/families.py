@@ -1,8 +1,12 @@
-"""Marginal families and output conversion (SPEC §1; gDDCM Eq. 8 and Eq. 16).
+"""Diffusion families (SPEC §1; gDDCM Eq. 8 and Eq. 16): one class per family.
 
 Every supported diffusion model has the marginal ``x_t = s(t)·x + S(t)·ε`` with ``S`` increasing
 in ``t``. A family knows ``s`` and ``S``, its valid time range and its "clean" time (where
-``S = 0``). Times are plain floats (integers for ``vp-discrete``) so plans can be stored as data.
+``S = 0``); times are plain floats (integers for ``vp-discrete``) so plans can be stored as data.
+It also holds everything else that differs between families (EDM's one-class-per-family idea):
+what this project's networks predict in it and their preconditioning, the training-time
+distribution and loss, the plan defaults, and the times and solver of its own ODE sampler. Adding
+a family is one subclass here; ``Family(name, ...)`` builds the registered class of that name.
 
 ``convert_output`` turns any model output ``o = a·x + b·ε`` into both predictions (x̂0, ε̂):
 one function for ε-, x̂0-, velocity- and v-prediction.
@@ -10,11 +14,10 @@ one function for ε-, x̂0-, velocity- and v-prediction.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-FAMILIES = ("vp-discrete", "vp-continuous", "ve", "flow")
 PREDICTIONS = ("epsilon", "sample", "velocity", "v")
 
 
@@ -58,137 +61,360 @@ def ddpm_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 1e-
     return torch.tensor(out, dtype=torch.float64)
 
 
-@dataclass
+def edm_times(t_start: float, t_end: float, n: int, rho: float) -> np.ndarray:
+    """n+1 times from t_start to t_end, EDM-ρ spaced: (a^{1/ρ} + i/n (b^{1/ρ} - a^{1/ρ}))^ρ."""
+    i = np.arange(n + 1) / n
+    return (t_start ** (1 / rho) + i * (t_end ** (1 / rho) - t_start ** (1 / rho))) ** rho
+
+
+def strictly_decreasing_ints(ts, floor: int) -> list:
+    """Round to integers, forcing strict decrease (duplicates at ``floor`` are dropped)."""
+    out = []
+    for t in ts:
+        v = int(round(t))
+        if out and v >= out[-1]:
+            v = out[-1] - 1
+        out.append(max(v, floor))
+    dedup = []
+    for v in out:
+        if not dedup or v < dedup[-1]:
+            dedup.append(v)
+    return dedup
+
+
 class Family:
-    """A marginal family ``x_t = s(t)·x + S(t)·ε`` (SPEC §1 table).
+    """A marginal family ``x_t = s(t)·x + S(t)·ε`` (SPEC §1 table) and its family-specific behaviour.
 
-    ``name`` is one of FAMILIES. ``vp-discrete`` needs ``alphas_cumprod`` (ā over integer
-    steps 0..T-1; time -1 is clean). ``vp-continuous`` uses the score-SDE linear β schedule.
-    ``ve`` has t ≡ σ. ``flow`` has x_t = (1-t)x + tε.
-    """
+    ``Family("ve", sigma_max=40.0)`` builds the registered subclass named ``"ve"``; subclasses set
+    ``name`` and define ``s``, ``S``, the time range and the hooks below."""
 
-    name: str
-    alphas_cumprod: torch.Tensor | None = None      # vp-discrete only, float64 (T,)
-    beta_min: float = 0.1                           # vp-continuous
-    beta_max: float = 20.0                          # vp-continuous
-    sigma_min: float = 0.002                        # ve
-    sigma_max: float = 80.0                         # ve
-    t_eps: float = 1e-5                             # smallest usable time of continuous families
-    _abar: torch.Tensor = field(init=False, repr=False, default=None)
+    name = ""
+    prediction = "epsilon"          # what this project's networks output in this family
+    ode_solver = "ddim"             # solver of the family's own deterministic sampler
+    normal_training_times = False   # training times from a standard normal draw (else a uniform)
+    discrete = False
+    clean_time = 0.0
+    params: tuple = ()              # constructor parameters (persisted by to_config)
+    _registry: dict = {}
 
-    def __post_init__(self):
-        if self.name not in FAMILIES:
-            raise ValueError(f"unknown family {self.name!r}; choose one of {', '.join(FAMILIES)}")
-        if self.name == "vp-discrete":
-            if self.alphas_cumprod is None:
-                self.alphas_cumprod = ddpm_alphas_cumprod()
-            a = torch.as_tensor(self.alphas_cumprod, dtype=torch.float64).flatten()
-            # index 0 holds the clean time -1 (ā = 1), index t+1 holds step t
-            self._abar = torch.cat([torch.ones(1, dtype=torch.float64), a])
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.__dict__.get("name"):
+            Family._registry[cls.name] = cls
 
-    # ----------------------------------------------------------------- time range
+    def __new__(cls, name: str | None = None, **params):
+        if cls is Family:
+            if name not in Family._registry:
+                raise ValueError(f"unknown family {name!r}; choose one of {', '.join(Family._registry)}")
+            cls = Family._registry[name]
+        return object.__new__(cls)
+
+    def __init__(self, name: str | None = None, **params):
+        if name is not None and name != self.name:
+            raise ValueError(f"{type(self).__name__} is the {self.name!r} family, not {name!r}")
+        for k, v in params.items():
+            if k not in self.params:
+                raise TypeError(f"family {self.name!r} has no parameter {k!r} (it has {', '.join(self.params) or 'none'})")
+            setattr(self, k, v)
+        self._setup()
+
+    def _setup(self):
+        """Derived state after the parameters are set."""
+
+    def __repr__(self):
+        return f"Family({self.name!r}, {self.to_json()})"
+
+    def __eq__(self, other):
+        return isinstance(other, Family) and self.to_json() == other.to_json()
+
+    __hash__ = None
+
+    # ----------------------------------------------------------------- marginal
     @property
     def num_train_timesteps(self) -> int:
-        return len(self.alphas_cumprod) if self.name == "vp-discrete" else 0
-
-    @property
-    def clean_time(self) -> float:
-        """The time with S = 0 (the data itself)."""
-        return -1.0 if self.name == "vp-discrete" else 0.0
+        return 0
 
     @property
     def t_min(self) -> float:
         """Smallest time the backbone may be called at."""
-        return {"vp-discrete": 0.0, "vp-continuous": self.t_eps, "ve": self.sigma_min,
-                "flow": self.t_eps}[self.name]
+        raise NotImplementedError
 
     @property
     def t_max(self) -> float:
-        return {"vp-discrete": float(self.num_train_timesteps - 1), "vp-continuous": 1.0,
-                "ve": self.sigma_max, "flow": 1.0}[self.name]
+        raise NotImplementedError
 
-    @property
-    def discrete(self) -> bool:
-        return self.name == "vp-discrete"
-
-    # ----------------------------------------------------------------- s(t), S(t)
-    def _as_tensor(self, t) -> torch.Tensor:
+    @staticmethod
+    def _as_tensor(t) -> torch.Tensor:
         return torch.as_tensor(t, dtype=torch.float64)
-
-    def alpha_bar(self, t) -> torch.Tensor:
-        """ā(t) for the VP families (float64)."""
-        t = self._as_tensor(t)
-        if self.name == "vp-discrete":
-            idx = t.round().long() + 1
-            if (idx < 0).any() or (idx >= len(self._abar)).any():
-                raise ValueError(f"vp-discrete time out of range [-1, {self.num_train_timesteps - 1}]")
-            return self._abar[idx]
-        if self.name == "vp-continuous":
-            return torch.exp(-0.5 * (self.beta_max - self.beta_min) * t ** 2 - self.beta_min * t)
-        raise ValueError(f"alpha_bar is defined for VP families only, not {self.name}")
 
     def s(self, t) -> torch.Tensor:
         """Signal scale s(t) (float64)."""
-        t = self._as_tensor(t)
-        if self.name in ("vp-discrete", "vp-continuous"):
-            return self.alpha_bar(t).sqrt()
-        if self.name == "ve":
-            return torch.ones_like(t)
-        return 1.0 - t
+        raise NotImplementedError
 
     def S(self, t) -> torch.Tensor:
         """Noise scale S(t) = s(t)·σ(t) (float64)."""
-        t = self._as_tensor(t)
-        if self.name in ("vp-discrete", "vp-continuous"):
-            return (1.0 - self.alpha_bar(t)).clamp_min(0).sqrt()
-        return t.clone()
+        raise NotImplementedError
 
     def sigma(self, t) -> torch.Tensor:
         """σ(t) = S/s: the EDM noise level of x_t/s."""
         return self.S(t) / self.s(t)
 
     def time_for_sigma(self, sigma: float) -> float:
-        """Inverse of σ(t): the (possibly fractional) time whose σ equals ``sigma``.
-        For vp-discrete the nearest integer step is returned."""
-        if self.name == "ve":
-            return float(sigma)
-        if self.name == "flow":
-            return float(sigma / (1.0 + sigma))
-        abar = 1.0 / (1.0 + sigma ** 2)
-        if self.name == "vp-discrete":
-            return float(torch.argmin((self._abar[1:] - abar).abs()).item())
-        # vp-continuous: solve ½(βmax-βmin)t² + βmin t + ln ā = 0 for t
-        a, b, c = 0.5 * (self.beta_max - self.beta_min), self.beta_min, math.log(abar)
-        return float((-b + math.sqrt(b * b - 4 * a * c)) / (2 * a))
+        """Inverse of σ(t): the (possibly fractional) time whose σ equals ``sigma``."""
+        raise NotImplementedError
 
+    # ----------------------------------------------------------------- persistence
     def to_config(self) -> dict:
         """Everything needed to rebuild this family exactly (persisted next to weights)."""
-        d = {"name": self.name}
-        if self.name == "vp-discrete":
-            d["alphas_cumprod"] = [float(v) for v in self.alphas_cumprod]
-        elif self.name == "vp-continuous":
-            d.update(beta_min=self.beta_min, beta_max=self.beta_max)
-        elif self.name == "ve":
-            d.update(sigma_min=self.sigma_min, sigma_max=self.sigma_max)
-        return d
+        return {"name": self.name, **{k: getattr(self, k) for k in self.params}}
 
     @classmethod
     def from_config(cls, d: dict) -> "Family":
         d = dict(d)
-        if "alphas_cumprod" in d:
-            d["alphas_cumprod"] = torch.tensor(d["alphas_cumprod"], dtype=torch.float64)
-        return cls(**d)
+        return Family(d.pop("name"), **d)
 
     def to_json(self) -> dict:
-        d = {"name": self.name}
-        if self.name == "vp-discrete":
-            d["alphas_cumprod_sha256"] = _tensor_sha(self.alphas_cumprod)
-            d["num_train_timesteps"] = self.num_train_timesteps
-        elif self.name == "vp-continuous":
-            d.update(beta_min=self.beta_min, beta_max=self.beta_max)
-        elif self.name == "ve":
-            d.update(sigma_min=self.sigma_min, sigma_max=self.sigma_max)
-        return d
+        """The identity recorded in token headers (compact: hashes instead of long schedules)."""
+        return self.to_config()
+
+    # ----------------------------------------------------------------- networks and training
+    def precondition(self, net, x_t: torch.Tensor, t: torch.Tensor, y, sigma_data: float) -> torch.Tensor:
+        """Our network's output (in ``self.prediction``) at float32 times ``t`` (B,)."""
+        raise NotImplementedError
+
+    def training_times(self, u: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """Training times (float64) from a uniform ``u`` or (``normal_training_times``) a standard
+        normal ``z``, increasing in their argument: low quantiles are the low-noise levels."""
+        raise NotImplementedError
+
+    def loss(self, o: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, sigma_data: float):
+        """Training loss of output ``o`` for clean ``x`` noised with ``eps`` at times ``t``."""
+        target = {"epsilon": eps, "velocity": eps - x, "sample": x}[self.prediction]
+        return ((o - target) ** 2).mean()
+
+    # ----------------------------------------------------------------- plans and sampling
+    def plan_defaults(self) -> dict:
+        """Defaults of the plan knobs left unset (t_start, t_end, t_fixed, delta_min, delta_max)."""
+        raise NotImplementedError
+
+    def ode_times(self, steps: int, rho: float = 7.0) -> list:
+        """Times of the family's own deterministic sampler with ``steps`` model calls, ending clean."""
+        raise NotImplementedError
+
+
+class VPDiscrete(Family):
+    """DDPM: s = √ā_t, S = √(1-ā_t) over integer steps 0..T-1; time -1 is clean. ε-prediction."""
+
+    name, prediction, discrete, clean_time = "vp-discrete", "epsilon", True, -1.0
+    params = ("alphas_cumprod",)
+
+    def __init__(self, name=None, alphas_cumprod=None):
+        super().__init__(name, alphas_cumprod=ddpm_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod)
+
+    def _setup(self):
+        a = torch.as_tensor(self.alphas_cumprod, dtype=torch.float64).flatten()
+        self.alphas_cumprod = a
+        self._abar = torch.cat([torch.ones(1, dtype=torch.float64), a])   # index t+1 holds step t; 0 is clean
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return len(self.alphas_cumprod)
+
+    @property
+    def t_min(self) -> float:
+        return 0.0
+
+    @property
+    def t_max(self) -> float:
+        return float(self.num_train_timesteps - 1)
+
+    def alpha_bar(self, t) -> torch.Tensor:
+        idx = self._as_tensor(t).round().long() + 1
+        if (idx < 0).any() or (idx >= len(self._abar)).any():
+            raise ValueError(f"vp-discrete time out of range [-1, {self.num_train_timesteps - 1}]")
+        return self._abar[idx]
+
+    def s(self, t):
+        return self.alpha_bar(t).sqrt()
+
+    def S(self, t):
+        return (1.0 - self.alpha_bar(t)).clamp_min(0).sqrt()
+
+    def time_for_sigma(self, sigma: float) -> float:
+        """The nearest integer step."""
+        abar = 1.0 / (1.0 + sigma ** 2)
+        return float(torch.argmin((self._abar[1:] - abar).abs()).item())
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "alphas_cumprod": [float(v) for v in self.alphas_cumprod]}
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "alphas_cumprod_sha256": _tensor_sha(self.alphas_cumprod),
+                "num_train_timesteps": self.num_train_timesteps}
+
+    def precondition(self, net, x_t, t, y, sigma_data):
+        return net(x_t, t, y)
+
+    def training_times(self, u, z):
+        T = self.num_train_timesteps
+        return (u * T).floor().clamp_max(T - 1).double()
+
+    def plan_defaults(self) -> dict:
+        T = self.num_train_timesteps
+        return dict(t_start=T - 1, t_end=5, t_fixed=round(20 * T / 1000), delta_min=1, delta_max=max(2, round(18 * T / 1000)))
+
+    def ode_times(self, steps, rho=7.0):
+        ts = np.round(np.linspace(self.t_max, 0, steps)).astype(int).tolist()
+        return [float(t) for t in strictly_decreasing_ints(ts, 0)] + [self.clean_time]
+
+
+class VPContinuous(Family):
+    """Score-SDE VP with the linear β schedule: ā(t) = exp(-½(βmax-βmin)t² - βmin·t), t in [t_eps, 1]."""
+
+    name, prediction = "vp-continuous", "epsilon"
+    params = ("beta_min", "beta_max", "t_eps")
+    beta_min, beta_max, t_eps = 0.1, 20.0, 1e-5
+
+    @property
+    def t_min(self) -> float:
+        return self.t_eps
+
+    @property
+    def t_max(self) -> float:
+        return 1.0
+
+    def alpha_bar(self, t) -> torch.Tensor:
+        t = self._as_tensor(t)
+        return torch.exp(-0.5 * (self.beta_max - self.beta_min) * t ** 2 - self.beta_min * t)
+
+    def s(self, t):
+        return self.alpha_bar(t).sqrt()
+
+    def S(self, t):
+        return (1.0 - self.alpha_bar(t)).clamp_min(0).sqrt()
+
+    def time_for_sigma(self, sigma: float) -> float:
+        # solve ½(βmax-βmin)t² + βmin t + ln ā = 0 for t
+        a, b, c = 0.5 * (self.beta_max - self.beta_min), self.beta_min, math.log(1.0 / (1.0 + sigma ** 2))
+        return float((-b + math.sqrt(b * b - 4 * a * c)) / (2 * a))
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "beta_min": self.beta_min, "beta_max": self.beta_max}
+
+    def to_config(self) -> dict:
+        return self.to_json()
+
+    def precondition(self, net, x_t, t, y, sigma_data):
+        return net(x_t, 999.0 * t, y)
+
+    def training_times(self, u, z):
+        return (self.t_eps + (1 - self.t_eps) * u).double()
+
+    def plan_defaults(self) -> dict:
+        return dict(t_start=1.0, t_end=0.005, t_fixed=0.02, delta_min=0.001, delta_max=0.018)
+
+    def ode_times(self, steps, rho=7.0):
+        return np.linspace(self.t_max, self.t_eps, steps + 1).tolist()[:-1] + [self.clean_time]
+
+
+class VE(Family):
+    """VE / EDM (Karras et al. 2022): s = 1, S = σ = t in [σ_min, σ_max]; x̂0-prediction with EDM's
+    preconditioning (Table 1: c_skip, c_out, c_in, c_noise = ¼ ln σ, scaled by 250 for the
+    sinusoidal embedding), log-normal training σ and EDM's loss weighting; Heun sampler."""
+
+    name, prediction, ode_solver, normal_training_times = "ve", "sample", "heun", True
+    params = ("sigma_min", "sigma_max")
+    sigma_min, sigma_max = 0.002, 80.0
+    P_mean, P_std = -1.2, 1.2            # ln σ ~ N(P_mean, P_std²) in training
+
+    @property
+    def t_min(self) -> float:
+        return self.sigma_min
+
+    @property
+    def t_max(self) -> float:
+        return self.sigma_max
+
+    def s(self, t):
+        return torch.ones_like(self._as_tensor(t))
+
+    def S(self, t):
+        return self._as_tensor(t).clone()
+
+    def time_for_sigma(self, sigma: float) -> float:
+        return float(sigma)
+
+    def preconditioning(self, sigma: torch.Tensor, sigma_data: float):
+        """EDM's (c_skip, c_out, c_in) at noise level σ."""
+        sd2 = sigma_data ** 2
+        return sd2 / (sigma ** 2 + sd2), sigma * sigma_data / (sigma ** 2 + sd2).sqrt(), 1 / (sigma ** 2 + sd2).sqrt()
+
+    def precondition(self, net, x_t, t, y, sigma_data):
+        c_skip, c_out, c_in = self.preconditioning(broadcast_time(t, x_t), sigma_data)
+        return c_skip * x_t + c_out * net(c_in * x_t, 250.0 * t.log(), y).float()
+
+    def training_times(self, u, z):
+        return torch.exp(self.P_mean + self.P_std * z).double()
+
+    def loss(self, o, x, eps, t, sigma_data):
+        sig = broadcast_time(t, x)
+        w = (sig ** 2 + sigma_data ** 2) / (sig * sigma_data) ** 2
+        return (w * (o - x) ** 2).mean()
+
+    def plan_defaults(self) -> dict:
+        return dict(t_start=self.sigma_max, t_end=0.02, t_fixed=0.2, delta_min=0.01, delta_max=0.18)
+
+    def ode_times(self, steps, rho=7.0):
+        if steps == 1:
+            return [self.sigma_max, 0.0]
+        return edm_times(self.sigma_max, self.sigma_min, steps - 1, rho).tolist() + [0.0]
+
+
+class Flow(Family):
+    """Rectified flow: x_t = (1-t)x + tε, t in [t_eps, 1]; velocity v = ε - x; logit-normal training
+    times (SD3), kept off the endpoints."""
+
+    name, prediction, normal_training_times = "flow", "velocity", True
+    params = ("t_eps",)
+    t_eps = 1e-5
+
+    @property
+    def t_min(self) -> float:
+        return self.t_eps
+
+    @property
+    def t_max(self) -> float:
+        return 1.0
+
+    def s(self, t):
+        return 1.0 - self._as_tensor(t)
+
+    def S(self, t):
+        return self._as_tensor(t).clone()
+
+    def time_for_sigma(self, sigma: float) -> float:
+        return float(sigma / (1.0 + sigma))
+
+    def to_json(self) -> dict:
+        return {"name": self.name}
+
+    def to_config(self) -> dict:
+        return self.to_json()
+
+    def precondition(self, net, x_t, t, y, sigma_data):
+        return net(x_t, 1000.0 * t, y)
+
+    def training_times(self, u, z):
+        return torch.sigmoid(z).clamp(1e-4, 1 - 1e-4).double()
+
+    def plan_defaults(self) -> dict:
+        return dict(t_start=1.0, t_end=0.005, t_fixed=0.15, delta_min=0.008, delta_max=0.14)
+
+    def ode_times(self, steps, rho=7.0):
+        return np.linspace(self.t_max, 0.0, steps + 1).tolist()[:-1] + [self.clean_time]
+
+
+FAMILIES = tuple(Family._registry)
 
 
 def _tensor_sha(t: torch.Tensor) -> str:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .families import Family
+from .families import Family, edm_times, strictly_decreasing_ints
 
 PLAN_KINDS = ("fixed-point", "trajectory", "ddcm")
 
@@ -158,25 +158,9 @@ def largest_remainder(weights, total: int) -> list[int]:
     return counts.tolist()
 
 
-def edm_times(t_start: float, t_end: float, n: int, rho: float) -> np.ndarray:
-    """n+1 times from t_start to t_end, EDM-ρ spaced: (a^{1/ρ} + i/n (b^{1/ρ} - a^{1/ρ}))^ρ."""
-    i = np.arange(n + 1) / n
-    return (t_start ** (1 / rho) + i * (t_end ** (1 / rho) - t_start ** (1 / rho))) ** rho
-
-
 def _defaults(cfg: PlanConfig, family: Family) -> dict:
-    """Family-dependent defaults for unset knobs (documented in the README)."""
-    d = {}
-    if family.name == "vp-discrete":
-        T = family.num_train_timesteps
-        d.update(t_start=T - 1, t_end=5, t_fixed=round(20 * T / 1000), delta_min=1,
-                 delta_max=max(2, round(18 * T / 1000)))
-    elif family.name == "vp-continuous":
-        d.update(t_start=1.0, t_end=0.005, t_fixed=0.02, delta_min=0.001, delta_max=0.018)
-    elif family.name == "ve":
-        d.update(t_start=family.sigma_max, t_end=0.02, t_fixed=0.2, delta_min=0.01, delta_max=0.18)
-    elif family.name == "flow":
-        d.update(t_start=1.0, t_end=0.005, t_fixed=0.15, delta_min=0.008, delta_max=0.14)
+    """The family's defaults for the knobs left unset (documented in the README)."""
+    d = family.plan_defaults()
     for k, v in d.items():
         if getattr(cfg, k) is not None:
             d[k] = getattr(cfg, k)
@@ -192,7 +176,7 @@ def _final_times(family: Family, t_last: float, steps: int, rho: float) -> list:
         return [t_last, family.clean_time]
     ts = edm_times(t_last, max(t_lo, 1e-3 if not family.discrete else 0.0), steps - 1, rho).tolist()
     if family.discrete:
-        ts = _strictly_decreasing_ints(ts, floor=0)
+        ts = strictly_decreasing_ints(ts, floor=0)
     return ts + [family.clean_time]
 
 
@@ -208,21 +192,6 @@ def _fit_integer_times(ts: np.ndarray, t0: int, t1: int) -> list:
             v = min(v, out[-1] - 1)
         out.append(v)
     return out
-
-
-def _strictly_decreasing_ints(ts, floor: int) -> list:
-    out = []
-    for t in ts:
-        v = int(round(t))
-        if out and v >= out[-1]:
-            v = out[-1] - 1
-        out.append(max(v, floor))
-    # de-duplicate at the floor (possible when asking for more steps than integers available)
-    dedup = []
-    for v in out:
-        if not dedup or v < dedup[-1]:
-            dedup.append(v)
-    return dedup
 
 
 def build_plan(cfg: PlanConfig, family: Family) -> Plan:
@@ -242,7 +211,7 @@ def build_plan(cfg: PlanConfig, family: Family) -> Plan:
         if N > T:
             raise ValueError(f"--plan ddcm allows at most T={T} steps, got {N}")
         ts = np.round(np.linspace(T - 1, 0, N)).astype(int).tolist()
-        ts = _strictly_decreasing_ints(ts, floor=0)
+        ts = strictly_decreasing_ints(ts, floor=0)
         steps = []
         for i, t in enumerate(ts):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
@@ -325,15 +294,8 @@ def build_plan(cfg: PlanConfig, family: Family) -> Plan:
 
 def ode_times(family: Family, steps: int, rho: float = 7.0) -> list:
     """The times of a backbone's own deterministic sampler with ``steps`` model calls, from the
-    family's largest time to clean: DDIM's evenly spaced integer steps for ``vp-discrete``, EDM's
-    ρ-spaced σ for ``ve``, uniform t for ``flow`` and ``vp-continuous``."""
+    family's largest time to clean (``Family.ode_times``: DDIM's evenly spaced integer steps for
+    ``vp-discrete``, EDM's ρ-spaced σ for ``ve``, uniform t for ``flow`` and ``vp-continuous``)."""
     if steps < 1:
         raise ValueError("the ODE sampler needs at least one step")
-    if family.name == "vp-discrete":
-        ts = np.round(np.linspace(family.t_max, 0, steps)).astype(int).tolist()
-        return [float(t) for t in _strictly_decreasing_ints(ts, 0)] + [family.clean_time]
-    if family.name == "ve":
-        return edm_times(family.sigma_max, family.sigma_min, steps - 1, rho).tolist() + [0.0] if steps > 1 \
-            else [family.sigma_max, 0.0]
-    t_lo = family.t_eps if family.name == "vp-continuous" else 0.0
-    return np.linspace(family.t_max, t_lo, steps + 1).tolist()[:-1] + [family.clean_time]
+    return family.ode_times(steps, rho)

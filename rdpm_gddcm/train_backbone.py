@@ -5,8 +5,8 @@ encoded once by the frozen autoencoder and cached (fp16) in the run directory, s
 tensors, not JPEGs. Each global batch is a fixed slice of a (seed, epoch) permutation, so
 ``--resume-from-checkpoint latest`` restores model, EMA, optimizer, RNG *and* data position.
 
-Losses (SPEC §1 families): VP ε-MSE with t ~ U{0..T-1}; EDM's weighted x̂0-MSE with
-ln σ ~ N(-1.2, 1.2²); flow velocity-MSE (v = ε - x) with t ~ logit-normal(0, 1).
+Losses (SPEC §1 families, ``Family.loss`` / ``Family.training_times``): VP ε-MSE with t ~ U{0..T-1};
+EDM's weighted x̂0-MSE with ln σ ~ N(-1.2, 1.2²); flow velocity-MSE (v = ε - x) with t ~ logit-normal(0, 1).
 Labels are dropped to the null class with probability ``--label-dropout`` (CFG).
 
 Fine-tuning: ``--init-from DIR`` starts from an exported backbone (same network and family).
@@ -32,7 +32,7 @@ from . import cli
 from .backbones import NetworkBackbone
 from .chain import ode_solve
 from .cli import nonneg_int, open_probability, positive_int, probability
-from .families import Family, broadcast_time, ddpm_alphas_cumprod
+from .families import Family, broadcast_time
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .plans import ode_times
 from .precision import Precision, resolve_precision
@@ -95,27 +95,14 @@ def parse_args(argv=None) -> BackboneTrainConfig:
 
 
 def make_family(name: str) -> Family:
-    fam = FAMILY_OF[name]
-    if fam == "vp-discrete":
-        return Family("vp-discrete", alphas_cumprod=ddpm_alphas_cumprod(1000, 1e-4, 0.02, "linear"))
-    return Family(fam)
-
-
-def training_times(fam: Family, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Training times from a uniform ``u`` (VP) or a standard normal ``z`` (EDM, flow), all
-    increasing in their argument, so low quantiles of u or z are the low-noise levels."""
-    if fam.name == "vp-discrete":
-        return (u * fam.num_train_timesteps).floor().clamp_max(fam.num_train_timesteps - 1).double()
-    if fam.name == "vp-continuous":
-        return (fam.t_eps + (1 - fam.t_eps) * u).double()
-    if fam.name == "ve":
-        return torch.exp(-1.2 + 1.2 * z).double()
-    return torch.sigmoid(z).clamp(1e-4, 1 - 1e-4).double()     # flow: logit-normal times (SD3), off the endpoints
+    """The family of a ``--family`` name (``vp`` is DDPM's linear β schedule with T = 1000)."""
+    return Family(FAMILY_OF[name])
 
 
 def diffusion_loss(backbone: NetworkBackbone, x: torch.Tensor, y, gen: torch.Generator | None = None,
                    focus_quantile: float = 1.0, focus_fraction: float = 0.0) -> torch.Tensor:
-    """One Monte-Carlo estimate of the family's training loss on a batch of clean latents x.
+    """One Monte-Carlo estimate of the family's training loss (``Family.loss``) on a batch of clean
+    latents x at times from ``Family.training_times``.
 
     With ``focus_fraction`` > 0, that share of the batch draws its noise level from the lowest
     ``focus_quantile`` of the same distribution (the other draws are unchanged, so 0 is the
@@ -124,24 +111,17 @@ def diffusion_loss(backbone: NetworkBackbone, x: torch.Tensor, y, gen: torch.Gen
     B, dev = x.shape[0], x.device
     eps = torch.randn(x.shape, generator=gen, device="cpu").to(dev)
     u = torch.rand(B, generator=gen, device="cpu")
-    z = torch.randn(B, generator=gen) if fam.name in ("ve", "flow") else None
-    t = training_times(fam, u, z)
+    z = torch.randn(B, generator=gen) if fam.normal_training_times else None
+    t = fam.training_times(u, z)
     if focus_fraction > 0:
         q = torch.rand(B, generator=gen) * focus_quantile              # a uniform quantile in [0, Q)
         zq = torch.special.ndtri(q.double().clamp_min(1e-12)).float()   # the normal with that quantile
         chosen = torch.rand(B, generator=gen) < focus_fraction
-        t = torch.where(chosen, training_times(fam, q, zq), t)
+        t = torch.where(chosen, fam.training_times(q, zq), t)
     s = broadcast_time(fam.s(t), x)
     S = broadcast_time(fam.S(t), x)
-    x_t = s * x + S * eps
-    o = backbone.raw(x_t, t, y)
-    if fam.name == "ve":
-        sd = backbone.sigma_data
-        sig = broadcast_time(t, x)
-        w = (sig ** 2 + sd ** 2) / (sig * sd) ** 2
-        return (w * (o - x) ** 2).mean()
-    target = eps if backbone.prediction == "epsilon" else eps - x
-    return ((o - target) ** 2).mean()
+    o = backbone.raw(s * x + S * eps, t, y)
+    return fam.loss(o, x, eps, t, backbone.sigma_data)
 
 
 @torch.no_grad()
@@ -155,7 +135,7 @@ def sample_grid(backbone, autoencoder, num_classes: int, steps: int, seed: int, 
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(B, *backbone.latent_shape, generator=g)
     times = ode_times(fam, steps)
-    x = ode_solve(backbone, float(fam.S(times[0])) * noise, times, y, "heun" if fam.name == "ve" else "ddim")
+    x = ode_solve(backbone, float(fam.S(times[0])) * noise, times, y, fam.ode_solver)
     save_image_grid(autoencoder.decode(x), path, nrow=per_class)
 
 

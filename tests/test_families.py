@@ -93,3 +93,79 @@ def test_ddpm_schedule_is_the_same_bits_on_every_cpu():
         got = torch.tensor(linspace_f64(-0.7, 2.3, n), dtype=torch.float64)
         assert got[0] == -0.7 and got[-1] == (2.3 if n > 1 else -0.7)
         assert torch.allclose(got, torch.linspace(-0.7, 2.3, n, dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+class TrigFamily(Family):
+    """A toy family written as one class (the 'adding a family' contract): the cosine VP marginal
+    s = cos(πt/2), S = sin(πt/2) on [t_eps, 1 - t_eps] with ε-prediction."""
+
+    name = "toy-trig"
+    params = ("t_eps",)
+    t_eps = 1e-3
+
+    @property
+    def t_min(self):
+        return self.t_eps
+
+    @property
+    def t_max(self):
+        return 1.0 - self.t_eps
+
+    def s(self, t):
+        return torch.cos(math.pi / 2 * self._as_tensor(t))
+
+    def S(self, t):
+        return torch.sin(math.pi / 2 * self._as_tensor(t))
+
+    def time_for_sigma(self, sigma):
+        return 2 / math.pi * math.atan(sigma)
+
+    def precondition(self, net, x_t, t, y, sigma_data):
+        return net(x_t, 1000.0 * t, y)
+
+    def training_times(self, u, z):
+        return (self.t_eps + (1 - 2 * self.t_eps) * u).double()
+
+    def plan_defaults(self):
+        return dict(t_start=self.t_max, t_end=0.01, t_fixed=0.1, delta_min=0.005, delta_max=0.09)
+
+    def ode_times(self, steps, rho=7.0):
+        return torch.linspace(self.t_max, self.t_eps, steps).tolist() + [self.clean_time]
+
+
+@pytest.fixture
+def trig_family():
+    yield Family("toy-trig")
+    Family._registry.pop("toy-trig")
+
+
+def test_a_new_family_is_one_class(trig_family):
+    """With only the class above, the family builds from its name, persists, trains, tokenizes
+    with every plan kind (bit-exact decode) and samples with its own ODE."""
+    from rdpm_gddcm.autoencoders import PixelAutoencoder
+    from rdpm_gddcm.backbones import NetworkBackbone
+    from rdpm_gddcm.chain import ode_solve
+    from rdpm_gddcm.networks import build_unet
+    from rdpm_gddcm.plans import ode_times
+    from rdpm_gddcm.tokenizer import Tokenizer, TokenizerConfig
+    from rdpm_gddcm.train_backbone import diffusion_loss
+    f = trig_family
+    assert isinstance(f, TrigFamily) and Family.from_config(f.to_config()) == f and f.prediction == "epsilon"
+    assert float(f.sigma(f.time_for_sigma(0.7))) == pytest.approx(0.7)
+    torch.manual_seed(0)
+    bb = NetworkBackbone(build_unet("unet-tiny", in_channels=3, image_size=8, num_classes=10).eval(), f)
+    x = torch.rand(4, 3, 8, 8) * 2 - 1
+    loss = diffusion_loss(bb, x, torch.arange(4), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and any(q.grad is not None and q.grad.abs().sum() > 0 for q in bb.net.parameters())
+    bb.net.zero_grad(set_to_none=True)
+    for plan, p in (("fixed-point", 0.0), ("trajectory", 0.5)):
+        tok = Tokenizer(bb, PixelAutoencoder(), TokenizerConfig(plan=plan, p=p, num_steps=4, codebook_size=16,
+                                                                 grid="2x2"), 8)
+        tokens, rec, _ = tok.encode(x)
+        assert torch.equal(tok.decode(tokens), rec)
+        again = Tokenizer.from_header(tok.header().to_json(), bb, PixelAutoencoder())
+        assert torch.equal(again.decode(tokens), rec)
+    times = ode_times(f, 5)
+    out = ode_solve(bb, float(f.S(times[0])) * torch.randn(2, 3, 8, 8), times, None, f.ode_solver)
+    assert times[-1] == f.clean_time and torch.isfinite(out).all()

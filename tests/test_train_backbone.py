@@ -245,11 +245,10 @@ class _TimeRecorder:
 def test_focus_draws_from_the_low_noise_quantile(fam_key):
     """--focus-fraction F --focus-quantile Q: the chosen share of the batch has noise levels in the
     lowest Q quantile of the family's distribution; the rest are exactly the plain draws."""
-    from rdpm_gddcm.train_backbone import training_times
     fam = make_family(fam_key)
     x = torch.zeros(512, 3, 2, 2)
     Q = 0.05
-    q_max = float(training_times(fam, torch.tensor([Q]), torch.special.ndtri(torch.tensor([Q]).double()).float())[0])
+    q_max = float(fam.training_times(torch.tensor([Q]), torch.special.ndtri(torch.tensor([Q]).double()).float())[0])
 
     def times(fraction):
         rec = _TimeRecorder(fam)
