@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .families import Family, broadcast_time, convert_output, ddpm_alphas_cumprod
+from .families import Family, broadcast_time, convert_output, ddpm_alphas_cumprod, eps_from_x0
 from .networks import UNet, UNetConfig
 
 FORMAT_VERSION = 1
@@ -98,10 +98,8 @@ class Backbone(torch.nn.Module):
         if self.clip_sample:
             # DDPM/DDIM's x̂0 clipping for data known to lie in [-c, c]; ε̂ is recomputed so that
             # x_t = s·x̂0 + S·ε̂ still holds (SPEC §1 marginal)
-            s = broadcast_time(self.family.s(t), x_t)
-            S = broadcast_time(self.family.S(t), x_t)
             xh = xh.clamp(-self.clip_sample, self.clip_sample)
-            eh = (x_t.float() - s * xh) / S
+            eh = eps_from_x0(x_t.float(), xh, self.family.s(t), self.family.S(t))
         return xh, eh
 
     def set_precision(self, requested: str, device, batch: int = 16):
@@ -374,7 +372,7 @@ class EmpiricalBackbone(Backbone):
             logits = logits.masked_fill(~mask, float("-inf"))
         w = torch.softmax(logits, dim=1)
         xh = (w @ X).reshape(x_t.shape)
-        eh = (x_t - broadcast_time(s.squeeze(1), x_t) * xh) / broadcast_time(S.squeeze(1), x_t)
+        eh = eps_from_x0(x_t, xh, s.squeeze(1), S.squeeze(1))
         return xh, eh
 
 
@@ -411,7 +409,7 @@ class LinearGaussianBackbone(Backbone):
         gain = s * self.eigvals[None] / (s ** 2 * self.eigvals[None] + S ** 2)
         xh = self.mean[None] + (gain * z) @ self.eigvecs.T
         xh = xh.reshape(x_t.shape)
-        eh = (x_t - broadcast_time(s.squeeze(1), x_t) * xh) / broadcast_time(S.squeeze(1), x_t)
+        eh = eps_from_x0(x_t, xh, s.squeeze(1), S.squeeze(1))
         return xh, eh
 
     def save(self, directory):
@@ -452,10 +450,8 @@ class GuidedBackbone(Backbone):
     def _predict(self, x_t, t, y):
         if self.scale == 1.0 or y is None:
             return self.inner._predict(x_t, t, y)
-        null = torch.full_like(y, self.inner.null_class)
-        xh, eh = self.inner._predict(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))
-        (xc, xu), (ec, eu) = xh.chunk(2), eh.chunk(2)
-        return xu + self.scale * (xc - xu), eu + self.scale * (ec - eu)
+        from .guidance import guided
+        return guided(self.inner._predict, (x_t, t), y, self.inner.null_class, self.scale)
 
 
 # ---------------------------------------------------------------------------------- loading

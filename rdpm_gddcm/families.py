@@ -448,6 +448,11 @@ def convert_output(o: torch.Tensor, x_t: torch.Tensor, s, S, prediction: str):
     return xh, eh
 
 
+def eps_from_x0(x_t: torch.Tensor, xh: torch.Tensor, s, S) -> torch.Tensor:
+    """ε̂ that keeps the marginal x_t = s·x̂0 + S·ε̂ (SPEC §1); ``s``, ``S`` scalars or per-sample (B,)."""
+    return (x_t - broadcast_time(s, x_t) * xh) / broadcast_time(S, x_t)
+
+
 def broadcast_time(v, like: torch.Tensor) -> torch.Tensor:
     """A scalar or per-sample (B,) coefficient shaped to broadcast against ``like`` (B, ...)."""
     v = torch.as_tensor(v, dtype=torch.float32, device=like.device)

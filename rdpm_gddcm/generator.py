@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Attention, Mlp
 
+from .guidance import cfg_scale_at, guided
 
 
 @dataclass
@@ -202,16 +203,6 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def cfg_scale_at(n: int, num_rows: int, scale: float, schedule: str) -> float:
-    """CFG weight for token row n: ``constant`` = w everywhere; ``linear`` ramps 1 → w over the rows
-    (MUSE/MAR-style: little guidance on the first, noisiest maps)."""
-    if schedule == "constant" or num_rows <= 1:
-        return scale
-    if schedule == "linear":
-        return 1.0 + (scale - 1.0) * n / (num_rows - 1)
-    raise ValueError(f"unknown CFG schedule {schedule!r}; use constant or linear")
-
-
 class ModelChooser:
     """The chain's chooser for RDPM sampling (SPEC §9): CFG on logits l = l_u + w·(l_c - l_u),
     then Gumbel-max argmax(l/τ + G) with image i's noise from its own generator (τ = 0: greedy).
@@ -241,14 +232,10 @@ class ModelChooser:
         w = cfg_scale_at(m, self.model.cfg.num_rows, self.cfg_scale, self.cfg_schedule)
         y = self.labels.to(dev)
         with torch.autocast(dev.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            if w == 1.0:
-                out = self.model.head_logits(self.model(state, xh, row, y), cb)
-            else:
-                null = torch.full_like(y, self.model.cfg.num_classes)
-                feats = self.model(torch.cat([state, state]), torch.cat([xh, xh]), torch.cat([row, row]),
-                                   torch.cat([y, null]))
-                lc, lu = self.model.head_logits(feats, cb).chunk(2)
-                out = lu + w * (lc - lu)
+            def logits_of(s, x, r, labels):
+                return self.model.head_logits(self.model(s, x, r, labels), cb)
+            out = logits_of(state, xh, row, y) if w == 1.0 else \
+                guided(logits_of, (state, xh, row), y, self.model.cfg.num_classes, w)
         self.time_in_model += time.time() - t0
         return out.float()
 

@@ -14,8 +14,9 @@ from test_tokenizer import SIZE, make_backbone
 from rdpm_gddcm import sample, tokenize, train_generator
 from rdpm_gddcm.chain import ChainSpec, StepContext
 from rdpm_gddcm.codebooks import Grid, VirtualCodebook
-from rdpm_gddcm.generator import (GeneratorConfig, ModelChooser, TokenGenerator, build_generator, cfg_scale_at,
-                                  filter_logits, tied_logits)
+from rdpm_gddcm.generator import (GeneratorConfig, ModelChooser, TokenGenerator, build_generator, filter_logits,
+                                  tied_logits)
+from rdpm_gddcm.guidance import cfg_scale_at
 from rdpm_gddcm.plans import Plan
 from rdpm_gddcm.token_io import TokenDataset
 
