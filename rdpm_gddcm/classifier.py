@@ -43,8 +43,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .precision import HELP as PRECISION_HELP
 import torch.nn.functional as F
+
+from .files import list_image_files
+from .precision import HELP as PRECISION_HELP
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -258,9 +260,6 @@ def classifier_predictions(model: CifarClassifier, images, batch_size: int = 500
 # Data (a small private loader: decoded once into one uint8 tensor)
 # --------------------------------------------------------------------------------------------
 
-_IMG_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
 def load_imagefolder_uint8(root, image_size: int = 32, limit_per_class: Optional[int] = None):
     """Read an ImageFolder tree (``root/<class>/<img>``, classes sorted = labels) into
     ``(images uint8 (N,3,S,S), labels int64 (N,), class_names)``."""
@@ -272,7 +271,7 @@ def load_imagefolder_uint8(root, image_size: int = 32, limit_per_class: Optional
         raise ValueError(f"{root}: no class sub-folders (expected an ImageFolder tree root/<class>/<image>)")
     imgs, labels = [], []
     for ci, c in enumerate(classes):
-        files = sorted(p for p in (root / c).iterdir() if p.suffix.lower() in _IMG_EXT)
+        files = list_image_files(root / c)
         if limit_per_class:
             files = files[:limit_per_class]
         for p in files:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from .files import IMAGE_EXTENSIONS, list_image_files
 from .metrics import to_uint8  # one uint8 conversion for saved images and metrics
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 class CorruptImageError(ValueError):
@@ -164,17 +164,13 @@ class ImageFolderDataset(Dataset):
                              "class; use a single folder for unlabelled data)")
         self.samples: list[tuple[str, int]] = []
         for label, cls in enumerate(self.classes):
-            files = []
-            for dirpath, dirnames, filenames in os.walk(os.path.join(root, cls), followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                files += [os.path.join(dirpath, f) for f in filenames
-                          if f.lower().endswith(IMG_EXTENSIONS) and not f.startswith(".")]
+            files = [str(f) for f in list_image_files(os.path.join(root, cls))]
             if not files:
                 # an empty class would silently shift no labels but break class balance and
                 # conditioning; torchvision refuses too
                 raise ValueError(f"class folder {os.path.join(root, cls)!r} has no images with "
-                                 f"extensions {', '.join(IMG_EXTENSIONS)}: add images or remove it")
-            self.samples += [(f, label) for f in sorted(files)]
+                                 f"extensions {', '.join(IMAGE_EXTENSIONS)}: add images or remove it")
+            self.samples += [(f, label) for f in files]
         self.targets = [lbl for _, lbl in self.samples]
         self._bad: set[int] = set()
         self._warned = False

@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one; a failed
+"""Files: atomic writes, and the one image-file lister every image reader uses.
+
+Atomic writes: a reader sees the old file or the new one, never half of one; a failed
 write leaves nothing behind; new files get the permissions the umask gives (like ``open``).
 
 Every writer goes through :func:`atomic_path`: it yields a temporary name in the destination's
@@ -55,3 +57,18 @@ def save_npy_atomic(path, arr) -> Path:
     with atomic_path(path, ".npy") as tmp:
         np.save(tmp, arr)
     return Path(path)
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def list_image_files(root, skip=None) -> list[Path]:
+    """Image files under ``root`` (recursive, following links, hidden files and folders skipped),
+    sorted by path relative to ``root``; ``skip(name)`` drops more (e.g. preview grids)."""
+    root = Path(root)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files += [Path(dirpath) / f for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS)
+                  and not f.startswith(".") and not (skip and skip(f))]
+    return sorted(files, key=lambda p: str(p.relative_to(root)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -14,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .files import list_image_files
 
-_IMG_EXT = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = ("L", "LA", "1", "I", "I;16", "F")
 
 
@@ -95,13 +94,8 @@ class Source:
 
 
 def _list_images(root: Path) -> List[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for f in filenames:
-            if f.lower().endswith(_IMG_EXT) and not (f.lower().startswith("grid") and f.lower().endswith(".png")):
-                files.append(Path(dirpath) / f)
-    return sorted(files, key=lambda p: str(p.relative_to(root)))
+    """The folder's images, without the preview grids ``rdpm-sample`` writes (``grid*.png``)."""
+    return list_image_files(root, skip=lambda f: f.lower().startswith("grid") and f.lower().endswith(".png"))
 
 
 def _folder_source(path: Path, role: str) -> Source:

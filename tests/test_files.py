@@ -29,3 +29,15 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError("disk full")
     assert target.read_text().strip().startswith("{") and '"v": 1' in target.read_text()
     assert sorted(p.name for p in target.parent.iterdir()) == ["f.json"]
+
+
+def test_list_image_files_is_the_one_lister(tmp_path):
+    """Recursive, sorted by relative path, image extensions only (any case), hidden files and
+    folders skipped, and a caller's own filter (rdpm-eval skips its preview grids)."""
+    from rdpm_gddcm.files import list_image_files
+    for rel in ["b/2.png", "b/10.JPG", "a.webp", ".hidden.png", ".cache/x.png", "b/notes.txt", "grid.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    names = [str(p.relative_to(tmp_path)) for p in list_image_files(tmp_path)]
+    assert names == ["a.webp", "b/10.JPG", "b/2.png", "grid.png"]
+    assert "grid.png" not in [p.name for p in list_image_files(tmp_path, skip=lambda f: f.startswith("grid"))]
