@@ -4,7 +4,7 @@
 Measures, on this machine: top-1 accuracy on all CIFAR-10 val images (the shipped fp16 weights
 loaded as fp32, no test-time augmentation), inference throughput (images/s, fp32, batch 500,
 ``--num-threads`` threads), parameter count and weight-file size; copies the training wall time
-and epochs from the asset's ``metrics.json`` (written by ``train/train_classifier.py``).
+and epochs from the asset's ``metrics.json`` (written by ``python -m rdpm_gddcm.classifier``).
 
     .venv/bin/python benchmarks/bench_classifier.py \\
         --classifier assets/cifar10-classifier --data-path ../shared/data/cifar10

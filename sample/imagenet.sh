@@ -50,22 +50,9 @@ CURL=${CURL:-curl}
 REF_URL=${REF_URL:-https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/256/VIRTUAL_imagenet256_labeled.npz}
 INCEPTION_URL=${INCEPTION_URL:-https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth}
 
-die() { echo "sample/imagenet.sh: $*" >&2; exit 1; }
-
-[[ "$NUM_PROCESSES" =~ ^[1-9][0-9]*$ ]] || die "NUM_PROCESSES=$NUM_PROCESSES is not a positive integer"
-
-# Print the command (DRY_RUN=1, shell-quoted so it can be pasted) or run it.
-run() {
-    if [[ "$DRY_RUN" == 1 ]]; then printf '%q ' "$@"; printf '\n'; else "$@"; fi
-}
-
-# accelerate launch with NUM_PROCESSES processes on this machine, then `-m MODULE ARGS...`
-launch() {
-    local args=(--num_processes "$NUM_PROCESSES" --num_machines 1 --mixed_precision "$MIXED_PRECISION"
-                --dynamo_backend no)
-    if (( NUM_PROCESSES > 1 )); then args=(--multi_gpu "${args[@]}"); fi
-    run "$ACCELERATE" launch "${args[@]}" -m "$@"
-}
+RECIPE=sample/imagenet.sh
+# die, run (honours DRY_RUN) and launch (accelerate launch -m ...), shared with the other recipe
+source "$(dirname "${BASH_SOURCE[0]}")/../train/recipe_lib.sh"
 
 stage_fetch() {
     run "$CURL" --fail --location --create-dirs --output "$REF_BATCH" "$REF_URL"

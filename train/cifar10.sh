@@ -22,8 +22,6 @@ BACKBONE=${BACKBONE:-assets/cifar10-pixels-vp}
 
 run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
 want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
-TOKFLAGS=(--plan trajectory --p 0.5 --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional
-          --mixed-precision bf16)
 
 if want backbones; then   # 69 / 68 / 20 min on 1 CPU thread (assets/*/CARD.md)
   for fam in vp flow; do
@@ -42,11 +40,9 @@ if want classifier; then  # the CPU proxy behind "CIFAR-feature FD" / "class acc
     --mixed-precision bf16 --num-threads 1 --out "$RUNS/cifar10-classifier"
 fi
 
-if want tokenize; then    # ~0.22 s/image on 2 cores: 8192 images in ~30 min; 500 val images in ~2 min
-  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --backbone "$BACKBONE" \
-    --out "$RUNS/tokens-cifar10-vp-8x8" --num-images "$TOKEN_IMAGES" --save-states "${TOKFLAGS[@]}"
-  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --backbone "$BACKBONE" \
-    --out "$RUNS/tokens-cifar10-val-8x8" --num-images 500 --save-states "${TOKFLAGS[@]}"
+if want tokenize; then    # the generator's train and val tokens (tokenizer/cifar10.sh)
+  run env DATA="$DATA" RUNS="$RUNS" TOKEN_IMAGES="$TOKEN_IMAGES" BACKBONE="$BACKBONE" PY="$PY" STAGES=tokenize \
+    bash tokenizer/cifar10.sh
 fi
 
 if want generator; then   # gen-mini, fp32 (bf16 autocast is slower on CPUs without bf16 instructions)

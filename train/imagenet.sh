@@ -73,22 +73,9 @@ DRY_RUN=${DRY_RUN:-0}
 ACCELERATE=${ACCELERATE:-accelerate}
 HF=${HF:-hf}
 
-die() { echo "train/imagenet.sh: $*" >&2; exit 1; }
-
-[[ "$NUM_PROCESSES" =~ ^[1-9][0-9]*$ ]] || die "NUM_PROCESSES=$NUM_PROCESSES is not a positive integer"
-
-# Print the command (DRY_RUN=1, shell-quoted so it can be pasted) or run it.
-run() {
-    if [[ "$DRY_RUN" == 1 ]]; then printf '%q ' "$@"; printf '\n'; else "$@"; fi
-}
-
-# accelerate launch with NUM_PROCESSES processes on this machine, then `-m MODULE ARGS...`
-launch() {
-    local args=(--num_processes "$NUM_PROCESSES" --num_machines 1 --mixed_precision "$MIXED_PRECISION"
-                --dynamo_backend no)
-    if (( NUM_PROCESSES > 1 )); then args=(--multi_gpu "${args[@]}"); fi
-    run "$ACCELERATE" launch "${args[@]}" -m "$@"
-}
+RECIPE=train/imagenet.sh
+# die, run (honours DRY_RUN) and launch (accelerate launch -m ...), shared with the other recipe
+source "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
 
 stage_fetch() {
     run "$HF" download facebook/DiT-XL-2-256 --local-dir "$WEIGHTS/DiT-XL-2-256"

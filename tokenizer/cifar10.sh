@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# CIFAR-10 tokens with gDDCM (the generator's training and held-out tokens) and the tokenizer's
+# README tables (reconstruction PSNR/LPIPS rows of the Table 1 analogue, the 2D-grid, K and p sweeps,
+# the tokens10 rows, and rFID). train/cifar10.sh runs the tokenize stage; the tables come from
+# the shipped backbones.
+#
+#   DATA=../shared/data/cifar10 bash tokenizer/cifar10.sh          # tokens (~30 min on 2 CPU cores)
+#   STAGES="tables" bash tokenizer/cifar10.sh                      # the tokenizer tables
+#   DRY_RUN=1 bash tokenizer/cifar10.sh                            # print the commands only
+set -euo pipefail
+DATA=${DATA:-../shared/data/cifar10}
+RUNS=${RUNS:-runs}
+STAGES=${STAGES:-"tokenize"}
+# the shipped generator was trained on the first TOKEN_IMAGES train images in class-interleaved order
+TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
+PY=${PY:-python}
+# tokens are made with the shipped backbone (its weights hash is in every token header)
+BACKBONE=${BACKBONE:-assets/cifar10-pixels-vp}
+
+run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
+want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+TOKFLAGS=(--plan trajectory --p 0.5 --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional
+          --mixed-precision bf16)
+
+if want tokenize; then    # ~0.22 s/image on 2 cores: 8192 images in ~30 min; 500 val images in ~2 min
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --backbone "$BACKBONE" \
+    --out "$RUNS/tokens-cifar10-vp-8x8" --num-images "$TOKEN_IMAGES" --save-states "${TOKFLAGS[@]}"
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --backbone "$BACKBONE" \
+    --out "$RUNS/tokens-cifar10-val-8x8" --num-images 500 --save-states "${TOKFLAGS[@]}"
+fi
+
+if want tables; then      # each script resumes rows already in its JSON
+  for suite in table1 grid2d ksweep tokens10 psweep; do
+    run $PY benchmarks/bench_fidelity.py --suite "$suite" --num-images 128 --out "benchmarks/results/fidelity_$suite.json"
+  done
+  run $PY benchmarks/bench_rfid.py --num-images 1000 --out benchmarks/results/rfid.json
+fi
