@@ -64,3 +64,27 @@ def cli_error(capsys):
         assert len(err) == 1 and ": error: " in err[0], err
         return err[0]
     return run
+
+
+@pytest.fixture(scope="session")
+def make_tiny_backbone():
+    """``make(path, family="flow", seed=0)``: save a tiny random class-conditional pixel backbone
+    (16 px, 10 classes) with the project's U-Net and return its folder (a real, if useless, denoiser)."""
+    import torch
+
+    from rdpm_gddcm.autoencoders import PixelAutoencoder
+    from rdpm_gddcm.backbones import NetworkBackbone
+    from rdpm_gddcm.families import Family
+    from rdpm_gddcm.networks import UNet, UNetConfig
+
+    def make(path, family="flow", seed=0):
+        torch.manual_seed(seed)
+        net = UNet(UNetConfig(in_channels=3, image_size=16, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+                              attn_resolutions=(), dropout=0.0, num_classes=10))
+        for p in net.parameters():          # random, non-zero output layers
+            torch.nn.init.normal_(p, std=0.02)
+        bb = NetworkBackbone(net.eval(), Family("vp-discrete" if family == "vp" else family))
+        bb.save(path, extra={"autoencoder": PixelAutoencoder().identity(), "autoencoder_spec": "pixels",
+                             "data": {"path": "procedural", "image_size": 16}})
+        return path
+    return make

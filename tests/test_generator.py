@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_tokenizer import SIZE, make_backbone
 
 from rdpm_gddcm import sample, tokenize, train_generator
 from rdpm_gddcm.chain import ChainSpec, StepContext
@@ -172,10 +171,10 @@ def test_model_table_sizes():
 
 # ---------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(tmp_path_factory, make_tiny_backbone):
     """4 procedural images of 4 classes, tokenized with cached states (2 steps, 2x2 grid, K=16)."""
     root = tmp_path_factory.mktemp("gen")
-    bb = make_backbone(root / "bb")
+    bb = make_tiny_backbone(root / "bb")
     tok = root / "tokens"
     tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb), "--out", str(tok),
                                       "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16",
@@ -230,7 +229,7 @@ def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
     sample.main(common + ["--batch-size", "7", "--sample-dir", str(tmp_path / "b7")])
     sample.main(common + ["--batch-size", "1", "--sample-dir", str(tmp_path / "b1")])
     a7, a1 = np.load(tmp_path / "b7" / "samples.npz"), np.load(tmp_path / "b1" / "samples.npz")
-    assert a7["arr_0"].shape == (7, SIZE, SIZE, 3) and a7["arr_0"].dtype == np.uint8
+    assert a7["arr_0"].shape == (7, 16, 16, 3) and a7["arr_0"].dtype == np.uint8
     assert np.array_equal(a7["arr_0"], a1["arr_0"]) and np.array_equal(a7["labels"], a1["labels"])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",

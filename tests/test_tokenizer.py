@@ -5,7 +5,6 @@ import struct
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +12,8 @@ import torch
 
 from rdpm_gddcm import codec, reconstruct, tokenize
 from rdpm_gddcm.autoencoders import PixelAutoencoder
-from rdpm_gddcm.backbones import NetworkBackbone, load_backbone
+from rdpm_gddcm.backbones import load_backbone
 from rdpm_gddcm.data import ProceduralDataset, save_images
-from rdpm_gddcm.families import Family
-from rdpm_gddcm.networks import UNet, UNetConfig
 from rdpm_gddcm.token_io import (ShardedTokens, TokenDataset, TokenFormatError, pack_indices, read_token_file, unpack_indices,
                                  write_token_file)
 from rdpm_gddcm.tokenizer import Tokenizer, TokenizerConfig
@@ -24,24 +21,12 @@ from rdpm_gddcm.tokenizer import Tokenizer, TokenizerConfig
 # results that depend on float kernels: CI reruns these under other ATEN_CPU_CAPABILITY values
 pytestmark = pytest.mark.numerics
 
-SIZE = 16
-
-
-def make_backbone(path, family="flow", seed=0):
-    torch.manual_seed(seed)
-    net = UNet(UNetConfig(in_channels=3, image_size=SIZE, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-                          attn_resolutions=(), dropout=0.0, num_classes=10))
-    for p in net.parameters():          # random, non-zero output layers: a real (if useless) denoiser
-        torch.nn.init.normal_(p, std=0.02)
-    bb = NetworkBackbone(net.eval(), Family("vp-discrete" if family == "vp" else family))
-    bb.save(path, extra={"autoencoder": PixelAutoencoder().identity(), "autoencoder_spec": "pixels",
-                         "data": {"path": "procedural", "image_size": SIZE}})
-    return path
+SIZE = 16          # the image size of conftest's tiny backbone
 
 
 @pytest.fixture(scope="module")
-def backbone_dir(tmp_path_factory):
-    return make_backbone(tmp_path_factory.mktemp("bb") / "flow")
+def backbone_dir(tmp_path_factory, make_tiny_backbone):
+    return make_tiny_backbone(tmp_path_factory.mktemp("bb") / "flow")
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +113,9 @@ def test_bad_token_files(backbone_dir, tmp_path):
         read_token_file(tmp_path / "missing.gddcm")
 
 
-def test_header_mismatch_refused(backbone_dir, tmp_path):
+def test_header_mismatch_refused(backbone_dir, tmp_path, make_tiny_backbone):
     tok = _tok(backbone_dir)
-    other_bb = load_backbone(str(make_backbone(tmp_path / "other", seed=1)))
+    other_bb = load_backbone(str(make_tiny_backbone(tmp_path / "other", seed=1)))
     other = Tokenizer(other_bb, PixelAutoencoder(), tok.cfg, SIZE)
     with pytest.raises(TokenFormatError, match="different backbone"):
         other.check_header(tok.header())
