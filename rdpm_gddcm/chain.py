@@ -144,7 +144,7 @@ def effective_score(selection: str, plan_kind: str) -> str:
     return "dot" if selection == "jacobian" or plan_kind == "ddcm" else selection
 
 
-def best_scores(ctx: StepContext, target: torch.Tensor, selection: str) -> torch.Tensor:
+def best_entries(ctx: StepContext, target: torch.Tensor, selection: str) -> torch.Tensor:
     """argmax over the codebook per block (SPEC §4), in fp32, chunked over K when needed.
 
     ``dot``: argmax_k ⟨C_g[k], target_g⟩.  ``l2``: argmin_k ‖C_g[k] - target_g‖², computed as
@@ -191,7 +191,7 @@ class EncodeChooser:
         self.selection = selection
 
     def init(self, ctx: StepContext) -> torch.Tensor:
-        return best_scores(ctx, self.x, "dot")                        # Eq. 15: argmax ⟨C[k], x⟩
+        return best_entries(ctx, self.x, "dot")                        # Eq. 15: argmax ⟨C[k], x⟩
 
     def step(self, ctx: StepContext) -> torch.Tensor:
         if ctx.coef.noise_scale == 0.0:
@@ -200,11 +200,11 @@ class EncodeChooser:
         c = ctx.coef
         if self.selection == "jacobian":
             d = c.denoised(ctx.xh, ctx.eh)
-            return best_scores(ctx, ctx.backbone.x0_pullback(d, c.t_to, self.x, ctx.labels), "dot")
+            return best_entries(ctx, ctx.backbone.x0_pullback(d, c.t_to, self.x, ctx.labels), "dot")
         if effective_score(self.selection, ctx.spec.plan.kind) == "dot":
-            return best_scores(ctx, self.x - ctx.xh, "dot")
+            return best_entries(ctx, self.x - ctx.xh, "dot")
         ideal = (c.s_to * (self.x - ctx.xh) + (c.S_to - c.S_den) * ctx.eh) / c.noise_scale
-        return best_scores(ctx, ideal, "l2")
+        return best_entries(ctx, ideal, "l2")
 
 
 class LookupChooser:

@@ -203,8 +203,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     with ``R = sigma1^{1/2}`` (eigh, negative round-off eigenvalues clipped to 0), the non-zero
     eigenvalues of ``sigma1·sigma2 = R·(R·sigma2)`` are those of the symmetric PSD matrix
     ``R·sigma2·R``, so ``Tr((sigma1·sigma2)^{1/2}) = Σ sqrt(eigvalsh(R·sigma2·R))``. This is exact,
-    needs no complex arithmetic and is ~3x faster than ``scipy.linalg.sqrtm`` for 2048-d Inception
-    statistics on one CPU thread (9 s vs 30 s measured here). ``method="sqrtm"`` is the reference
+    needs no complex arithmetic and is faster than ``scipy.linalg.sqrtm`` for 2048-d Inception
+    statistics. ``method="sqrtm"`` is the reference
     TTUR / pytorch-fid computation (``scipy.linalg.sqrtm`` of the product, ``eps·I`` added to both
     covariances when the product is singular); the tests check both agree.
     """

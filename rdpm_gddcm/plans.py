@@ -45,8 +45,8 @@ class PlanConfig:
     # fixed-point only (ours, not in the paper): spend the first M of the N steps descending from
     # t_start to T_s as an Algorithm 1 trajectory with backtrack descent_p, then run the fixed point
     # on the remaining N - M. Algorithm 2 starts at T_s from the one-token init, where x̂0 is near the
-    # dataset mean and climbs only ~0.06 dB per step (measured, VP-ε CIFAR-10): a short descent gets
-    # there in a tenth of the steps. 0 = Algorithm 2 as published.
+    # dataset mean and climbs slowly (README: fixed-point start); a short descent gets there in a
+    # fraction of the steps. 0 = Algorithm 2 as published.
     descent_steps: int = 0
     descent_p: float = 0.35
     final_steps: int = 1                 # deterministic ODE steps from the plan's last time to clean

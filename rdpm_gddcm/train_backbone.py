@@ -14,8 +14,7 @@ Fine-tuning: ``--init-from DIR`` starts from an exported backbone (same network 
 the lowest-noise Q quantile of the family's training distribution (e.g. VP t < Q·T); the rest
 of the batch keeps every noise level trained. Lower x̂0 error at a plan's times does not by itself
 mean better tokens: the p=0 plan (SPEC §3) calls the backbone at one small T_s, but on states built
-from codebook vectors, not on natural noisy images. On CIFAR-10, 500 such steps (F=0.8, Q=0.04)
-from the shipped VP backbone cut the x̂0 error at t=20 by 11 % and *lowered* p=0 PSNR.
+from codebook vectors, not on natural noisy images (the README's limitations list has a measured case).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import torch
 
 from rdpm_gddcm.backbones import Backbone, EmpiricalBackbone
 from rdpm_gddcm.chain import (SELECTIONS, ChainSpec, EncodeChooser, LookupChooser, RandomChooser, StepContext,
-                              best_scores, ode_solve, run_chain)
+                              best_entries, ode_solve, run_chain)
 from rdpm_gddcm.codebooks import Grid, VirtualCodebook
 from rdpm_gddcm.families import Family
 from rdpm_gddcm.plans import Plan, PlanConfig, build_plan
@@ -171,7 +171,7 @@ def test_l2_picks_nearest_to_ideal_vector():
     C = spec.codebook.entries(0, 50)
     ctx = StepContext(0, spec, torch.zeros(3, 2, 2, 2), None, None, None, None)
     target = torch.randn(3, 2, 2, 2)
-    got = best_scores(ctx, target, "l2")
+    got = best_entries(ctx, target, "l2")
     blocks_t = spec.grid.to_blocks(target)
     blocks_C = spec.grid.entries_to_blocks(C)
     want = torch.stack([((blocks_C[:, g][None] - blocks_t[:, g][:, None]) ** 2).sum(-1).argmin(1)

@@ -52,7 +52,7 @@ def test_tied_logits_equal_l2_rule_at_ideal_vector():
 
 def test_tied_dot_head_equals_encoder_dot_choice():
     """For ``dot`` tokens the tied head is κ⟨u, C⟩: with u = x - x̂0 its argmax is the encoder's own
-    ``dot`` choice (chain.best_scores), block by block, and κ only rescales the logits."""
+    ``dot`` choice (chain.best_entries), block by block, and κ only rescales the logits."""
     from rdpm_gddcm.chain import EncodeChooser
     ctx = _ctx(B=4)
     x = torch.randn(4, 3, 4, 4) * 0.3
