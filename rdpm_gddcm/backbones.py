@@ -227,6 +227,9 @@ def load_network_backbone(directory, device="cpu") -> NetworkBackbone:
 
 # ---------------------------------------------------------------------------------- diffusers
 def _family_from_scheduler_config(cfg: dict) -> Family:
+    if cfg.get("_class_name") == "CMStochasticIterativeScheduler":      # openai's cd/ct checkpoints in diffusers
+        return Family("consistency", sigma_min=float(cfg.get("sigma_min", 0.002)),
+                      sigma_max=float(cfg.get("sigma_max", 80.0)))
     if cfg.get("rescale_betas_zero_snr"):
         raise ValueError("schedulers with rescale_betas_zero_snr have S(T)/s(T) = inf at the last step; not supported")
     if cfg.get("trained_betas") is not None:
@@ -273,7 +276,10 @@ def _pipeline_autoencoder(path: str) -> dict:
 
 
 class DiffusersUNetBackbone(Backbone):
-    """diffusers ``UNet2DModel`` (+ DDPM scheduler config) as a vp-discrete backbone."""
+    """diffusers ``UNet2DModel`` with its scheduler config: a DDPM scheduler makes it a vp-discrete
+    backbone (ε, v or x̂0 output); ``CMStochasticIterativeScheduler`` a consistency model, whose
+    network is preconditioned by the family (boundary c_skip/c_out, c_in, c_noise = 250·ln σ, the
+    scheduler's ``sigma_to_t``)."""
 
     def __init__(self, path: str, device="cpu"):
         super().__init__()
@@ -282,9 +288,10 @@ class DiffusersUNetBackbone(Backbone):
         self.unet = _from_pretrained(UNet2DModel, path, "unet").to(device).eval().requires_grad_(False)
         sched = _load_scheduler_config(path)
         self.family = _family_from_scheduler_config(sched)
-        self.prediction = {"epsilon": "epsilon", "v_prediction": "v", "sample": "sample"}[
-            sched.get("prediction_type", "epsilon")]
-        if sched.get("clip_sample", False):
+        self.sigma_data = float(sched.get("sigma_data", 0.5))
+        self.prediction = self.family.prediction if self.family.name == "consistency" else \
+            {"epsilon": "epsilon", "v_prediction": "v", "sample": "sample"}[sched.get("prediction_type", "epsilon")]
+        if sched.get("clip_sample", False) or sched.get("clip_denoised", False):
             self.clip_sample = float(sched.get("clip_sample_range", 1.0))
         c = self.unet.config
         size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
@@ -309,7 +316,13 @@ class DiffusersUNetBackbone(Backbone):
 
     def _predict(self, x_t, t, y):
         with self._autocast(x_t.device):
-            o = self.unet(x_t, t.round().long().to(x_t.device), class_labels=y).sample.float()
+            if self.family.name == "consistency":
+                def net(x, c_noise, labels):
+                    return self.unet(x, c_noise, class_labels=labels).sample
+                o = self.family.precondition(net, x_t, t.to(device=x_t.device, dtype=torch.float32), y,
+                                             self.sigma_data).float()
+            else:
+                o = self.unet(x_t, t.round().long().to(x_t.device), class_labels=y).sample.float()
         s = broadcast_time(self.family.s(t), x_t)
         S = broadcast_time(self.family.S(t), x_t)
         return convert_output(o, x_t, s, S, self.prediction)

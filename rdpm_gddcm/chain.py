@@ -16,12 +16,13 @@ also each backbone's own ODE sampler) is its p = 1 special case without a codebo
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from .codebooks import GAUSSIAN_INIT_STEP, INIT_STEP, Grid, VirtualCodebook
-from .plans import Plan, StepCoefficients
+from .plans import Plan, StepCoefficients, ode_times
 
 INIT_KINDS = ("codebook", "gaussian", "zeros")
 SELECTIONS = ("dot", "l2", "jacobian")
@@ -323,3 +324,33 @@ def ode_solve(backbone, state: torch.Tensor, times, labels=None, solver: str = "
         else:
             x = s1 * xh + S1 * eh
     return x
+
+
+@torch.no_grad()
+def consistency_sample(backbone, noise: torch.Tensor, times, labels=None, generators=None) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): x = f(σ_0·z); then for each
+    later σ_i, x = f(x + √(σ_i² - σ_min²)·z_i). Each step is Eq. 22 with t_den = clean (x̂0 kept,
+    ε̂ dropped) and fresh Gaussian noise in place of a codebook vector; image b's noise z_i comes
+    from ``generators[b]`` (``noise`` is z_0), so a sample does not depend on its batch."""
+    family = backbone.family
+    x = float(family.S(times[0])) * noise
+    for i, t in enumerate(times):
+        xh, _ = backbone.predict(x, t, labels)
+        if i + 1 == len(times):
+            return xh
+        scale = math.sqrt(float(family.S(times[i + 1])) ** 2 - float(family.S(family.t_min)) ** 2)
+        z = torch.stack([torch.randn(xh.shape[1:], generator=g) for g in generators]).to(xh.device) \
+            if generators is not None else torch.randn_like(xh)
+        x = xh + scale * z
+    return x
+
+
+@torch.no_grad()
+def own_sample(backbone, noise: torch.Tensor, steps: int, labels=None, generators=None) -> torch.Tensor:
+    """A backbone's own sampler with ``steps`` model calls (Heun counts two per step but the last):
+    the multistep consistency sampler for consistency families, else the family's deterministic ODE."""
+    family = backbone.family
+    if hasattr(family, "sampler_times"):
+        return consistency_sample(backbone, noise, family.sampler_times(steps), labels, generators)
+    times = ode_times(family, steps)
+    return ode_solve(backbone, float(family.S(times[0])) * noise, times, labels, family.ode_solver)

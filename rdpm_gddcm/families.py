@@ -370,6 +370,50 @@ class VE(Family):
         return edm_times(self.sigma_max, self.sigma_min, steps - 1, rho).tolist() + [0.0]
 
 
+class Consistency(VE):
+    """Consistency models (Song et al. 2023) on the VE marginal (SPEC §1): the network is the
+    consistency function f(x_t, σ) = c_skip(σ)·x_t + c_out(σ)·F(c_in(σ)·x_t, ¼ln σ) with the
+    boundary parametrisation c_skip = σ_d²/((σ-σ_min)² + σ_d²), c_out = (σ-σ_min)·σ_d/√(σ² + σ_d²),
+    so f(x, σ_min) = x exactly; its output is x̂0 (ε̂ by the generic conversion). Its own sampler is
+    the multistep consistency sampler (``sampler_times``, ``chain.consistency_sample``); trained by
+    consistency training from a diffusion model (ECT, Geng et al. 2024: ``training_loss``)."""
+
+    name = "consistency"
+    # ECT's training σ distribution: ln σ ~ N(-1.1, 2.0²)
+    P_mean, P_std = -1.1, 2.0
+
+    def preconditioning(self, sigma: torch.Tensor, sigma_data: float):
+        """(c_skip, c_out, c_in) with the boundary condition at σ_min."""
+        sd2 = sigma_data ** 2
+        return (sd2 / ((sigma - self.sigma_min) ** 2 + sd2), (sigma - self.sigma_min) * sigma_data / (sigma ** 2 + sd2).sqrt(),
+                1 / (sigma ** 2 + sd2).sqrt())
+
+    def sampler_times(self, steps: int, rho: float = 7.0) -> list:
+        """σ of the multistep consistency sampler's ``steps`` calls: σ_max, then EDM-ρ spaced
+        intermediate levels (σ_max first; the last call's output is the sample)."""
+        return edm_times(self.sigma_max, self.sigma_min, steps, rho).tolist()[:steps]
+
+    def training_loss(self, backbone, x, y, gen, step: int = 0, total_steps: int = 1):
+        """ECT's consistency-training loss at one training step (a function of progress):
+        ``d(f(x + tε, t), sg f(x + rε, r)) / (t - r)`` with the same ε, t ~ log-normal and
+        r = max(t·(1 - Δ(t)), σ_min), Δ(t) = (1 + 8·sigmoid(-t))·2^(-8·progress): at the start r = σ_min,
+        where f is the identity, so the loss is the denoising loss of the diffusion model it starts
+        from; then r approaches t. d = pseudo-Huber with c = 0.00054·√dim (Song & Dhariwal 2023)."""
+        B = x.shape[0]
+        eps = torch.randn(x.shape, generator=gen, device="cpu").to(x.device)
+        z = torch.randn(B, generator=gen).double()
+        t = torch.exp(self.P_mean + self.P_std * z).clamp(self.sigma_min * 1.5, self.sigma_max)
+        progress = min(1.0, step / max(1, total_steps))
+        delta = (1 + 8 * torch.sigmoid(-t)) * 2.0 ** (-8 * progress)
+        r = (t * (1 - delta)).clamp_min(self.sigma_min)
+        f_t = backbone.raw(x + broadcast_time(t, x) * eps, t, y)
+        with torch.no_grad():
+            f_r = backbone.raw(x + broadcast_time(r, x) * eps, r, y)
+        c = 0.00054 * math.sqrt(x[0].numel())
+        dist = (((f_t - f_r) ** 2).flatten(1).sum(1) + c * c).sqrt() - c
+        return (dist / (t - r).float().to(dist.device)).mean()
+
+
 class Flow(Family):
     """Rectified flow: x_t = (1-t)x + tε, t in [t_eps, 1]; velocity v = ε - x; logit-normal training
     times (SD3), kept off the endpoints."""

@@ -29,17 +29,19 @@ from tqdm import tqdm
 
 from . import cli
 from .backbones import NetworkBackbone
-from .chain import ode_solve
+from .chain import own_sample
 from .cli import nonneg_int, open_probability, positive_int, probability
 from .families import Family, broadcast_time
 from .networks import UNET_CONFIGS, UNet, UNetConfig
-from .plans import ode_times
 from .precision import Precision, resolve_precision
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, drop_labels,
                        epoch_permutation, find_checkpoint, new_run_or_nothing, restart_run_clock, start_run,
                        training_device, write_json_atomic)
 
-FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow"}
+FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow",
+             "consistency": "consistency"}
+# a run may start from a backbone of its own family, or (consistency training, ECT) from a VE/EDM one
+INIT_FROM_FAMILIES = {"consistency": ("consistency", "ve")}
 
 
 @dataclass
@@ -68,7 +70,8 @@ def parse_args(argv=None) -> BackboneTrainConfig:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-path", default=d.data_path, help="ImageFolder root, 'procedural[:N]', or 'cifar10-download:ROOT'")
     p.add_argument("--image-size", type=positive_int, default=d.image_size, help="images are resized + center-cropped to this")
-    p.add_argument("--family", default=d.family, choices=sorted(FAMILY_OF), help="vp = DDPM ε-pred (T=1000, linear β); ve/edm = EDM x̂0-pred; flow = rectified-flow velocity")
+    p.add_argument("--family", default=d.family, choices=sorted(FAMILY_OF), help="vp = DDPM ε-pred (T=1000, linear β); ve/edm = EDM x̂0-pred; flow = rectified-flow velocity; "
+                        "consistency = consistency training (ECT; start it from an EDM backbone with --init-from)")
     p.add_argument("--autoencoder", default=d.autoencoder, help="pixels | taef2:DIR | hf:ID_OR_PATH")
     p.add_argument("--model", default=d.model, choices=sorted(UNET_CONFIGS), help="network size (see networks.UNET_CONFIGS)")
     p.add_argument("--num-classes", type=nonneg_int, default=None, help="class count (default: the dataset's; 0 = unconditional)")
@@ -123,18 +126,25 @@ def diffusion_loss(backbone: NetworkBackbone, x: torch.Tensor, y, gen: torch.Gen
     return fam.loss(o, x, eps, t, backbone.sigma_data)
 
 
+def training_loss(backbone: NetworkBackbone, x, y, gen, cfg: "BackboneTrainConfig", step: int) -> torch.Tensor:
+    """The family's own objective where it has one (consistency training depends on progress),
+    else the diffusion loss."""
+    fam = backbone.family
+    if hasattr(fam, "training_loss"):
+        return fam.training_loss(backbone, x, y, gen, step, cfg.max_steps)
+    return diffusion_loss(backbone, x, y, gen, cfg.focus_quantile, cfg.focus_fraction)
+
+
 @torch.no_grad()
 def sample_grid(backbone, autoencoder, num_classes: int, steps: int, seed: int, path: Path, per_class: int = 8):
-    """A class-conditional grid (rows = classes) from the backbone's own deterministic ODE."""
+    """A class-conditional grid (rows = classes) from the backbone's own sampler (``chain.own_sample``)."""
     from .data import save_image_grid
-    fam = backbone.family
     n_cls = max(num_classes, 1)
     y = torch.arange(n_cls).repeat_interleave(per_class) if num_classes else None
     B = n_cls * per_class
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(B, *backbone.latent_shape, generator=g)
-    times = ode_times(fam, steps)
-    x = ode_solve(backbone, float(fam.S(times[0])) * noise, times, y, fam.ode_solver)
+    x = own_sample(backbone, noise, steps, y, [torch.Generator().manual_seed(seed * 100003 + i) for i in range(B)])
     save_image_grid(autoencoder.decode(x), path, nrow=per_class)
 
 
@@ -167,7 +177,7 @@ def init_network(net: UNet, net_cfg: UNetConfig, source: str, family: Family, sr
     if src.net.cfg.to_json() != net_cfg.to_json():
         raise ValueError(f"--init-from {source}: its network {src.net.cfg.to_json()} is not this run's {net_cfg.to_json()}; "
                          "pass the --model (and class count) it was trained with")
-    if src.family.name != family.name:
+    if src.family.name not in INIT_FROM_FAMILIES.get(family.name, (family.name,)):
         raise ValueError(f"--init-from {source}: it is a {src.family.name} backbone, this run trains {family.name}; "
                          "pass the --family it was trained with")
     net.load_state_dict(src.net.state_dict())
@@ -210,7 +220,8 @@ def train(cfg: BackboneTrainConfig):
         if json.loads(json.dumps(arch)) != json.loads(json.dumps(theirs)):
             raise ValueError(f"--init-from {cfg.init_from}: its network {theirs} is not --model {cfg.model} ({arch}); "
                              "pass the --model it was trained with")
-        if init_src.family.name != make_family(cfg.family).name:
+        target = make_family(cfg.family).name
+        if init_src.family.name not in INIT_FROM_FAMILIES.get(target, (target,)):
             raise ValueError(f"--init-from {cfg.init_from}: it is a {init_src.family.name} backbone, this run trains "
                              f"{make_family(cfg.family).name}; pass the --family it was trained with")
     dataset = build_dataset(cfg.data_path, cfg.image_size, hflip=False, skip_corrupt=cfg.skip_corrupt)  # lists only
@@ -296,7 +307,7 @@ def train(cfg: BackboneTrainConfig):
             y = y.to(accelerator.device) if y is not None else None
             with accelerator.accumulate(net):
                 with accelerator.autocast():
-                    loss = diffusion_loss(backbone, x, y, loss_gen, cfg.focus_quantile, cfg.focus_fraction)
+                    loss = training_loss(backbone, x, y, loss_gen, cfg, step)
                 backward_and_step(accelerator, net, opt, loss, cfg, step)
             running += loss.item() / cfg.grad_accum
         ema.update(accelerator.unwrap_model(net))
