@@ -15,13 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_cli_errors import CASES, GEN, MAINS, VP  # noqa: E402
+from test_cli_errors import CASES, GEN, MAINS, VP, prepare_workdir  # noqa: E402
 
 
 def main():
@@ -31,8 +29,7 @@ def main():
     rows = []
     for prog, args, _ in CASES:
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "keep.txt").write_text("untouched")
-            np.savez(Path(tmp) / "one.npz", arr_0=np.zeros((1, 8, 8, 3), np.uint8))
+            prepare_workdir(Path(tmp))
             fill = {"tmp": tmp, "gen": str(GEN), "vp": str(VP)}
             err = io.StringIO()
             code = 0

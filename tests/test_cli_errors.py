@@ -70,6 +70,18 @@ CASES = [
 ]
 
 
+def prepare_workdir(tmp: Path):
+    """The files the cases refer to: an untouched text file, a one-image .npz, and an image folder
+    with one unreadable image (also used by benchmarks/bench_reliability.py)."""
+    from PIL import Image
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "keep.txt").write_text("untouched")
+    np.savez(tmp / "one.npz", arr_0=np.zeros((1, 8, 8, 3), np.uint8))
+    (tmp / "imgs" / "cat").mkdir(parents=True)
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(tmp / "imgs" / "cat" / "a.png")
+    (tmp / "imgs" / "cat" / "b.png").write_bytes(b"not a png")                 # an unreadable image
+
+
 def _snapshot(root: Path) -> dict:
     return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
             for p in sorted(root.rglob("*"))}
@@ -78,13 +90,7 @@ def _snapshot(root: Path) -> dict:
 @pytest.mark.parametrize("prog,args,needle", CASES, ids=[f"{c[0]}:{' '.join(c[1][-2:])}" for c in CASES])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(prog, args, needle, tmp_path, cli_error):
     tmp = tmp_path / "work"
-    tmp.mkdir()
-    (tmp / "keep.txt").write_text("untouched")
-    np.savez(tmp / "one.npz", arr_0=np.zeros((1, 8, 8, 3), np.uint8))
-    from PIL import Image
-    (tmp / "imgs" / "cat").mkdir(parents=True)
-    Image.new("RGB", (16, 16), (10, 20, 30)).save(tmp / "imgs" / "cat" / "a.png")
-    (tmp / "imgs" / "cat" / "b.png").write_bytes(b"not a png")                 # an unreadable image
+    prepare_workdir(tmp)
     fill = {"tmp": str(tmp), "gen": str(GEN), "vp": str(VP)}
     argv = [a.format(**fill) for a in args]
     before = _snapshot(tmp)
