@@ -62,6 +62,7 @@ class BackboneTrainConfig(TrainConfig):
     focus_fraction: float = 0.0             # the share of each batch drawn from that quantile (0 = off)
     export_checkpoint: str | None = None    # export this checkpoint's EMA weights and exit (no training)
     export_dir: str | None = None           # where --export-checkpoint writes (default RUN/export/step_N)
+    run_state: str | None = None            # small committable copy of the newest checkpoint (long runs)
 
 
 def parse_args(argv=None) -> BackboneTrainConfig:
@@ -89,6 +90,10 @@ def parse_args(argv=None) -> BackboneTrainConfig:
                    help="no training: write the EMA weights of this checkpoint of --results-dir as a backbone "
                         "(backbone.safetensors + backbone.json; evaluate a run while it trains, e.g. a scaling curve)")
     p.add_argument("--export-dir", default=None, help="where --export-checkpoint writes (default: RUN/export/step_N)")
+    p.add_argument("--run-state", default=None, metavar="DIR",
+                   help="long runs over several sessions or machines: resume from this packed state when --results-dir "
+                        "has no checkpoint, and pack the newest checkpoint into it whenever this process stops "
+                        "(fp32 weights and EMA, bf16 Adam moments: small enough to commit)")
     cfg = BackboneTrainConfig(**vars(p.parse_args(argv)))
     if not 0.0 < cfg.focus_quantile <= 1.0 or not 0.0 <= cfg.focus_fraction <= 1.0:
         p.error(f"--focus-quantile must be in (0, 1] and --focus-fraction in [0, 1]; got {cfg.focus_quantile}, "
@@ -393,7 +398,22 @@ def main(argv=None):
     if cfg.export_checkpoint:
         return run_command("rdpm-train-backbone", lambda: print(
             f"exported {export_checkpoint(cfg.results_dir, cfg.export_checkpoint, cfg.export_dir)}"))
-    return run_command("rdpm-train-backbone", lambda: new_run_or_nothing(cfg.results_dir, lambda: train(cfg)))
+    return run_command("rdpm-train-backbone",
+                       lambda: new_run_or_nothing(cfg.results_dir, lambda: train_with_run_state(cfg)))
+
+
+def train_with_run_state(cfg: BackboneTrainConfig):
+    """``train``, continued from and saved to ``--run-state`` when given."""
+    from .training import pack_run_state, unpack_run_state
+    if cfg.run_state:
+        rd, state = Path(cfg.results_dir), Path(cfg.run_state)
+        if find_checkpoint(rd, "latest") is None and (state / "run_state.json").exists():
+            print(f"unpacked {unpack_run_state(state, rd)} from {state}")
+        if find_checkpoint(rd, "latest") is not None:
+            cfg.resume_from_checkpoint = cfg.resume_from_checkpoint or "latest"
+    train(cfg)
+    if cfg.run_state:
+        print(f"packed the newest checkpoint into {pack_run_state(cfg.results_dir, cfg.run_state)}")
 
 
 if __name__ == "__main__":

@@ -262,3 +262,83 @@ def checkpoint_or_stop(accelerator, rd: Path, step: int, cfg: TrainConfig, logge
         logger.info(f"stopping at step {step} ({why}); resume with --resume-from-checkpoint latest")
         return True
     return False
+
+
+# ------------------------------------------------------------------------------------------ compact run state
+RUN_STATE_FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "run_state.json")
+
+
+def pack_run_state(results_dir, out_dir, spec: str = "latest", moments_dtype=torch.bfloat16) -> Path:
+    """A small, committable copy of a checkpoint, to continue a long run on another machine or in a
+    later session: model and EMA in fp32, Adam's moments in ``moments_dtype`` (bf16 halves them;
+    the continued run then differs from an uninterrupted one by that rounding only), the RNG states,
+    the trainer state and the run's config.json. ``unpack_run_state`` turns it back into a
+    checkpoint that ``--resume-from-checkpoint latest`` resumes."""
+    import json
+    import pickle
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from .files import atomic_path
+    rd = Path(results_dir)
+    ckpt = find_checkpoint(rd, spec)
+    if ckpt is None:
+        raise FileNotFoundError(f"{rd}: no complete checkpoint to pack")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.safetensors") as tmp:
+        shutil.copyfile(ckpt / "model.safetensors", tmp)
+    ema = torch.load(ckpt / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=True)
+    with atomic_path(out / "ema.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp))
+    opt = torch.load(ckpt / "optimizer.bin", map_location="cpu", weights_only=True)
+    tensors, scalars = {}, {}
+    for pid, st in opt["state"].items():
+        for k, v in st.items():
+            if k == "step":
+                scalars[str(pid)] = float(v)
+            else:
+                tensors[f"{pid}.{k}"] = v.to(moments_dtype).contiguous()
+    with atomic_path(out / "optimizer.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    state = {"checkpoint": ckpt.name, "trainer_state": json.loads((ckpt / "trainer_state.json").read_text()),
+             "optimizer_param_groups": opt["param_groups"], "optimizer_steps": scalars,
+             "moments_dtype": str(moments_dtype).replace("torch.", ""),
+             "random_states": pickle.dumps(torch.load(ckpt / "random_states_0.pkl", weights_only=False)).hex(),
+             "config": json.loads((rd / "config.json").read_text())}
+    with atomic_path(out / "run_state.json") as tmp:
+        tmp.write_text(json.dumps(state))
+    return out
+
+
+def unpack_run_state(state_dir, results_dir) -> Path:
+    """Rebuild ``RESULTS_DIR/checkpoints/step_N`` (and config.json) from ``pack_run_state``'s folder."""
+    import json
+    import pickle
+    import shutil
+
+    from safetensors.torch import load_file
+    src = Path(state_dir)
+    missing = [f for f in RUN_STATE_FILES if not (src / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{src}: not a packed run state (missing {', '.join(missing)})")
+    state = json.loads((src / "run_state.json").read_text())
+    rd = Path(results_dir)
+    ck = rd / "checkpoints" / state["checkpoint"]
+    ck.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "model.safetensors", ck / "model.safetensors")
+    torch.save(load_file(str(src / "ema.safetensors")), ck / "custom_checkpoint_0.pkl")
+    moments = load_file(str(src / "optimizer.safetensors"))
+    opt_state: dict = {}
+    for key, v in moments.items():
+        pid, name = key.split(".", 1)
+        opt_state.setdefault(int(pid), {})[name] = v.float()
+    for pid, step in state["optimizer_steps"].items():
+        opt_state.setdefault(int(pid), {})["step"] = torch.tensor(step)
+    torch.save({"state": opt_state, "param_groups": state["optimizer_param_groups"]}, ck / "optimizer.bin")
+    torch.save(pickle.loads(bytes.fromhex(state["random_states"])), ck / "random_states_0.pkl")
+    if not (rd / "config.json").exists():
+        (rd / "config.json").write_text(json.dumps(state["config"], indent=2))
+    (ck / "trainer_state.json").write_text(json.dumps(state["trainer_state"]))   # last: marks it complete
+    return ck
