@@ -101,22 +101,20 @@ def heldout_loss(bb, ae, image_size: int, n: int = 1000) -> float:
 
 @torch.no_grad()
 def sample_own(bb, ae, n: int, steps: int, cfg_scale: float, seed: int, batch: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """n class-balanced samples of the backbone's own ODE (Heun for EDM, DDIM/Euler otherwise),
-    image i from its own generator; uint8 NHWC at 32 px."""
+    """n class-balanced samples of the backbone's own sampler with CFG (``chain.own_sample``: the
+    family's ODE, or the multistep consistency sampler), image i from its own generator; uint8 NHWC
+    at 32 px."""
     from rdpm_gddcm.backbones import GuidedBackbone
-    from rdpm_gddcm.chain import ode_solve
-    from rdpm_gddcm.plans import ode_times
+    from rdpm_gddcm.chain import own_sample
     from rdpm_gddcm.sample import image_generator, labels_for
     labels = labels_for(n, 10, None)
     guided = GuidedBackbone(bb, cfg_scale) if cfg_scale != 1.0 else bb
-    fam = bb.family
-    times = ode_times(fam, steps)
     out = []
     for b in range(0, n, batch):
         idx = np.arange(b, min(b + batch, n))
-        noise = torch.stack([torch.randn(*bb.latent_shape, generator=image_generator(seed, int(i))) for i in idx])
-        lat = ode_solve(guided, float(fam.S(times[0])) * noise, times, torch.from_numpy(labels[idx]).long(),
-                        fam.ode_solver)
+        gens = [image_generator(seed, int(i)) for i in idx]
+        noise = torch.stack([torch.randn(*bb.latent_shape, generator=g) for g in gens])
+        lat = own_sample(guided, noise, steps, torch.from_numpy(labels[idx]).long(), gens)
         img = ae.decode(lat).float().clamp(-1, 1)
         if img.shape[-1] != 32:
             img = torch.nn.functional.adaptive_avg_pool2d(img, 32)
