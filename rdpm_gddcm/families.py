@@ -134,14 +134,16 @@ class Family:
     def num_train_timesteps(self) -> int:
         return 0
 
+    t_eps = 1e-5                    # unit-interval families: t in [t_eps, 1]
+
     @property
     def t_min(self) -> float:
         """Smallest time the backbone may be called at."""
-        raise NotImplementedError
+        return self.t_eps
 
     @property
     def t_max(self) -> float:
-        raise NotImplementedError
+        return 1.0
 
     @staticmethod
     def _as_tensor(t) -> torch.Tensor:
@@ -274,14 +276,6 @@ class VPContinuous(Family):
     name, prediction = "vp-continuous", "epsilon"
     params = ("beta_min", "beta_max", "t_eps")
     beta_min, beta_max, t_eps = 0.1, 20.0, 1e-5
-
-    @property
-    def t_min(self) -> float:
-        return self.t_eps
-
-    @property
-    def t_max(self) -> float:
-        return 1.0
 
     def alpha_bar(self, t) -> torch.Tensor:
         t = self._as_tensor(t)
@@ -421,14 +415,6 @@ class Flow(Family):
     name, prediction, normal_training_times = "flow", "velocity", True
     params = ("t_eps",)
     t_eps = 1e-5
-
-    @property
-    def t_min(self) -> float:
-        return self.t_eps
-
-    @property
-    def t_max(self) -> float:
-        return 1.0
 
     def s(self, t):
         return 1.0 - self._as_tensor(t)
