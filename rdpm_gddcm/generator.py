@@ -265,6 +265,18 @@ class ModelChooser:
     step = choose
 
 
+def save_generator(model: TokenGenerator, directory, meta: dict, dtype=torch.float16):
+    """generator.safetensors (weights in ``dtype``) + generator.json (``meta`` with the config), each
+    written atomically; ``load_generator`` reads them back."""
+    from safetensors.torch import save_file
+
+    from .files import atomic_path, write_json_atomic
+    d = Path(directory)
+    with atomic_path(d / "generator.safetensors") as tmp:
+        save_file({k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_json_atomic(d / "generator.json", {"format_version": 1, "generator": model.cfg.to_json(), **meta})
+
+
 def load_generator(path, device="cpu") -> tuple[TokenGenerator, dict]:
     """A generator from a run dir / dir with generator.json, or a .safetensors with its .json beside it."""
     from safetensors.torch import load_file

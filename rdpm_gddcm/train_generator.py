@@ -25,7 +25,7 @@ from tqdm import tqdm
 from . import cli
 from .chain import effective_score
 from .cli import nonneg_int
-from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params, load_generator
+from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params, load_generator, save_generator
 from .token_io import TokenDataset
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, drop_labels,
                        epoch_permutation, find_checkpoint, new_run_or_nothing, start_run, training_device,
@@ -284,20 +284,12 @@ def sample_grid(cfg: GeneratorTrainConfig, rd: Path, step: int, num_classes: int
 
 def export(cfg, raw, ema, gcfg, data, rd: Path, step: int, logger, dtype=torch.float16):
     """generator.safetensors (EMA weights, fp16) + generator.json (config + tokenizer header)."""
-    import os
-
-    from safetensors.torch import save_file
     model = TokenGenerator(gcfg)
     model.load_state_dict(raw.state_dict())
     ema.copy_to(model)
-    sd = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    save_file(sd, str(rd / "generator.safetensors.tmp"))
-    meta = {"format_version": 1, "generator": gcfg.to_json(), "tokens_header": data.header.to_json(), "steps": step,
-            "backbone": cfg.backbone, "autoencoder": cfg.autoencoder, "classes": data.manifest.get("classes"),
-            "train_config": asdict(cfg)}
-    (rd / "generator.json.tmp").write_text(json.dumps(meta, indent=2))
-    os.replace(rd / "generator.safetensors.tmp", rd / "generator.safetensors")
-    os.replace(rd / "generator.json.tmp", rd / "generator.json")
+    save_generator(model, rd, {"tokens_header": data.header.to_json(), "steps": step, "backbone": cfg.backbone,
+                               "autoencoder": cfg.autoencoder, "classes": data.manifest.get("classes"),
+                               "train_config": asdict(cfg)}, dtype)
     logger.info(f"exported {rd / 'generator.safetensors'} (EMA, fp16) at step {step}")
 
 
