@@ -7,7 +7,8 @@ effectively constant after warm-up, as its cosine spans ``--max-steps 10**6``), 
 weights of its last checkpoint, and is scored by
 
 - FID-N (standard FID Inception; N class-balanced samples, default 1,000) of its own deterministic
-  ODE sampler with CFG, against the Inception features of all 5,000 ``val`` images (written by
+  ODE sampler with CFG at the same number of network evaluations for every pilot (``--nfe``: DDIM/Euler
+  takes that many steps, EDM's Heun (NFE+1)/2), against the Inception features of all 5,000 ``val`` images (written by
   ``bench_fid_reference.py``); N is small, so the number ranks pilots, it is not a CIFAR-10 FID-50k;
 - the class accuracy of those samples (the project's CIFAR-10 classifier, a proxy);
 - held-out denoising loss: the family's own training loss on 1,000 ``val`` images (fixed noise),
@@ -122,6 +123,11 @@ def sample_own(bb, ae, n: int, steps: int, cfg_scale: float, seed: int, batch: i
     return np.concatenate(out), labels
 
 
+def steps_for_nfe(family, nfe: int) -> int:
+    """Sampler steps with ``nfe`` network evaluations: Heun uses two per step but the last."""
+    return (nfe + 1) // 2 if family.ode_solver == "heun" and not hasattr(family, "sampler_times") else nfe
+
+
 def score(imgs: np.ndarray, labels: np.ndarray, a) -> dict:
     from rdpm_gddcm.image_sources import ArrayImages, Source, load_source
     from rdpm_gddcm.proxy_metrics import PROXY_ACC, proxy_metrics
@@ -145,7 +151,7 @@ def main():
                    help="training CPU time of each pilot (process CPU minutes: equal compute on a shared machine)")
     p.add_argument("--runs-dir", default=str(ROOT / "runs" / "pilots"))
     p.add_argument("--num-images", type=int, default=1000, help="samples per FID")
-    p.add_argument("--steps", type=int, default=35, help="ODE steps of the pilots' own sampler")
+    p.add_argument("--nfe", type=int, default=35, help="network evaluations of the pilots' own sampler (per CFG half)")
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--fid-reference", default=str(ROOT / "runs" / "fid-features" / "val-000000-005000.npy"))
     p.add_argument("--classifier", default=str(ROOT / "assets" / "cifar10-classifier"))
@@ -164,14 +170,15 @@ def main():
         ae = load_autoencoder(bb.meta["autoencoder_spec"])
         conf = json.loads((rd / "config.json").read_text())
         t0 = time.time()
-        imgs, labels = sample_own(bb, ae, a.num_images, a.steps, a.cfg_scale, seed=0)
+        steps = steps_for_nfe(bb.family, a.nfe)
+        imgs, labels = sample_own(bb, ae, a.num_images, steps, a.cfg_scale, seed=0)
         sample_s = (time.time() - t0) / len(imgs)
         row = {"pilot": name, "flags": PILOTS[name].replace(str(TAEF2), "../shared/weights/taef2"),
                "family": bb.family.name, "model": conf["model"], "parameters": conf["resolved"]["parameters"],
                "precision": conf["resolved"]["precision"]["mode"], "minutes": a.minutes,
                "steps_trained": bb.meta["steps"], "images_seen": bb.meta["images_seen"], **throughput(rd),
                "heldout_loss": heldout_loss(bb, ae, conf["image_size"]),
-               "sampler": f"ODE ({bb.family.ode_solver}), {a.steps} steps, CFG {a.cfg_scale}",
+               "sampler": f"ODE ({bb.family.ode_solver}), {steps} steps = {a.nfe} NFE, CFG {a.cfg_scale}",
                "num_samples": len(imgs), "sample_s_per_image": sample_s, **score(imgs, labels, a)}
         res = json.loads(out.read_text()) if out.exists() else {"pilots": []}   # another process may have added rows
         res["pilots"] = [r for r in res["pilots"] if r["pilot"] != name] + [row]

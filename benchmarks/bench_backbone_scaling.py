@@ -6,7 +6,7 @@ FID-N against the Inception features of all 5,000 ``val`` images (standard FID I
 class-balanced samples, default 1,000: comparable with the pilots of ``bench_backbone_pilots.py``
 and the generator's FID-1k rows, not a CIFAR-10 FID-50k), plus the proxy class accuracy.
 
-    python benchmarks/bench_backbone_scaling.py --run runs/backbone-long --steps 35 \
+    python benchmarks/bench_backbone_scaling.py --run runs/backbone-long --nfe 35 \
         --out benchmarks/results/backbone_scaling.json
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_backbone_pilots import sample_own, score  # noqa: E402
+from bench_backbone_pilots import sample_own, score, steps_for_nfe  # noqa: E402
 
 
 def main():
@@ -34,7 +34,8 @@ def main():
     p.add_argument("--run", required=True, help="an rdpm-train-backbone results dir")
     p.add_argument("--checkpoint", default=None, help="only this checkpoint (default: every one not scored yet)")
     p.add_argument("--num-images", type=int, default=1000)
-    p.add_argument("--steps", type=int, nargs="+", default=[35], help="sampler steps (one FID each)")
+    p.add_argument("--nfe", type=int, nargs="+", default=[35],
+                   help="network evaluations of the own sampler (one FID each; Heun: (NFE+1)/2 steps)")
     p.add_argument("--cfg-scale", type=float, default=2.0)
     p.add_argument("--fid-reference", default=str(ROOT / "runs" / "fid-features" / "val-000000-005000.npy"))
     p.add_argument("--classifier", default=str(ROOT / "assets" / "cifar10-classifier"))
@@ -52,17 +53,18 @@ def main():
         export = export_checkpoint(run, str(ck), run / "export" / ck.name)
         bb = load_network_backbone(export)
         ae = load_autoencoder(bb.meta["autoencoder_spec"])
-        for steps in a.steps:
-            if any(r["images_seen"] == bb.meta["images_seen"] and r["steps"] == steps for r in res["rows"]):
+        for nfe in a.nfe:
+            steps = steps_for_nfe(bb.family, nfe)
+            if any(r["images_seen"] == bb.meta["images_seen"] and r["nfe"] == nfe for r in res["rows"]):
                 continue
             t0 = time.time()
             imgs, labels = sample_own(bb, ae, a.num_images, steps, a.cfg_scale, seed=0)
-            row = {"images_seen": bb.meta["images_seen"], "optimizer_steps": bb.meta["steps"], "steps": steps,
+            row = {"images_seen": bb.meta["images_seen"], "optimizer_steps": bb.meta["steps"], "nfe": nfe, "steps": steps,
                    "sampler": f"{'consistency' if hasattr(bb.family, 'sampler_times') else bb.family.ode_solver}, "
                               f"{steps} steps, CFG {a.cfg_scale}",
                    "num_samples": len(imgs), "sample_s_per_image": (time.time() - t0) / len(imgs), **score(imgs, labels, a)}
             res["rows"].append(row)
-            res["rows"].sort(key=lambda r: (r["images_seen"], r["steps"]))
+            res["rows"].sort(key=lambda r: (r["images_seen"], r["nfe"]))
             cmd = shlex.join(["python", "benchmarks/bench_backbone_scaling.py", *sys.argv[1:]])
             res.setdefault("commands", [])
             if cmd not in res["commands"]:
