@@ -319,8 +319,9 @@ def t_backbone_scaling():
              f"{r['class_accuracy']:.3f}") for r in d["rows"]]
     n = d["rows"][0]["num_samples"]
     return (md(["images seen", "optimizer steps", "own sampler", f"FID-{n // 1000}k ↓ (vs val)", "class acc."], rows) +
-            f"\n\nRun `{d['run']}` ({d['family']}, {d['model']}); every row is an EMA export of one checkpoint. "
-            f"`{d['commands'][-1]}`")
+            f"\n\nRun `{d['run']}` ({d['family']}, {d['model']}); every row is an EMA export of one checkpoint, "
+            "scored when it was written (the run keeps only its newest checkpoints; `--checkpoint DIR` scores one): "
+            f"`python benchmarks/bench_backbone_scaling.py --run {d['run']} --out benchmarks/results/backbone_scaling.json`")
 
 
 TABLES = {"backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
