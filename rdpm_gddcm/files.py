@@ -15,6 +15,19 @@ import os
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process's umask (read from /proc where there is one: setting it to read it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ""):
     """Yield a temporary path next to ``path``; on success it replaces ``path``. ``suffix`` is kept
@@ -24,6 +37,8 @@ def atomic_path(path, suffix: str = ""):
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
     try:
         yield tmp
+        # some writers (safetensors) create files 0600 whatever the umask: give the file what open() would
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

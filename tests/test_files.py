@@ -5,6 +5,7 @@ import os
 import stat
 
 import numpy as np
+import torch
 import pytest
 
 from rdpm_gddcm.files import atomic_path, save_npy_atomic, write_bytes_atomic, write_json_atomic
@@ -13,8 +14,11 @@ from rdpm_gddcm.files import atomic_path, save_npy_atomic, write_bytes_atomic, w
 def test_permissions_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
+        from safetensors.torch import save_file
+        with atomic_path(tmp_path / "d.safetensors") as tmp:      # safetensors itself creates files 0600
+            save_file({"w": torch.zeros(2)}, str(tmp))
         for p in (write_json_atomic(tmp_path / "a.json", {"x": 1}), write_bytes_atomic(tmp_path / "b.bin", b"1"),
-                  save_npy_atomic(tmp_path / "c.npy", np.zeros(3))):
+                  save_npy_atomic(tmp_path / "c.npy", np.zeros(3)), tmp_path / "d.safetensors"):
             assert stat.S_IMODE(os.stat(p).st_mode) == 0o644, p
     finally:
         os.umask(old)
