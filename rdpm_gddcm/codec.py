@@ -14,7 +14,7 @@ import sys
 import torch
 
 from . import cli
-from .header import decode_notes
+from .header import decode_notes, replay_precision
 from .token_io import read_token_file, write_token_file
 from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args
 
@@ -57,6 +57,7 @@ def run(a):
         print(f"wrote {a.output}: {tok.bits_per_image} bits ({tok.bpp:.4f} bpp)")
     else:
         header, tokens = read_token_file(a.input)
+        replay_precision(header, a.device)          # notes where the header's precision is slow here
         tok = Tokenizer.from_header(header, a.backbone, a.autoencoder, a.device)
         for note in decode_notes(header, a.device):
             print(f"note: {note}", file=sys.stderr)

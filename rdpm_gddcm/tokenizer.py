@@ -166,13 +166,12 @@ class Tokenizer:
         """The tokenizer a token header describes, with its stored plan (replayed, not recomputed).
 
         ``header``: a ``TokenHeader`` or its JSON. ``backbone``: a loaded backbone or a spec (then
-        loaded in the header's precision, see ``replay_precision``); ``autoencoder``: a loaded one, a
+        loaded in the header's precision); ``autoencoder``: a loaded one, a
         spec, or None for the backbone's own. Refuses models that differ from the header's."""
-        from .header import replay_precision
         h = TokenHeader.from_json(header)
         if isinstance(backbone, str):
             backbone, ae, _ = load_models(backbone, autoencoder if isinstance(autoencoder, str) else None,
-                                          h.image_size, device, replay_precision(h, device))
+                                          h.image_size, device, h.precision_mode)
             autoencoder = autoencoder if autoencoder is not None and not isinstance(autoencoder, str) else ae
         elif autoencoder is None or isinstance(autoencoder, str):
             from .autoencoders import load_autoencoder
