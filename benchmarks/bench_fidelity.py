@@ -52,6 +52,10 @@ def fit_floor(data_path: str, out_dir: Path, num_images: int | None = None) -> P
     return out_dir
 
 
+LATENT_EDM_LABEL = "EDM in taef2 latent, long run (ours)"
+CONSISTENCY_LABEL = "consistency in taef2 latent (ours)"
+
+
 def rows_for(suite: str, a) -> list[dict]:
     vp, flow, floor = a.vp_backbone, a.flow_backbone, str(a.floor_dir)
     N, K = a.num_steps, a.codebook_size
@@ -78,7 +82,17 @@ def rows_for(suite: str, a) -> list[dict]:
             ("flow (ours)", "p=0 + descent 20 jacobian", flow,
              ["--plan", "fixed-point", "--descent-steps", "20", "--selection", "jacobian"]),
         ]
-        return [dict(backbone_label=b, plan_label=p, backbone=d, args=common + x) for b, p, d, x in rows]
+        out = [dict(backbone_label=b, plan_label=p, backbone=d, args=common + x) for b, p, d, x in rows]
+        # rows 14-19: the taef2 latent (32x8x8 = 2,048 values per token vector), the long EDM run and the
+        # consistency model tuned from it (the paper's claim: p=0.5 fails for a consistency model, p=0 works)
+        latent = ["--autoencoder", f"taef2:{a.taef2}"]
+        for label, d in ((LATENT_EDM_LABEL, a.latent_long_backbone), (CONSISTENCY_LABEL, a.consistency_backbone)):
+            out += [dict(backbone_label=label, plan_label="DDCM", backbone=d,
+                         args=common + latent + ["--plan", "ddcm", "--selection", "dot"]),
+                    dict(backbone_label=label, plan_label="p=0", backbone=d, args=common + latent + ["--plan", "fixed-point"]),
+                    dict(backbone_label=label, plan_label="p=0.5", backbone=d,
+                         args=common + latent + ["--plan", "trajectory", "--p", "0.5"])]
+        return out
     if suite == "grid2d":
         out = []
         for bb_label, d in (("VP-ε (ours)", vp), ("flow (ours)", flow)):
@@ -112,9 +126,18 @@ def rows_for(suite: str, a) -> list[dict]:
         out.append(dict(backbone_label="linear-Gaussian (floor)", plan_label="N=10 K=4096 p=0.5 grid 8x8 dot",
                         backbone=floor, args=t10 + ["--grid", "8x8", "--selection", "dot"]))
         # the latent backbone sees 64 px images through taef2 (latent 32x8x8): grid 8x8 = one token per latent pixel
-        return out + [dict(backbone_label="EDM in taef2 latent (ours)", plan_label=f"N=10 K=4096 p=0.5 grid {g}",
-                           backbone=a.latent_backbone, args=t10 + ["--grid", g, "--autoencoder", f"taef2:{a.taef2}"])
-                      for g in ("4x4", "8x8")]
+        out += [dict(backbone_label="EDM in taef2 latent (ours)", plan_label=f"N=10 K=4096 p=0.5 grid {g}",
+                     backbone=a.latent_backbone, args=t10 + ["--grid", g, "--autoencoder", f"taef2:{a.taef2}"])
+                for g in ("4x4", "8x8")]
+        # rows 12-17: the long latent EDM run and its consistency model at the generator's setting, with the
+        # generator's conditioning and both selection rules (the new generator's token choice)
+        for label, d in ((LATENT_EDM_LABEL, a.latent_long_backbone), (CONSISTENCY_LABEL, a.consistency_backbone)):
+            for g, sel in (("8x8", "l2"), ("8x8", "dot"), ("4x4", "dot")):
+                out.append(dict(backbone_label=label, plan_label=f"N=10 K=4096 p=0.5 grid {g} class-conditional"
+                                                                 + ("" if sel == "l2" else f" {sel}"),
+                                backbone=d, args=t10 + ["--grid", g, "--conditional", "--selection", sel,
+                                                        "--autoencoder", f"taef2:{a.taef2}"]))
+        return out
     if suite == "tune":
         # run on the first val images (--num-images 16): picks the documented defaults
         out = [dict(backbone_label="linear-Gaussian (floor)", plan_label=f"p=0 sigma_max_r={r}", backbone=floor,
@@ -149,13 +172,16 @@ def main():
     p.add_argument("--vp-backbone", default=str(ROOT / "assets" / "cifar10-pixels-vp"))
     p.add_argument("--flow-backbone", default=str(ROOT / "assets" / "cifar10-pixels-flow"))
     p.add_argument("--latent-backbone", default=str(ROOT / "assets" / "cifar10-taef2-edm"))
+    p.add_argument("--latent-long-backbone", default=str(ROOT / "assets" / "cifar10-taef2-edm-long"))
+    p.add_argument("--consistency-backbone", default=str(ROOT / "assets" / "cifar10-taef2-consistency"))
     p.add_argument("--taef2", default=str(ROOT.parent / "shared" / "weights" / "taef2"))
     p.add_argument("--floor-dir", default=str(ROOT / "runs" / "linear-gaussian-cifar10"))
     p.add_argument("--num-images", type=int, default=128)
     p.add_argument("--num-steps", type=int, default=300)
     p.add_argument("--codebook-size", type=int, default=1024)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--mixed-precision", default="bf16", choices=["no", "bf16"])
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
+                   help="the backbone's precision (auto: what rdpm-reconstruct picks on this CPU)")
     p.add_argument("--rows", default=None, help="comma-separated row numbers to run (default: all)")
     p.add_argument("--out", required=True)
     a = p.parse_args()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -175,11 +174,17 @@ class NetworkBackbone(Backbone):
                 "sigma_data": self.sigma_data, "network": self.net.cfg.to_json(), "name": self.name,
                 "clip_sample": self.clip_sample, **(extra or {})}
         sd = {k: v.detach().to(dtype).contiguous() for k, v in self.net.state_dict().items()}
-        tmp_w, tmp_j = d / "backbone.safetensors.tmp", d / "backbone.json.tmp"
-        save_file(sd, str(tmp_w))
-        tmp_j.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp_w, d / "backbone.safetensors")
-        os.replace(tmp_j, d / "backbone.json")
+        write_backbone_files(d, lambda path: save_file(sd, str(path)), meta)
+
+
+def write_backbone_files(directory, write_weights, meta: dict):
+    """backbone.safetensors (``write_weights(path)``) then backbone.json, each replaced atomically, so
+    a reader never sees a half-written file (files.atomic_path)."""
+    from .files import atomic_path
+    d = Path(directory)
+    with atomic_path(d / "backbone.json") as tmp_json, atomic_path(d / "backbone.safetensors") as tmp_weights:
+        write_weights(tmp_weights)
+        tmp_json.write_text(json.dumps(meta, indent=2))
 
 
 def family_from_meta(meta: dict) -> Family:
@@ -427,18 +432,11 @@ class LinearGaussianBackbone(Backbone):
 
     def save(self, directory):
         from safetensors.torch import save_file
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        save_file({"mean": self.mean, "eigvals": self.eigvals, "eigvecs": self.eigvecs.contiguous()},
-                  str(d / "backbone.safetensors.tmp"))
-        (d / "backbone.json.tmp").write_text(json.dumps({"format_version": FORMAT_VERSION, "type": "linear-gaussian",
-                                                         "family": self.family.name,
-                                                         "family_config": self.family.to_config(),
-                                                         "latent_shape": list(self.latent_shape),
-                                                         "autoencoder_spec": "pixels" if self.latent_shape[0] == 3 else None},
-                                                        indent=2))
-        os.replace(d / "backbone.safetensors.tmp", d / "backbone.safetensors")
-        os.replace(d / "backbone.json.tmp", d / "backbone.json")
+        tensors = {"mean": self.mean, "eigvals": self.eigvals, "eigvecs": self.eigvecs.contiguous()}
+        write_backbone_files(directory, lambda path: save_file(tensors, str(path)),
+                             {"format_version": FORMAT_VERSION, "type": "linear-gaussian", "family": self.family.name,
+                              "family_config": self.family.to_config(), "latent_shape": list(self.latent_shape),
+                              "autoencoder_spec": "pixels" if self.latent_shape[0] == 3 else None})
 
 
 class GuidedBackbone(Backbone):

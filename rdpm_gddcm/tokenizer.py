@@ -117,28 +117,36 @@ def add_model_args(p: argparse.ArgumentParser):
 def load_models(backbone_spec: str, autoencoder_spec: str | None, image_size: int | None, device="cpu",
                 mixed_precision: str = "no"):
     """(backbone, autoencoder, image_size) with the defaults recorded in backbone.json."""
-    from .autoencoders import load_autoencoder
     from .backbones import load_backbone
     backbone = load_backbone(backbone_spec, device)
+    autoencoder = autoencoder_for(backbone, autoencoder_spec, device, backbone_spec)
+    if image_size is None:
+        meta = getattr(backbone, "meta", {})
+        image_size = meta.get("data", {}).get("image_size") or backbone.latent_shape[-1] * autoencoder.downsample
+    backbone.set_precision(mixed_precision, device)
+    return backbone, autoencoder, image_size
+
+
+def autoencoder_for(backbone, autoencoder_spec: str | None, device="cpu", backbone_name: str = "the backbone"):
+    """The autoencoder a backbone works in: ``autoencoder_spec``, or the one its backbone.json records;
+    refused when its weights are not the ones the backbone was trained with (sha256 in backbone.json)."""
+    from .autoencoders import load_autoencoder
     meta = getattr(backbone, "meta", {})
     if autoencoder_spec is None:
         autoencoder_spec = meta.get("autoencoder_spec", "pixels")
         if autoencoder_spec == "pixels" and backbone.latent_shape[0] != 3:
-            raise ValueError(f"backbone {backbone_spec} works in a {backbone.latent_shape[0]}-channel latent and records no "
+            raise ValueError(f"backbone {backbone_name} works in a {backbone.latent_shape[0]}-channel latent and records no "
                              "autoencoder: pass --autoencoder (e.g. hf:stabilityai/sd-vae-ft-ema or hf:PIPELINE_DIR)")
     try:
         autoencoder = load_autoencoder(autoencoder_spec, device=device)
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"{e}\n(the backbone {backbone_spec} was trained with --autoencoder "
+        raise FileNotFoundError(f"{e}\n(the backbone {backbone_name} was trained with --autoencoder "
                                 f"{autoencoder_spec!r}; pass --autoencoder with that autoencoder's location)") from None
     want = meta.get("autoencoder", {}).get("sha256")
     if want and autoencoder.identity().get("sha256") != want:
         raise ValueError(f"autoencoder {autoencoder_spec!r} (sha256 {autoencoder.identity().get('sha256')}) is not the "
-                         f"one backbone {backbone_spec} was trained with (sha256 {want})")
-    if image_size is None:
-        image_size = meta.get("data", {}).get("image_size") or backbone.latent_shape[-1] * autoencoder.downsample
-    backbone.set_precision(mixed_precision, device)
-    return backbone, autoencoder, image_size
+                         f"one backbone {backbone_name} was trained with (sha256 {want})")
+    return autoencoder
 
 
 class Tokenizer:
@@ -174,9 +182,7 @@ class Tokenizer:
                                           h.image_size, device, h.precision_mode)
             autoencoder = autoencoder if autoencoder is not None and not isinstance(autoencoder, str) else ae
         elif autoencoder is None or isinstance(autoencoder, str):
-            from .autoencoders import load_autoencoder
-            autoencoder = load_autoencoder(autoencoder or getattr(backbone, "meta", {}).get("autoencoder_spec", "pixels"),
-                                           device=device)
+            autoencoder = autoencoder_for(backbone, autoencoder, device)
         # the models first: a backbone of another family would otherwise surface as a plan-range error
         fam, mine = h.family.get("name"), backbone.family.name
         if fam != mine:

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from rdpm_gddcm.backbones import load_backbone
-from rdpm_gddcm.chain import ode_solve
-from rdpm_gddcm.plans import ode_times
+from rdpm_gddcm.chain import own_sample
 
 # results that depend on float kernels: CI reruns these under other ATEN_CPU_CAPABILITY values
 pytestmark = pytest.mark.numerics
@@ -16,8 +15,11 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 @pytest.mark.parametrize("name,family", [("cifar10-pixels-vp", "vp-discrete"), ("cifar10-pixels-flow", "flow"),
-                                         ("cifar10-taef2-edm", "ve")])
+                                         ("cifar10-taef2-edm", "ve"), ("cifar10-taef2-edm-long", "ve"),
+                                         ("cifar10-taef2-consistency", "consistency")])
 def test_shipped_backbone_samples_a_2x2_grid(name, family, request):
+    """Each shipped backbone samples with its own sampler: 4 ODE steps, or 1 and 2 steps of the
+    multistep consistency sampler for the consistency model."""
     d = ASSETS / name
     card = json.loads((d / "card.json").read_text())
     assert (d / "backbone.safetensors").stat().st_size <= 25 * 2 ** 20 and (d / "CARD.md").exists()
@@ -33,12 +35,15 @@ def test_shipped_backbone_samples_a_2x2_grid(name, family, request):
         from rdpm_gddcm.autoencoders import load_autoencoder
         ae = load_autoencoder(f"taef2:{taef2}")
         assert ae.identity()["sha256"] == meta["autoencoder"]["sha256"]
-    g = torch.Generator().manual_seed(0)
-    times = ode_times(bb.family, 4)
-    x = float(bb.family.S(times[0])) * torch.randn(4, *bb.latent_shape, generator=g)
-    imgs = ae.decode(ode_solve(bb, x, times, torch.tensor([0, 1, 2, 3])))
-    assert imgs.shape[0] == 4 and imgs.shape[1] == 3 and torch.isfinite(imgs).all()
-    assert imgs.min() >= -1 and imgs.max() <= 1 and imgs.std() > 0.05     # not a constant image
+    labels = torch.tensor([0, 1, 2, 3])
+    for steps in ((1, 2) if family == "consistency" else (4,)):
+        gens = [torch.Generator().manual_seed(i) for i in range(4)]
+        noise = torch.stack([torch.randn(*bb.latent_shape, generator=g) for g in gens])
+        imgs = ae.decode(own_sample(bb, noise, steps, labels, gens))
+        assert imgs.shape[0] == 4 and imgs.shape[1] == 3 and torch.isfinite(imgs).all()
+        assert imgs.min() >= -1 and imgs.max() <= 1 and imgs.std() > 0.05     # not a constant image
+    if family == "consistency":
+        assert {r["steps"] for r in card["fid"]} >= {1, 2}                      # the card reports 1- and 2-step FID
 
 
 def test_shipped_classifier_loads_and_classifies():

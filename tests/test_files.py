@@ -24,6 +24,23 @@ def test_permissions_follow_the_umask(tmp_path):
         os.umask(old)
 
 
+def test_saved_backbones_are_atomic_and_follow_the_umask(tmp_path, make_tiny_backbone):
+    """Both backbone kinds write through atomic_path: umask permissions, no temporary left, loadable."""
+    from rdpm_gddcm.backbones import LinearGaussianBackbone, load_backbone
+    from rdpm_gddcm.families import Family
+    old = os.umask(0o022)
+    try:
+        make_tiny_backbone(tmp_path / "net")
+        LinearGaussianBackbone.fit(torch.randn(64, 3, 4, 4), Family("vp-discrete")).save(tmp_path / "lg")
+    finally:
+        os.umask(old)
+    for d in ("net", "lg"):
+        assert sorted(p.name for p in (tmp_path / d).iterdir()) == ["backbone.json", "backbone.safetensors"]
+        for p in (tmp_path / d).iterdir():
+            assert stat.S_IMODE(os.stat(p).st_mode) == 0o644, p
+        load_backbone(str(tmp_path / d))
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "sub" / "f.json"
     write_json_atomic(target, {"v": 1})
