@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import shutil
 import sys
 from datetime import datetime
@@ -141,7 +142,7 @@ against the linear-Gaussian (Wiener) denoiser fitted to the same training data:
 | --- | --- | --- |
 {rows}
 
-Reproduce: `python benchmarks/backbone_card.py --run RUN_DIR --name {card['name']} --command "..." --commit {card['commit']}`.
+Reproduce: `{card.get('card_command') or f"python benchmarks/backbone_card.py --run RUN_DIR --name {card['name']} --command '...' --commit {card['commit']}"}`.
 """)
 
 
@@ -205,6 +206,7 @@ def main():
             "denoising_space": "pixels in [-1, 1]" if meta["autoencoder"]["name"] == "pixels" else "taef2 latent",
             "num_val_images": a.num_val, "file_mb": (dst / "backbone.safetensors").stat().st_size / 2 ** 20,
             "grid_sampler": own_sampler_name(bb.family, a.grid_steps), "fid": fid_rows(bb, ae, a),
+            "card_command": shlex.join(["python", "benchmarks/backbone_card.py", *sys.argv[1:]]),
             "loss_curve": stats["loss_curve"]}
     (dst / "card.json").write_text(json.dumps(card, indent=2))
     write_card_md(card, dst, a.grid_steps)

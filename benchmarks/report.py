@@ -107,9 +107,34 @@ def t_classifier():
             f"{d['train_wall_seconds']/60:.1f} min on {d['train_threads']} CPU thread.")
 
 
+BACKBONE_ASSETS = ("cifar10-pixels-vp", "cifar10-pixels-flow", "cifar10-taef2-edm", "cifar10-taef2-edm-long",
+                   "cifar10-taef2-consistency")
+
+
+def t_backbone_fid():
+    """FID of each shipped backbone's own sampler, from the cards (benchmarks/backbone_card.py --fid-steps)."""
+    rows, n, ref = [], None, None
+    for name in BACKBONE_ASSETS:
+        p = ROOT / "assets" / name / "card.json"
+        c = json.loads(p.read_text()) if p.exists() else {}
+        for r in c.get("fid") or []:
+            n, ref = r["num_samples"], r["fid_reference"]
+            rows.append((f"`assets/{name}`", c["family"], f"{c['images_seen']:,}" if c.get("images_seen") else "-",
+                         r["sampler"], r["cfg_scale"], f"**{r['fid']:.1f}**", f"{100 * r['class_accuracy']:.1f} %",
+                         f"{r['sample_s_per_image']:.3f}"))
+    if not rows:
+        return None
+    return (md(["backbone", "family", "images seen", "own sampler", "CFG w", f"FID-{n // 1000}k ↓", "class acc. (proxy)",
+                "s/image (sampling + decode)"], rows) +
+            f"\n\n{n:,} class-balanced samples per row (one generator per image seed), standard FID Inception against "
+            f"{ref}; real `train` images score 33.6 at this count. From each card.json: `python "
+            "benchmarks/backbone_card.py --run RUN --export EXPORT --name NAME --fid-steps ...` (the exact command "
+            "is in each asset's CARD.md).")
+
+
 def t_backbones():
     rows = []
-    for name in ("cifar10-pixels-vp", "cifar10-pixels-flow", "cifar10-taef2-edm"):
+    for name in BACKBONE_ASSETS:
         p = ROOT / "assets" / name / "card.json"
         if p.exists():
             c = json.loads(p.read_text())
@@ -324,7 +349,7 @@ def t_backbone_scaling():
             f"`python benchmarks/bench_backbone_scaling.py --run {d['run']} --out benchmarks/results/backbone_scaling.json`")
 
 
-TABLES = {"backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

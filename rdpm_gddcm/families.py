@@ -387,10 +387,11 @@ class Consistency(VE):
         intermediate levels (σ_max first; the last call's output is the sample)."""
         return edm_times(self.sigma_max, self.sigma_min, steps, rho).tolist()[:steps]
 
-    def training_loss(self, backbone, x, y, gen, step: int = 0, total_steps: int = 1):
+    def training_loss(self, backbone, x, y, gen, step: int = 0, total_steps: int = 1, halvings: float = 8.0):
         """ECT's consistency-training loss at one training step (a function of progress):
         ``d(f(x + tε, t), sg f(x + rε, r)) / (t - r)`` with the same ε, t ~ log-normal and
-        r = max(t·(1 - Δ(t)), σ_min), Δ(t) = (1 + 8·sigmoid(-t))·2^(-8·progress): at the start r = σ_min,
+        r = max(t·(1 - Δ(t)), σ_min), Δ(t) = (1 + 8·sigmoid(-t))·2^(-H·progress), H = ``halvings``
+        (ECT: 8): at the start r = σ_min,
         where f is the identity, so the loss is the denoising loss of the diffusion model it starts
         from; then r approaches t. d = pseudo-Huber with c = 0.00054·√dim (Song & Dhariwal 2023)."""
         B = x.shape[0]
@@ -398,7 +399,7 @@ class Consistency(VE):
         z = torch.randn(B, generator=gen).double()
         t = torch.exp(self.P_mean + self.P_std * z).clamp(self.sigma_min * 1.5, self.sigma_max)
         progress = min(1.0, step / max(1, total_steps))
-        delta = (1 + 8 * torch.sigmoid(-t)) * 2.0 ** (-8 * progress)
+        delta = (1 + 8 * torch.sigmoid(-t)) * 2.0 ** (-halvings * progress)
         r = (t * (1 - delta)).clamp_min(self.sigma_min)
         f_t = backbone.raw(x + broadcast_time(t, x) * eps, t, y)
         with torch.no_grad():

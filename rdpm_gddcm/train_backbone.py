@@ -30,7 +30,7 @@ from tqdm import tqdm
 from . import cli
 from .backbones import NetworkBackbone
 from .chain import own_sample
-from .cli import nonneg_int, open_probability, positive_int, probability
+from .cli import nonneg_float, nonneg_int, open_probability, positive_int, probability
 from .families import Family, broadcast_time
 from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .precision import Precision, resolve_precision
@@ -60,6 +60,7 @@ class BackboneTrainConfig(TrainConfig):
     init_from: str | None = None            # exported backbone dir to fine-tune from
     focus_quantile: float = 1.0             # see diffusion_loss: the low-noise quantile to focus on
     focus_fraction: float = 0.0             # the share of each batch drawn from that quantile (0 = off)
+    ect_halvings: float = 8.0               # consistency training: Δt shrinks by 2^-H over the run (ECT: 8)
     export_checkpoint: str | None = None    # export this checkpoint's EMA weights and exit (no training)
     export_dir: str | None = None           # where --export-checkpoint writes (default RUN/export/step_N)
     run_state: str | None = None            # small committable copy of the newest checkpoint (long runs)
@@ -86,6 +87,9 @@ def parse_args(argv=None) -> BackboneTrainConfig:
                    help="low-noise quantile of the family's noise-level distribution that --focus-fraction draws from")
     p.add_argument("--focus-fraction", type=probability, default=d.focus_fraction,
                    help="share of each batch whose noise level comes from the lowest --focus-quantile (0 = off)")
+    p.add_argument("--ect-halvings", type=nonneg_float, default=d.ect_halvings,
+                   help="consistency training only: Δt/t shrinks by 2^-H from the start to --max-steps "
+                        "(ECT's schedule uses 8; fewer keeps larger steps on a short budget)")
     p.add_argument("--export-checkpoint", default=None, metavar="latest|DIR",
                    help="no training: write the EMA weights of this checkpoint of --results-dir as a backbone "
                         "(backbone.safetensors + backbone.json; evaluate a run while it trains, e.g. a scaling curve)")
@@ -136,7 +140,7 @@ def training_loss(backbone: NetworkBackbone, x, y, gen, cfg: "BackboneTrainConfi
     else the diffusion loss."""
     fam = backbone.family
     if hasattr(fam, "training_loss"):
-        return fam.training_loss(backbone, x, y, gen, step, cfg.max_steps)
+        return fam.training_loss(backbone, x, y, gen, step, cfg.max_steps, cfg.ect_halvings)
     return diffusion_loss(backbone, x, y, gen, cfg.focus_quantile, cfg.focus_fraction)
 
 

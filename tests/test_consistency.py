@@ -104,6 +104,14 @@ def test_consistency_training_loss_and_init_from_edm(tmp_path):
     loss = training_loss(bb, x, torch.arange(4), torch.Generator().manual_seed(0), cfg, 0)
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None for p in bb.net.parameters())
+    # the Δt schedule: with --ect-halvings 0 the end of the run still trains the start's task; with ECT's
+    # 8 halvings the loss at the end is another one (r close to t)
+    with torch.no_grad():
+        def at(step, halvings):
+            c = BackboneTrainConfig(max_steps=100, ect_halvings=halvings)
+            return training_loss(bb, x, torch.arange(4), torch.Generator().manual_seed(0), c, step)
+        start = at(0, 8.0)
+        assert torch.allclose(at(100, 0.0), start) and not torch.allclose(at(100, 8.0), start, rtol=1e-2)
     base = ["--data-path", "procedural:16", "--image-size", "8", "--model", "unet-tiny", "--max-steps", "2",
             "--global-batch-size", "8", "--sample-every", "0", "--sample-steps", "2", "--mixed-precision", "no"]
     main(base + ["--family", "edm", "--results-dir", str(tmp_path / "edm")])
