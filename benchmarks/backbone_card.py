@@ -200,7 +200,7 @@ def main():
     card = {"name": a.name, "family": bb.family.name, "prediction": meta["prediction"],
             "autoencoder": meta["autoencoder"]["name"], "autoencoder_spec_used": meta["autoencoder_spec"],
             "image_size": size, "latent_shape": list(bb.latent_shape), "parameters_m": round(sum(v.numel() for v in bb.net.parameters()) / 1e6, 2),
-            "model": meta.get("model"), "steps": meta.get("steps", stats["steps"]), "images_seen": meta.get("images_seen"), "wall_min": stats["wall_min"], "final_loss": stats["final_loss"],
+            "model": meta.get("model"), "steps": meta.get("steps", stats["steps"]), "images_seen": meta.get("images_seen") or (meta.get("train_config") or {}).get("global_batch_size", 0) * meta.get("steps", 0) or None, "wall_min": stats["wall_min"], "final_loss": stats["final_loss"],
             "training_images": len(train_lat), "command": a.command, "commit": a.commit, "note": a.note,
             "denoising_mse": denoising_mse(bb, x), "denoising_mse_linear_gaussian_floor": denoising_mse(floor, x),
             "denoising_space": "pixels in [-1, 1]" if meta["autoencoder"]["name"] == "pixels" else "taef2 latent",

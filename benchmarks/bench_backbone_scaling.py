@@ -55,11 +55,14 @@ def main():
         ae = load_autoencoder(bb.meta["autoencoder_spec"])
         for nfe in a.nfe:
             steps = steps_for_nfe(bb.family, nfe)
-            if any(r["images_seen"] == bb.meta["images_seen"] and r["nfe"] == nfe for r in res["rows"]):
+            if any(r["images_seen"] == bb.meta["images_seen"] and r["nfe"] == nfe and r.get("run", res.get("run")) == str(run)
+                   for r in res["rows"]):
                 continue
             t0 = time.time()
             imgs, labels = sample_own(bb, ae, a.num_images, steps, a.cfg_scale, seed=0)
-            row = {"images_seen": bb.meta["images_seen"], "optimizer_steps": bb.meta["steps"], "nfe": nfe, "steps": steps,
+            halvings = ({"ect_halvings": (bb.meta.get("train_config") or {}).get("ect_halvings", 8.0)}
+                        if bb.family.name == "consistency" else {})
+            row = {"run": str(run), **halvings, "images_seen": bb.meta["images_seen"], "optimizer_steps": bb.meta["steps"], "nfe": nfe, "steps": steps,
                    "sampler": f"{'consistency' if hasattr(bb.family, 'sampler_times') else bb.family.ode_solver}, "
                               f"{steps} steps, CFG {a.cfg_scale}",
                    "num_samples": len(imgs), "sample_s_per_image": (time.time() - t0) / len(imgs), **score(imgs, labels, a)}

@@ -83,13 +83,12 @@ def rows_for(suite: str, a) -> list[dict]:
              ["--plan", "fixed-point", "--descent-steps", "20", "--selection", "jacobian"]),
         ]
         out = [dict(backbone_label=b, plan_label=p, backbone=d, args=common + x) for b, p, d, x in rows]
-        # rows 14-19: the taef2 latent (32x8x8 = 2,048 values per token vector), the long EDM run and the
-        # consistency model tuned from it (the paper's claim: p=0.5 fails for a consistency model, p=0 works)
+        # rows 14-17: the taef2 latent (32x8x8 = 2,048 values per token vector), the long EDM run and the
+        # consistency model tuned from it (the paper's claim: p=0.5 fails for a consistency model, p=0 works).
+        # No DDCM row: that baseline is DDPM-only (SPEC §3), as in the paper's table
         latent = ["--autoencoder", f"taef2:{a.taef2}"]
         for label, d in ((LATENT_EDM_LABEL, a.latent_long_backbone), (CONSISTENCY_LABEL, a.consistency_backbone)):
-            out += [dict(backbone_label=label, plan_label="DDCM", backbone=d,
-                         args=common + latent + ["--plan", "ddcm", "--selection", "dot"]),
-                    dict(backbone_label=label, plan_label="p=0", backbone=d, args=common + latent + ["--plan", "fixed-point"]),
+            out += [dict(backbone_label=label, plan_label="p=0", backbone=d, args=common + latent + ["--plan", "fixed-point"]),
                     dict(backbone_label=label, plan_label="p=0.5", backbone=d,
                          args=common + latent + ["--plan", "trajectory", "--p", "0.5"])]
         return out
@@ -129,7 +128,7 @@ def rows_for(suite: str, a) -> list[dict]:
         out += [dict(backbone_label="EDM in taef2 latent (ours)", plan_label=f"N=10 K=4096 p=0.5 grid {g}",
                      backbone=a.latent_backbone, args=t10 + ["--grid", g, "--autoencoder", f"taef2:{a.taef2}"])
                 for g in ("4x4", "8x8")]
-        # rows 12-17: the long latent EDM run and its consistency model at the generator's setting, with the
+        # rows 10-15: the long latent EDM run and its consistency model at the generator's setting, with the
         # generator's conditioning and both selection rules (the new generator's token choice)
         for label, d in ((LATENT_EDM_LABEL, a.latent_long_backbone), (CONSISTENCY_LABEL, a.consistency_backbone)):
             for g, sel in (("8x8", "l2"), ("8x8", "dot"), ("4x4", "dot")):
@@ -137,6 +136,13 @@ def rows_for(suite: str, a) -> list[dict]:
                                                                  + ("" if sel == "l2" else f" {sel}"),
                                 backbone=d, args=t10 + ["--grid", g, "--conditional", "--selection", sel,
                                                         "--autoencoder", f"taef2:{a.taef2}"]))
+        # rows 16-19: the plan at that setting (the backtrack p, and the fixed point p=0)
+        base = ["--num-steps", "10", "--codebook-size", "4096", "--grid", "8x8", "--conditional", "--selection", "dot",
+                "--autoencoder", f"taef2:{a.taef2}"]
+        for label, plan in (("p=0.3", ["--plan", "trajectory", "--p", "0.3"]), ("p=0.7", ["--plan", "trajectory", "--p", "0.7"]),
+                            ("p=0", ["--plan", "fixed-point"]), ("p=0.85", ["--plan", "trajectory", "--p", "0.85"])):
+            out.append(dict(backbone_label=LATENT_EDM_LABEL, plan_label=f"N=10 K=4096 {label} grid 8x8 class-conditional dot",
+                            backbone=a.latent_long_backbone, args=base + plan))
         return out
     if suite == "tune":
         # run on the first val images (--num-images 16): picks the documented defaults

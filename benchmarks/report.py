@@ -36,7 +36,8 @@ def t_fidelity(name):
              f"{r['bpp']:.3f}", f"{r['seconds_per_image']:.2f}") for r in d["rows"]]
     n = d["rows"][0]["num_images"]
     return (md(["backbone", "plan", "PSNR (dB)", "SSIM", "bits/image", "bpp", "s/image"], rows) +
-            f"\n\n{n} CIFAR-10 `val` images (class-balanced stride), pixel space; "
+            f"\n\n{n} CIFAR-10 `val` images (class-balanced stride); PSNR/SSIM in pixels (taef2 rows: of the decoded "
+            "64 px image against the 64 px original); "
             + "; ".join(f"`{c}`" for c in d.get("commands", [d["command"]])))
 
 
@@ -349,7 +350,21 @@ def t_backbone_scaling():
             f"`python benchmarks/bench_backbone_scaling.py --run {d['run']} --out benchmarks/results/backbone_scaling.json`")
 
 
-TABLES = {"backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+def t_ect_schedules():
+    d = load("ect_schedules")
+    if not d:
+        return None
+    rows = [(f"`{r['run']}`", f"2^-{r['ect_halvings']:g}", r["optimizer_steps"], r["sampler"], f"**{r['fid']:.1f}**",
+             f"{100 * r['class_accuracy']:.1f} %") for r in d["rows"]]
+    n = d["rows"][0]["num_samples"]
+    return (md(["run", "Δt/t at the end (×start)", "steps", "sampler", f"FID-{n // 1000}k ↓ (vs val)", "class acc. (proxy)"],
+               rows) +
+            "\n\nBoth runs: ECT from the same EDM weights (the long run at 543,232 images), 3,000 steps of batch 64, "
+            "the same seed and learning rate; only `--ect-halvings` differs. "
+            + "; ".join(f"`{c}`" for c in d["commands"]))
+
+
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

@@ -360,7 +360,8 @@ def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, 
     bb.autocast_dtype = None
     bb.save(rd, extra={"autoencoder": autoencoder.identity(), "autoencoder_spec": cfg.autoencoder,
                        "data": {"path": cfg.data_path, "image_size": cfg.image_size},
-                       "steps": step, "model": cfg.model, "train_config": asdict(cfg)})
+                       "steps": step, "images_seen": step * cfg.global_batch_size, "model": cfg.model,
+                       "train_config": asdict(cfg)})
     logger.info(f"exported {rd / 'backbone.safetensors'} (EMA, fp16) and backbone.json at step {step}")
 
 
