@@ -153,7 +153,7 @@ def run(a):
                                              "num_skipped": len(skipped), "skipped_files": skipped})
         secs = time.time() - t0
         print(f"tokenized {n} images into {nshards} shards at {out} "
-              f"({done_imgs} this run, {secs:.1f} s, {tok.bits_per_image} bits/image"
+              f"({done_imgs} by process 0 this run, {world} process(es), {secs:.1f} s, {tok.bits_per_image} bits/image"
               + (f"; {len(skipped)} unreadable file(s) skipped" if skipped else "") + ")")
 
 

@@ -231,12 +231,14 @@ def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
     a7, a1 = np.load(tmp_path / "b7" / "samples.npz"), np.load(tmp_path / "b1" / "samples.npz")
     assert a7["arr_0"].shape == (7, 16, 16, 3) and a7["arr_0"].dtype == np.uint8
     assert np.array_equal(a7["arr_0"], a1["arr_0"]) and np.array_equal(a7["labels"], a1["labels"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    # without a GPU, --multi_gpu starts 2 torchrun processes that run as MULTI_CPU (--cpu would start one)
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                         "-m", "rdpm_gddcm.sample", *common, "--batch-size", "2", "--sample-dir", str(tmp_path / "p2")],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "p2" / "sample_config.json").read_text())["num_processes"] == 2
     assert np.array_equal(np.load(tmp_path / "p2" / "samples.npz")["arr_0"], a7["arr_0"])
     cfg = json.loads((tmp_path / "b7" / "sample_config.json").read_text())
     assert cfg["cfg_scale"] == 2.0 and (tmp_path / "b7" / "grid.png").exists() and (tmp_path / "b7" / "000006.png").exists()

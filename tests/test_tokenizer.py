@@ -209,15 +209,18 @@ def test_tokenize_same_shards_with_decoding_workers(backbone_dir, tmp_path):
 
 
 def test_tokenize_same_shards_with_two_processes(backbone_dir, tmp_path):
-    """Under `accelerate launch` with 2 CPU processes, the shards equal the 1-process ones."""
+    """Under `accelerate launch` with 2 CPU processes, the shards equal the 1-process ones. (On a
+    machine without a GPU, `--multi_gpu` starts torchrun's K processes and they run as MULTI_CPU;
+    `--cpu --num_processes K` would start only one.)"""
     one, two = tmp_path / "one", tmp_path / "two"
     tokenize.run(tokenize.parse_args(TOK_ARGS + ["--backbone", str(backbone_dir), "--out", str(one)]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "rdpm_gddcm.tokenize", *TOK_ARGS, "--backbone", str(backbone_dir), "--out", str(two)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 process(es)" in r.stdout, r.stdout[-2000:]              # two processes really shared the shards
     for i in range(3):
         assert np.array_equal(np.load(one / f"shard-{i:05d}.tokens.npy"), np.load(two / f"shard-{i:05d}.tokens.npy"))
     assert json.loads((one / "manifest.json").read_text())["header"] == json.loads((two / "manifest.json").read_text())["header"]
