@@ -25,9 +25,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_backbone_pilots import own_sampler_name  # noqa: E402
 from rdpm_gddcm.backbones import LinearGaussianBackbone, load_backbone  # noqa: E402
 
 SIGMAS = (0.05, 0.2, 0.5, 1.0)
@@ -61,13 +61,6 @@ def denoising_mse(bb, x: torch.Tensor, seed: int = 0) -> dict:
             errs.append(((xh - xb) ** 2).flatten(1).mean(1))
         out[f"sigma={sig}"] = float(torch.cat(errs).mean())
     return out
-
-
-def own_sampler_name(family, steps: int) -> str:
-    if hasattr(family, "sampler_times"):
-        return f"multistep consistency sampler, {steps} step{'s' if steps > 1 else ''}"
-    nfe = 2 * steps - 1 if family.ode_solver == "heun" else steps
-    return f"deterministic ODE ({family.ode_solver}), {steps} steps = {nfe} network evaluations"
 
 
 def fid_rows(bb, ae, a) -> list[dict]:

@@ -128,6 +128,14 @@ def steps_for_nfe(family, nfe: int) -> int:
     return (nfe + 1) // 2 if family.ode_solver == "heun" and not hasattr(family, "sampler_times") else nfe
 
 
+def own_sampler_name(family, steps: int) -> str:
+    """The backbone's own sampler at ``steps`` steps, with its network evaluations (inverse of steps_for_nfe)."""
+    if hasattr(family, "sampler_times"):
+        return f"multistep consistency sampler, {steps} step{'s' if steps > 1 else ''}"
+    nfe = 2 * steps - 1 if family.ode_solver == "heun" else steps
+    return f"deterministic ODE ({family.ode_solver}), {steps} steps = {nfe} network evaluations"
+
+
 def score(imgs: np.ndarray, labels: np.ndarray, a) -> dict:
     from rdpm_gddcm.image_sources import ArrayImages, Source, load_source
     from rdpm_gddcm.proxy_metrics import PROXY_ACC, proxy_metrics
