@@ -103,13 +103,16 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
         if row["ckpt"] not in cache:
             cache[row["ckpt"]] = Sampler(row["ckpt"], mixed_precision=a.mixed_precision)
         sampler = cache[row["ckpt"]]
+        for k, v in sampler.defaults.items():       # knobs not set for this row: the checkpoint's recorded ones
+            if row.get(k) is None:
+                row[k] = v
     tok = baseline_tokenizer(a, cache)
     for b in range(0, n, a.batch_size):
         idx = np.arange(b, min(b + a.batch_size, n))
         y = torch.from_numpy(labels[idx]).long()
         if row["kind"] == "generator":
-            imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row.get("cfg_schedule", "constant"),
-                                     row["temperature"], row.get("top_k", 0), 1.0, a.global_seed)
+            imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"],
+                                     row["temperature"], row["top_k"], row["top_p"], a.global_seed)
             for k in timing:
                 timing[k] += t[k]
         else:
@@ -180,8 +183,9 @@ def main():
     p.add_argument("--classifier", default=str(ROOT / "assets" / "cifar10-classifier"))
     p.add_argument("--num-images", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--cfg-scale", type=float, default=2.0, help="generator CFG w (l_u + w·(l_c - l_u))")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--cfg-scale", type=float, default=None,
+                   help="generator CFG w (l_u + w·(l_c - l_u)); default: the checkpoint's rdpm-sample default")
+    p.add_argument("--temperature", type=float, default=None, help="default: the checkpoint's rdpm-sample default")
     p.add_argument("--ode-cfg-scale", type=float, default=2.0, help="CFG w of the backbone's own ODE sampler")
     p.add_argument("--cfg-sweep", type=float, nargs="+", default=[1.0, 1.5, 3.0, 4.0])
     p.add_argument("--temperature-sweep", type=float, nargs="+", default=[0.7, 0.85, 1.15])

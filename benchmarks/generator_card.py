@@ -2,13 +2,17 @@
 
     python benchmarks/generator_card.py --run runs/cifar10-generator --name cifar10-generator \
         --backbone-asset cifar10-pixels-vp --command "<the exact training command>" \
-        --tokenize-command "<the exact tokenize command>" --commit <git commit it was trained at>
+        --tokenize-command "<the exact tokenize command>" --commit <git commit it was trained at> \
+        [--sampling-from benchmarks/results/generator_tuning.json] [--fid-from benchmarks/results/generator_fid.json]
 
 Copies generator.safetensors (EMA, fp16) into assets/NAME/ with a generator.json whose backbone
 points at the shipped backbone relative to the asset (so `rdpm-sample --ckpt assets/NAME` works
-from any working directory), copies the last class-conditional grid as samples.png, and writes
-card.json + CARD.md from the run's log (wall time, final training CE and token accuracy) and
-val_metrics.json (held-out CE and accuracy on tokens of CIFAR-10 `val` images).
+from any working directory) and, with --sampling-from, the sampling setting of the lowest-FID
+generator row of a tuning benchmark as the checkpoint's `rdpm-sample` defaults ("sampling").
+Writes samples.png (one class per row, sampled from the asset with those defaults), and card.json +
+CARD.md from the run's log (wall time, final training CE and token accuracy), val_metrics.json
+(held-out CE and accuracy on tokens of CIFAR-10 `val` images) and, with --fid-from, the generator's
+FID row of a benchmark JSON.
 """
 from __future__ import annotations
 
@@ -48,18 +52,36 @@ def write_card_md(card: dict, dst: Path):
            f"{', '.join(f'{100 * a:.1f}' for a in v['accuracy_per_row'])} %.\n") if v else ""
     r = g.get("head_rank", 0)
     rank = f" plus a rank-{r} covariance term (`generator.py`)" if r else ""
+    smp = card.get("sampling")
+    if smp:
+        knobs = f"CFG w = {smp['cfg_scale']}, τ = {smp['temperature']}" + \
+            (f", top-k {smp['top_k']}" if smp.get("top_k") else "") + (f", top-p {smp['top_p']}" if smp.get("top_p", 1) < 1 else "")
+        sampling = (f"`rdpm-sample` defaults to this checkpoint's tuned setting ({knobs}; recorded in generator.json "
+                    f"\"sampling\", chosen as the {smp['tuned_by']}); flags override it.\n")
+        shown = knobs
+    else:
+        sampling, shown = "", "CFG 2, τ = 1"
+    fid = card.get("fid")
+    fid_md = (f"\n## Samples: FID\n{fid['num_images']:,} class-balanced samples with `rdpm-sample`'s defaults, "
+              f"standard FID Inception against {fid['fid_reference']}: **FID-{fid['num_images'] // 1000}k "
+              f"{fid['fid']:.1f}**, KID ×10³ {1e3 * fid['kid']:.1f}, class accuracy (the project's proxy "
+              f"classifier) {100 * fid['class_accuracy']:.1f} %. Comparisons with the backbone's own sampler and "
+              f"random tokens at the same count are in the README (`{fid['source']}`).\n") if fid else ""
+    bb = card.get("backbone", {})
+    bb_text = f"{bb.get('family', '?')} family, {bb.get('space', '?')}"
     text = f"""# {card['name']}
 
 A class-conditional CIFAR-10 RDPM-style generator over gDDCM token maps, trained by this project on
 this project's CPU budget. It samples with the shipped backbone `assets/{card['backbone_asset']}` in
 {t['num_steps']} chain steps (SPEC §9):
 
-    rdpm-sample --ckpt assets/{card['name']} --num-samples 100 --cfg-scale 2.0 --sample-dir samples/cifar10
+    rdpm-sample --ckpt assets/{card['name']} --num-samples 100 --sample-dir samples/cifar10
 
+{sampling}
 - Model: `{g['model']}` ({card['parameters_m']:.2f}M parameters; hidden {g['hidden']}, depth {g['depth']},
   {g['heads']} heads), {g['head']} head scoring the entries with the tokens' `{g['score']}` rule{rank}, EMA weights, fp16
   safetensors ({card['weights_mb']:.1f} MB).
-- Tokens: `{card['backbone_asset']}` (VP-ε, pixel space), plan `{t['plan']}` p={t['p']}, N={t['num_steps']} steps,
+- Tokens: `{card['backbone_asset']}` ({bb_text}), plan `{t['plan']}` p={t['p']}, N={t['num_steps']} steps,
   grid {t['grid']} ({t['blocks']} blocks of {t['block_dim']} values), K={t['codebook_size']}, selection `{t['selection']}`,
   init `{t['init']}`, backbone called with the class label: {t['conditional']}. {t['num_token_rows']} token maps per image.
 
@@ -73,13 +95,57 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
   `benchmarks/results/generator_speed.json`).{(" " + card["note"]) if card.get("note") else ""}
 - Final training CE (mean of the last logging window): {card['final_train_ce']:.3f} nats/token; token accuracy
   {100 * card['final_train_accuracy']:.2f} %.
-{val}
-This is a small, briefly trained model on a small, briefly trained backbone; `samples.png` is the
-training run's last class-conditional grid (CFG 2, τ = 1; one class per column). Quality against the
-backbone's own sampler is in the README (`benchmarks/bench_generator.py`), measured with the labelled
-CPU proxies, not FID.
+{val}{fid_md}
+`samples.png`: {card.get('grid_note', 'the training run' + chr(39) + 's last class-conditional grid (one class per column)')}
+({shown}).
 """
     (dst / "CARD.md").write_text(text)
+
+
+def tuned_sampling(path: Path) -> dict:
+    """The setting of the lowest-FID generator row of a bench_generator.py JSON, as generator.json's
+    "sampling" record (what rdpm-sample uses when no flag is given)."""
+    res = json.loads(path.read_text())
+    rows = [r for r in res["rows"] if r.get("kind") == "generator" and r.get("fid") is not None]
+    if not rows:
+        raise SystemExit(f"--sampling-from {path}: no generator row with an FID")
+    best = min(rows, key=lambda r: r["fid"])
+    rel = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+    return {"cfg_scale": best["cfg_scale"], "cfg_schedule": best.get("cfg_schedule", "constant"),
+            "temperature": best["temperature"], "top_k": best.get("top_k", 0), "top_p": best.get("top_p", 1.0),
+            "tuned_by": f"lowest FID-{best['num_images'] // 1000 or best['num_images']}"
+                        f"{'k' if best['num_images'] >= 1000 else ' samples'} of {len(rows)} settings against "
+                        f"{best['fid_reference']} in {rel} (row '{best['label']}')"}
+
+
+def generator_fid(path: Path) -> dict:
+    res = json.loads(path.read_text())
+    row = next((r for r in res["rows"] if r["label"] == "RDPM generator (ours)"), None)
+    if row is None or row.get("fid") is None:
+        raise SystemExit(f"--fid-from {path}: no 'RDPM generator (ours)' row with an FID")
+    rel = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+    return {"fid": row["fid"], "kid": row["kid"], "num_images": row["num_images"], "fid_reference": row["fid_reference"],
+            "class_accuracy": row.get("class accuracy"), "cfg_scale": row["cfg_scale"],
+            "temperature": row["temperature"], "source": str(rel)}
+
+
+def backbone_summary(backbone: Path) -> dict:
+    c = json.loads((backbone / "card.json").read_text()) if (backbone / "card.json").exists() else {}
+    ae = c.get("autoencoder") or "pixels"
+    return {"family": c.get("family", "?"), "space": "pixel space" if ae in ("pixels", "pixel") else f"{ae} latent"}
+
+
+def class_rows_grid(dst: Path, per_class: int = 10) -> str:
+    """samples.png: ``per_class`` samples of every class, one class per row, with the asset's recorded
+    sampling defaults (image i seeded by (0, i), as rdpm-sample does)."""
+    import numpy as np
+    from rdpm_gddcm.data import save_image_grid
+    from rdpm_gddcm.sample import Sampler
+    s = Sampler(str(dst))
+    labels = np.repeat(np.arange(s.num_classes), per_class)
+    imgs, _ = s.sample(np.arange(len(labels)), labels, global_seed=0)
+    save_image_grid(imgs, str(dst / "samples.png"), nrow=per_class)
+    return f"{per_class} samples per class with rdpm-sample's defaults, one class per row (classes 0-9 top to bottom), seed 0"
 
 
 def main():
@@ -91,6 +157,10 @@ def main():
     p.add_argument("--tokenize-command", required=True)
     p.add_argument("--commit", required=True)
     p.add_argument("--note", default="", help="how the run went, for the card (interruptions, shared CPU, ...)")
+    p.add_argument("--sampling-from", default=None, metavar="JSON",
+                   help="a bench_generator.py tuning JSON: its lowest-FID generator row becomes rdpm-sample's default")
+    p.add_argument("--fid-from", default=None, metavar="JSON",
+                   help="a bench_generator.py JSON whose 'RDPM generator (ours)' row is the card's FID")
     a = p.parse_args()
     run, dst = Path(a.run), ROOT / "assets" / a.name
     meta = json.loads((run / "generator.json").read_text())
@@ -105,10 +175,15 @@ def main():
     meta["backbone"] = f"../{a.backbone_asset}"          # resolved relative to the asset by rdpm-sample
     meta["train_config"] = {k: (v if not isinstance(v, str) or not Path(v).is_absolute() else Path(v).name)
                             for k, v in meta["train_config"].items()}
+    sampling = tuned_sampling(Path(a.sampling_from)) if a.sampling_from else None
+    if sampling:
+        meta["sampling"] = sampling
     (dst / "generator.json").write_text(json.dumps(meta, indent=2))
-    grids = sorted((run / "samples").glob("step_*.png"))
-    if grids:
-        shutil.copy(grids[-1], dst / "samples.png")
+    grid_note = class_rows_grid(dst) if sampling else None
+    if not grid_note:
+        grids = sorted((run / "samples").glob("step_*.png"))
+        if grids:
+            shutil.copy(grids[-1], dst / "samples.png")
     g, plan = meta["generator"], h.plan
     from rdpm_gddcm.generator import GeneratorConfig, TokenGenerator, count_params
     params = count_params(TokenGenerator(GeneratorConfig(**g)))
@@ -122,7 +197,11 @@ def main():
                        "codebook_size": h.codebook_size, "selection": h.selection, "init": h.init,
                        "conditional": h.conditional, "num_token_rows": h.num_token_rows},
             "training_images": cfg["resolved"]["num_images"], **log_stats(run), "val": val,
-            "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit, "note": a.note}
+            "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit, "note": a.note,
+            "backbone": backbone_summary(backbone), "sampling": sampling,
+            "fid": generator_fid(Path(a.fid_from)) if a.fid_from else None}
+    if grid_note:
+        card["grid_note"] = grid_note
     (dst / "card.json").write_text(json.dumps(card, indent=2))
     write_card_md(card, dst)
     print(f"wrote {dst} ({card['weights_mb']:.1f} MB weights)")

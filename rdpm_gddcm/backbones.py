@@ -115,8 +115,12 @@ class Backbone(torch.nn.Module):
 
         key = f"backbone:{type(self).__name__}:{self.name}:{tuple(self.latent_shape)}:" \
               f"{sum(p.numel() for p in self.parameters())}:{batch}"
-        self.precision = resolve_precision(requested, device, probe, key)
-        self.autocast_dtype = self.precision.dtype
+        return self.use_precision(resolve_precision(requested, device, probe, key))
+
+    def use_precision(self, precision):
+        """Run in an already resolved ``Precision`` from now on (e.g. the one all processes share)."""
+        self.precision = precision
+        self.autocast_dtype = precision.dtype
         return self.precision
 
     def _autocast(self, device):

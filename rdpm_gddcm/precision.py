@@ -189,6 +189,18 @@ def resolve_precision(requested: str, device, probe: Callable[[torch.dtype | Non
     return Precision("bf16" if faster else "no", f"auto: {why}; {measured}")
 
 
+def shared_precision(precision: Precision, state) -> Precision:
+    """The main process's precision, on every process of an ``accelerate`` run. Each process resolves
+    ``auto`` on its own, and two timing probes can disagree near the margin; outputs that one header
+    or one settings file describes must all be made in the precision it records."""
+    if state.num_processes == 1:
+        return precision
+    from accelerate.utils import broadcast_object_list
+    box = [precision.to_json()]
+    broadcast_object_list(box, from_process=0)
+    return Precision(**box[0])
+
+
 def autocast(device, dtype: torch.dtype | None):
     """``torch.autocast`` for ``dtype`` on ``device``'s type (a no-op context for None)."""
     dev = torch.device(device).type

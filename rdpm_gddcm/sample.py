@@ -36,6 +36,38 @@ from .precision import CHOICES, HELP as PRECISION_HELP
 from .files import write_json_atomic
 
 
+# Used where neither the command line nor the checkpoint's generator.json sets a sampling knob.
+SAMPLING_DEFAULTS = {"cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+
+def _schedule(text: str) -> str:
+    if text not in ("constant", "linear"):
+        raise ValueError(text)
+    return text
+
+
+# how a recorded value is checked: the command line's own parsers
+_RECORDED = {"cfg_scale": nonneg_float, "cfg_schedule": _schedule, "temperature": nonneg_float, "top_k": nonneg_int,
+             "top_p": open_probability}
+
+
+def recorded_sampling(meta: dict, source: str) -> dict:
+    """SAMPLING_DEFAULTS overridden by what the checkpoint records (generator.json "sampling": the
+    setting it was tuned to, plus "tuned_by", the benchmark that chose it)."""
+    rec = meta.get("sampling") or {}
+    unknown = sorted(set(rec) - set(SAMPLING_DEFAULTS) - {"tuned_by"}) if isinstance(rec, dict) else ["(not a mapping)"]
+    if unknown:
+        raise ValueError(f"{source}: \"sampling\" holds {unknown}; expected a mapping with some of "
+                         f"{sorted(SAMPLING_DEFAULTS)}: fix or delete that entry")
+    out = dict(SAMPLING_DEFAULTS)
+    for k in set(rec) & set(SAMPLING_DEFAULTS):
+        try:
+            out[k] = _RECORDED[k](str(rec[k]))
+        except (argparse.ArgumentTypeError, ValueError):
+            raise ValueError(f"{source}: recorded sampling setting {k}={rec[k]!r} is invalid: fix or delete it") from None
+    return out
+
+
 def parse_args(argv=None):
     p = cli.ArgumentParser(prog="rdpm-sample", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="generator run dir (generator.json + .safetensors; EMA weights) or a .safetensors")
@@ -43,11 +75,19 @@ def parse_args(argv=None):
     p.add_argument("--autoencoder", default=None, help="autoencoder spec (default: the backbone's)")
     p.add_argument("--num-samples", type=positive_int, default=100)
     p.add_argument("--class-labels", type=class_labels, default=None, help="comma-separated labels cycled over the samples (default: all classes, balanced)")
-    p.add_argument("--cfg-scale", type=nonneg_float, default=1.5, help="w in l_u + w·(l_c - l_u); 1 = no guidance")
-    p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear"], help="linear ramps w from 1 at the first token map")
-    p.add_argument("--temperature", type=nonneg_float, default=1.0, help="Gumbel-max temperature τ (0 = greedy argmax)")
-    p.add_argument("--top-k", type=nonneg_int, default=0, help="keep the k best entries per block (0 = all)")
-    p.add_argument("--top-p", type=open_probability, default=1.0, help="nucleus sampling mass (1 = off)")
+    # The sampling knobs default to what the checkpoint records (generator.json "sampling", written when
+    # a generator is tuned and shipped), else to SAMPLING_DEFAULTS; SUPPRESS keeps "not given" distinguishable.
+    recorded = "default: the checkpoint's recorded setting, else {}"
+    p.add_argument("--cfg-scale", type=nonneg_float, default=argparse.SUPPRESS,
+                   help=f"w in l_u + w·(l_c - l_u); 1 = no guidance ({recorded.format(SAMPLING_DEFAULTS['cfg_scale'])})")
+    p.add_argument("--cfg-schedule", choices=["constant", "linear"], default=argparse.SUPPRESS,
+                   help=f"linear ramps w from 1 at the first token map ({recorded.format(SAMPLING_DEFAULTS['cfg_schedule'])})")
+    p.add_argument("--temperature", type=nonneg_float, default=argparse.SUPPRESS,
+                   help=f"Gumbel-max temperature τ, 0 = greedy argmax ({recorded.format(SAMPLING_DEFAULTS['temperature'])})")
+    p.add_argument("--top-k", type=nonneg_int, default=argparse.SUPPRESS,
+                   help=f"keep the k best entries per block, 0 = all ({recorded.format(SAMPLING_DEFAULTS['top_k'])})")
+    p.add_argument("--top-p", type=open_probability, default=argparse.SUPPRESS,
+                   help=f"nucleus sampling mass, 1 = off ({recorded.format(SAMPLING_DEFAULTS['top_p'])})")
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (results do not depend on it)")
     p.add_argument("--sample-dir", required=True)
@@ -105,11 +145,30 @@ class Sampler:
         self.generator_precision = self.model.resolve_precision(mixed_precision, device)
         self.autocast = self.generator_precision.dtype
         self.num_classes = self.model.cfg.num_classes
+        self.defaults = recorded_sampling(self.meta, f"{ckpt} (generator.json)")
+
+    def share_precision(self, state):
+        """Use the main process's resolved precisions on every process (``precision.shared_precision``)."""
+        from .precision import shared_precision
+        self.backbone_precision = self.tokenizer.backbone.use_precision(shared_precision(self.backbone_precision, state))
+        self.generator_precision = shared_precision(self.generator_precision, state)
+        self.autocast = self.generator_precision.dtype
+
+    def settings(self, a) -> dict:
+        """The sampling knobs of ``a`` (an argparse namespace), the checkpoint's recorded ones where not given."""
+        return {k: getattr(a, k, self.defaults[k]) for k in SAMPLING_DEFAULTS}
 
     @torch.no_grad()
-    def sample(self, indices, labels, cfg_scale=1.5, cfg_schedule="constant", temperature=1.0, top_k=0, top_p=1.0,
+    def sample(self, indices, labels, cfg_scale=None, cfg_schedule=None, temperature=None, top_k=None, top_p=None,
                global_seed=0, return_tokens=False):
+        """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting."""
         from .chain import run_chain
+        d = self.defaults
+        cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
+        cfg_schedule = d["cfg_schedule"] if cfg_schedule is None else cfg_schedule
+        temperature = d["temperature"] if temperature is None else temperature
+        top_k = d["top_k"] if top_k is None else top_k
+        top_p = d["top_p"] if top_p is None else top_p
         tok = self.tokenizer
         gens = [image_generator(global_seed, int(i)) for i in indices]
         y = torch.as_tensor(np.asarray(labels)).long()
@@ -170,6 +229,9 @@ def run(a):
     state = PartialState(cpu=a.device == "cpu")
     device = state.device if a.device != "cpu" else torch.device("cpu")
     sampler = Sampler(a.ckpt, a.backbone, a.autoencoder, device, a.mixed_precision)
+    sampler.share_precision(state)               # every process samples as sample_settings.json records
+    for k, v in sampler.settings(a).items():        # resolved before anything is recorded
+        setattr(a, k, v)
     out = Path(a.sample_dir)
     settings = json.loads(json.dumps(sample_settings(a, sampler), default=str))
     check_resumable(out, settings)              # every process checks, so all fail together
@@ -186,6 +248,10 @@ def run(a):
             write_json_atomic(out / "sample_settings.json", settings)
     state.wait_for_everyone()
     done = {i for i in range(a.num_samples) if (out / f"{i:06d}.png").exists()}
+    if state.is_main_process:
+        origin = "the checkpoint's tuned setting" if "sampling" in sampler.meta else "library defaults"
+        print("sampling with " + ", ".join(f"{k}={getattr(a, k)}" for k in SAMPLING_DEFAULTS)
+              + f" (where not given: {origin})")
     if done and state.is_main_process:
         print(f"resuming: {len(done)} of {a.num_samples} samples already in {out}")
     mine = np.array([i for i in range(a.num_samples)[state.process_index::state.num_processes] if i not in done],

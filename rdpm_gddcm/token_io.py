@@ -106,16 +106,23 @@ def shard_name(i: int) -> str:
     return f"shard-{i:05d}"
 
 
-def shard_complete(out_dir, i: int) -> bool:
+def shard_length(i: int, num_images: int, shard_size: int) -> int:
+    """How many images shard i holds when ``num_images`` are split into shards of ``shard_size``."""
+    return max(0, min((i + 1) * shard_size, num_images) - i * shard_size)
+
+
+def shard_complete(out_dir, i: int, expected: int | None = None) -> bool:
     """Shard i is finished: its ``.done`` marker exists and its token and label arrays load with the
-    marker's image count (a shard damaged after it was finished counts as unfinished, so a re-run
-    rewrites it)."""
+    marker's image count, which is ``expected`` if given (a shard damaged after it was finished, or
+    the partial last shard of a run with another N, counts as unfinished, so a re-run rewrites it)."""
     out = Path(out_dir)
     done = out / f"{shard_name(i)}.done"
     if not done.exists():
         return False
     try:
         n = json.loads(done.read_bytes())["num_images"]
+        if expected is not None and n != expected:
+            return False
         for kind in ("tokens", "labels"):
             arr = np.load(out / f"{shard_name(i)}.{kind}.npy", mmap_mode="r")
             if len(arr) != n:

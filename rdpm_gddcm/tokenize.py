@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from . import cli
 from .cli import nonneg_int, positive_int
-from .token_io import shard_complete, shard_name, write_manifest, write_shard
+from .precision import shared_precision
+from .token_io import shard_complete, shard_length, shard_name, write_manifest, write_shard
 from .tokenizer import Tokenizer, add_model_args, add_tokenizer_args, load_models, tokenizer_config_from_args
 from .files import write_json_atomic
 
@@ -81,6 +82,7 @@ def run(a):
     rank, world = state.process_index, state.num_processes
     device = state.device if a.device != "cpu" else torch.device("cpu")
     backbone, ae, size = load_models(a.backbone, a.autoencoder, a.image_size, device, a.mixed_precision)
+    backbone.use_precision(shared_precision(backbone.precision, state))     # the one the header records
     cfg = tokenizer_config_from_args(a)
     tok = Tokenizer(backbone, ae, cfg, size, device)
     ds = build_dataset(a.data_path, size)
@@ -115,16 +117,13 @@ def run(a):
                 raise ValueError(f"{out} holds shards made with other settings or another dataset (see {prev}); "
                                  "use a new --out")
             if old["num_images"] != n:
-                # another N: a shard whose image range changes (the old or the new last one) is redone,
-                # and the manifest is withdrawn until every shard of the new N is done
-                S, n_old = a.shard_size, old["num_images"]
-                for i in range(max(nshards, -(-n_old // S))):
-                    if min((i + 1) * S, n_old) != min((i + 1) * S, n) and shard_complete(out, i):
-                        (out / f"{shard_name(i)}.done").unlink()
+                # another N: the manifest is withdrawn until every shard of the new N is done; finished
+                # shards are kept where they hold the images the new N puts there (the order is
+                # prefix-stable, so that is where their image count matches), whichever earlier N made them
                 (out / "manifest.json").unlink(missing_ok=True)
         write_json_atomic(prev, run_cfg)
     state.wait_for_everyone()
-    mine = [i for i in range(nshards) if i % world == rank and not shard_complete(out, i)]
+    mine = [i for i in range(nshards) if i % world == rank and not shard_complete(out, i, shard_length(i, n, a.shard_size))]
     batches = image_batches(ds, order, mine, a.shard_size, n, a.batch_size, a.num_workers)
     t0, done_imgs = time.time(), 0
     for i in tqdm(mine, desc=f"shards (rank {rank})", disable=not state.is_local_main_process):
@@ -142,11 +141,10 @@ def run(a):
         done_imgs += sum(len(v) for v in labs)
     state.wait_for_everyone()
     if state.is_main_process:
-        missing = [i for i in range(nshards) if not shard_complete(out, i)]
+        missing = [i for i in range(nshards) if not shard_complete(out, i, shard_length(i, n, a.shard_size))]
         if missing:
             raise ValueError(f"shards {missing[:5]} are not done; re-run rdpm-tokenize to finish them")
-        shards = [{"name": shard_name(i), "num_images": min((i + 1) * a.shard_size, n) - i * a.shard_size}
-                  for i in range(nshards)]
+        shards = [{"name": shard_name(i), "num_images": shard_length(i, n, a.shard_size)} for i in range(nshards)]
         write_manifest(out, header, shards, {"has_states": a.save_states, "num_classes": getattr(ds, "num_classes", None),
                                              "classes": getattr(ds, "classes", None),
                                              "bits_per_image": tok.bits_per_image, "bpp": tok.bpp,

@@ -173,16 +173,19 @@ class Tokenizer:
     def from_header(cls, header, backbone, autoencoder=None, device="cpu") -> "Tokenizer":
         """The tokenizer a token header describes, with its stored plan (replayed, not recomputed).
 
-        ``header``: a ``TokenHeader`` or its JSON. ``backbone``: a loaded backbone or a spec (then
-        loaded in the header's precision); ``autoencoder``: a loaded one, a
+        ``header``: a ``TokenHeader`` or its JSON. ``backbone``: a spec, or a loaded backbone (which is
+        switched to the header's precision: decoding replays the encoder's arithmetic, whatever
+        ``--mixed-precision auto`` resolves to on this machine); ``autoencoder``: a loaded one, a
         spec, or None for the backbone's own. Refuses models that differ from the header's."""
         h = TokenHeader.from_json(header)
         if isinstance(backbone, str):
             backbone, ae, _ = load_models(backbone, autoencoder if isinstance(autoencoder, str) else None,
                                           h.image_size, device, h.precision_mode)
             autoencoder = autoencoder if autoencoder is not None and not isinstance(autoencoder, str) else ae
-        elif autoencoder is None or isinstance(autoencoder, str):
-            autoencoder = autoencoder_for(backbone, autoencoder, device)
+        else:
+            backbone.set_precision(h.precision_mode, device)
+            if autoencoder is None or isinstance(autoencoder, str):
+                autoencoder = autoencoder_for(backbone, autoencoder, device)
         # the models first: a backbone of another family would otherwise surface as a plan-range error
         fam, mine = h.family.get("name"), backbone.family.name
         if fam != mine:

@@ -225,7 +225,9 @@ def test_resume_continues_same_loss_curve(toy):
 def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
     root, bb, tok = toy
     run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
-    common = ["--ckpt", str(run), "--num-samples", "7", "--cfg-scale", "2.0", "--temperature", "1.0", "--global-seed", "3"]
+    # precision pinned: `auto` probes per thread count (1 process of 2 threads vs 2 of 1 thread)
+    common = ["--ckpt", str(run), "--num-samples", "7", "--cfg-scale", "2.0", "--temperature", "1.0", "--global-seed", "3",
+              "--mixed-precision", "no"]
     sample.main(common + ["--batch-size", "7", "--sample-dir", str(tmp_path / "b7")])
     sample.main(common + ["--batch-size", "1", "--sample-dir", str(tmp_path / "b1")])
     a7, a1 = np.load(tmp_path / "b7" / "samples.npz"), np.load(tmp_path / "b1" / "samples.npz")
@@ -266,6 +268,37 @@ def test_sampling_resumes_and_refuses_other_settings(toy, tmp_path, cli_error, m
     assert re.search(r"cfg_scale: 2\.0 -> 1\.5", err)
     (part / "sample_settings.json").unlink()
     assert "no sample_settings.json" in cli_error(sample.main, common + ["--num-samples", "6", "--sample-dir", str(part)])
+
+
+def test_sampling_defaults_come_from_the_checkpoint(toy, tmp_path, cli_error):
+    """rdpm-sample's knobs default to the setting the checkpoint records (generator.json "sampling",
+    what a shipped generator was tuned to), a flag overrides it, and a broken record is one clear error."""
+    import shutil
+    root, bb, tok = toy
+    run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(run, ckpt, ignore=shutil.ignore_patterns("checkpoints", "samples"))
+    common = ["--ckpt", str(ckpt), "--num-samples", "2", "--mixed-precision", "no"]
+    settings = lambda d: json.loads((d / "sample_settings.json").read_text())  # noqa: E731
+    sample.main(common + ["--sample-dir", str(tmp_path / "lib")])
+    lib = settings(tmp_path / "lib")
+    assert {k: lib[k] for k in sample.SAMPLING_DEFAULTS} == sample.SAMPLING_DEFAULTS
+    meta = json.loads((ckpt / "generator.json").read_text())
+    meta["sampling"] = {"cfg_scale": 3.0, "temperature": 0.5, "top_k": 4, "tuned_by": "a test"}
+    (ckpt / "generator.json").write_text(json.dumps(meta))
+    sample.main(common + ["--sample-dir", str(tmp_path / "rec")])
+    rec = settings(tmp_path / "rec")
+    assert (rec["cfg_scale"], rec["temperature"], rec["top_k"], rec["top_p"]) == (3.0, 0.5, 4, 1.0)
+    sample.main(common + ["--cfg-scale", "1.0", "--sample-dir", str(tmp_path / "flag")])
+    assert (settings(tmp_path / "flag")["cfg_scale"], settings(tmp_path / "flag")["temperature"]) == (1.0, 0.5)
+    s = sample.Sampler(str(ckpt))                  # the Python API uses the record too
+    a, _ = s.sample([0, 1], [0, 1], global_seed=0)
+    b, _ = s.sample([0, 1], [0, 1], cfg_scale=3.0, temperature=0.5, top_k=4, top_p=1.0, global_seed=0)
+    assert torch.equal(a, b)
+    meta["sampling"]["temperature"] = -1
+    (ckpt / "generator.json").write_text(json.dumps(meta))
+    err = cli_error(sample.main, common + ["--sample-dir", str(tmp_path / "bad")])
+    assert "generator.json" in err and "temperature" in err and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.gpu

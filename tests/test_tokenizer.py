@@ -130,6 +130,19 @@ def test_header_mismatch_refused(backbone_dir, tmp_path, make_tiny_backbone):
         tok.decode(torch.full((1, tok.num_token_rows, 4), 64))
 
 
+def test_from_header_replays_the_tokens_precision_on_a_loaded_backbone(backbone_dir):
+    """Decoding replays the encoder's precision whatever `auto` resolves to here: a loaded fp32
+    backbone handed to from_header runs in the header's bf16 (and back)."""
+    bb = load_backbone(str(backbone_dir))
+    bb.set_precision("bf16", "cpu")
+    h = Tokenizer(bb, PixelAutoencoder(), TokenizerConfig(num_steps=2, codebook_size=16, grid="2x2"), SIZE).header()
+    assert h.backbone_dtype == "bfloat16"
+    fresh = load_backbone(str(backbone_dir))
+    fresh.set_precision("no", "cpu")
+    tok = Tokenizer.from_header(h, fresh, PixelAutoencoder())
+    assert tok.backbone is fresh and fresh.precision.mode == "bf16" and fresh.autocast_dtype == torch.bfloat16
+
+
 def test_encode_refuses_nan_and_wrong_shape(backbone_dir):
     tok = _tok(backbone_dir)
     with pytest.raises(ValueError, match="NaN"):
@@ -211,13 +224,15 @@ def test_tokenize_same_shards_with_decoding_workers(backbone_dir, tmp_path):
 def test_tokenize_same_shards_with_two_processes(backbone_dir, tmp_path):
     """Under `accelerate launch` with 2 CPU processes, the shards equal the 1-process ones. (On a
     machine without a GPU, `--multi_gpu` starts torchrun's K processes and they run as MULTI_CPU;
-    `--cpu --num_processes K` would start only one.)"""
+    `--cpu --num_processes K` would start only one.) The precision is pinned: `auto` probes per thread
+    count, and 1 process of 2 threads may rightly choose otherwise than 2 processes of 1 thread."""
     one, two = tmp_path / "one", tmp_path / "two"
-    tokenize.run(tokenize.parse_args(TOK_ARGS + ["--backbone", str(backbone_dir), "--out", str(one)]))
+    args = TOK_ARGS + ["--mixed-precision", "no", "--backbone", str(backbone_dir)]
+    tokenize.run(tokenize.parse_args(args + ["--out", str(one)]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "rdpm_gddcm.tokenize", *TOK_ARGS, "--backbone", str(backbone_dir), "--out", str(two)]
+           "-m", "rdpm_gddcm.tokenize", *args, "--out", str(two)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 process(es)" in r.stdout, r.stdout[-2000:]              # two processes really shared the shards
@@ -255,6 +270,16 @@ def test_tokenize_subset_is_class_balanced_and_extends(backbone_dir, tmp_path):
     ds9 = TokenDataset(out)
     assert len(ds9) == 9 and ds9.labels.tolist() == [0, 1, 2] * 3
     assert np.array_equal(ds9.tokens[:6], ds.tokens)
+    # finalising the first 4 for a quick look and then growing back to 9 keeps the shards the 9-image
+    # run finished (their image counts match what 9 puts there) instead of redoing them
+    tokens9 = np.array(ds9.tokens[:])
+    tokenize.run(tokenize.parse_args(args + ["--num-images", "4", "--out", str(out)]))
+    assert len(TokenDataset(out)) == 4
+    for i in (1, 2):
+        os.utime(out / f"shard-0000{i}.tokens.npy", (0, 0))
+    tokenize.run(tokenize.parse_args(args + ["--num-images", "9", "--out", str(out)]))
+    assert all(os.stat(out / f"shard-0000{i}.tokens.npy").st_mtime == 0 for i in (1, 2))
+    assert np.array_equal(TokenDataset(out).tokens[:], tokens9)
     with pytest.raises(ValueError, match="another dataset"):
         tokenize.run(tokenize.parse_args([*args[:1], "procedural:12", *args[2:], "--num-images", "6", "--out", str(out)]))
 
