@@ -2,7 +2,8 @@
 
 Rows (suite ``main``), all class-balanced, image i seeded by (--global-seed, i):
   (a) the RDPM generator: the chain with the generator as chooser (CFG + Gumbel), 10 steps;
-  (b) the same backbone's own deterministic ODE sampler with CFG, at 10 and at 100 steps;
+  (b) the same backbone's own deterministic ODE sampler with CFG, at 10 and at 100 steps, and its
+      ancestral sampler (``chain.ancestral_sample``) at 100 and 1,000 steps (rows 5, 6);
   (c) random tokens: the same chain and plan with uniformly random indices (DDCM-style generation);
   and real CIFAR-10 `train` images as the floor of the metric at this sample size.
 Suite ``ablations``: CFG scale sweep, temperature sweep, the linear CFG schedule, and other heads
@@ -48,6 +49,8 @@ def generator_rows(a) -> list[dict]:
             dict(label="backbone ODE, 100 steps", kind="ode", steps=100, cfg_scale=a.ode_cfg_scale),
             dict(label="random tokens (DDCM-style), same plan", kind="random"),
             dict(label="real CIFAR-10 train images", kind="real"),
+            dict(label="backbone ancestral, 100 steps", kind="ancestral", steps=100, cfg_scale=a.ode_cfg_scale),
+            dict(label="backbone ancestral, 1000 steps", kind="ancestral", steps=1000, cfg_scale=a.ode_cfg_scale),
         ]
     rows = []
     for w in a.cfg_sweep:
@@ -84,7 +87,7 @@ def baseline_tokenizer(a, cache: dict):
 def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, dict]:
     """(uint8 NHWC images, timing seconds) for one row."""
     from rdpm_gddcm.backbones import GuidedBackbone
-    from rdpm_gddcm.chain import RandomChooser, ode_solve, run_chain
+    from rdpm_gddcm.chain import RandomChooser, ancestral_sample, ode_solve, run_chain
     from rdpm_gddcm.plans import ode_times
     n = len(labels)
     timing = {"backbone_and_chain_s": 0.0, "transformer_s": 0.0, "autoencoder_s": 0.0}
@@ -121,14 +124,16 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
                 chain = run_chain(tok.backbone, tok.spec, RandomChooser([image_generator(a.global_seed, int(i)) for i in idx]),
                                   len(idx), y if tok.cfg.conditional else None, tok.device)
                 lat = chain.latent
-            else:                                                  # the backbone's own ODE, with CFG
+            else:                                                  # the backbone's own ODE or ancestral sampler, CFG
                 bb = GuidedBackbone(tok.backbone, row["cfg_scale"]) if row["cfg_scale"] != 1.0 else tok.backbone
                 fam = bb.family
                 times = ode_times(fam, row["steps"])
-                noise = torch.stack([torch.randn(*bb.latent_shape, generator=image_generator(a.global_seed, int(i)))
-                                     for i in idx]).to(tok.device)
-                lat = ode_solve(bb, float(fam.S(times[0])) * noise, times, y.to(tok.device),
-                                fam.ode_solver)
+                gens = [image_generator(a.global_seed, int(i)) for i in idx]
+                noise = torch.stack([torch.randn(*bb.latent_shape, generator=g) for g in gens]).to(tok.device)
+                if row["kind"] == "ancestral":
+                    lat = ancestral_sample(bb, noise, times, y.to(tok.device), gens)
+                else:
+                    lat = ode_solve(bb, float(fam.S(times[0])) * noise, times, y.to(tok.device), fam.ode_solver)
             timing["backbone_and_chain_s"] += time.time() - t0
             t1 = time.time()
             imgs = tok.autoencoder.decode(lat)

@@ -159,8 +159,9 @@ def _gen_rows(d):
         t = r.get("seconds_per_image", {})
         setting = {"generator": f"CFG w={r.get('cfg_scale')}, τ={r.get('temperature')}"
                    + (f", {r['cfg_schedule']} schedule" if r.get("cfg_schedule", "constant") != "constant" else ""),
-                   "ode": f"CFG w={r.get('cfg_scale')}", "random": "uniform random indices", "real": "-"}[r["kind"]]
-        calls = {"generator": 10, "random": 10, "ode": r.get("steps"), "real": "-"}[r["kind"]]
+                   "ode": f"CFG w={r.get('cfg_scale')}", "ancestral": f"CFG w={r.get('cfg_scale')}",
+                   "random": "uniform random indices", "real": "-"}[r["kind"]]
+        calls = {"generator": 10, "random": 10, "ode": r.get("steps"), "ancestral": r.get("steps"), "real": "-"}[r["kind"]]
         rows.append((r["label"], setting, calls, f"{r['CIFAR-feature FD']:.1f}", f"{100 * r['class accuracy']:.1f} %",
                      *(f"{t.get(k, 0):.3f}" if r["kind"] != "real" else "-"
                        for k in ("backbone_and_chain_s", "transformer_s", "autoencoder_s"))))
@@ -174,7 +175,7 @@ def t_generator():
     extra = load("generator_ode100")            # the 100-step ODE row, run as its own process
     if extra:
         d = {**d, "rows": d["rows"] + [r for r in extra["rows"] if r["label"] not in {x["label"] for x in d["rows"]}]}
-    order = {"generator": 0, "ode": 1, "random": 2, "real": 3}
+    order = {"generator": 0, "ode": 1, "ancestral": 2, "random": 3, "real": 4}
     d["rows"].sort(key=lambda r: (order[r["kind"]], r.get("steps") or 0))
     n = d["rows"][0]["num_images"]
     cmds = d.get("commands", []) + (extra.get("commands", []) if extra else [])

@@ -346,6 +346,29 @@ def consistency_sample(backbone, noise: torch.Tensor, times, labels=None, genera
 
 
 @torch.no_grad()
+def ancestral_sample(backbone, noise: torch.Tensor, times, labels=None, generators=None) -> torch.Tensor:
+    """The ancestral sampler (DDPM's posterior step, Ho et al. 2020 Eq. 7; Euler-ancestral in σ-space
+    for EDM and flow): each step is Eq. 22 with S(t_den) = s(t')·σ(t')²/σ(t), the η = 1 split of
+    S(t')² between ε̂ and fresh noise, and fresh Gaussian noise in place of a codebook vector. For VP
+    this is exactly DDPM's posterior mean and variance σ_t'² (1 - ᾱ_t/ᾱ_t')/(1 - ᾱ_t)·(1 - ᾱ_t').
+    Image b's noise comes from ``generators[b]`` (``noise`` is the start), so a sample does not
+    depend on its batch. ``times``: descending, as ``plans.ode_times`` gives them."""
+    family = backbone.family
+    x = float(family.S(times[0])) * noise
+    for t, t_next in zip(times[:-1], times[1:]):
+        xh, eh = backbone.predict(x, t, labels)
+        if t_next == family.clean_time:
+            x = xh
+            continue
+        s1, S1 = float(family.s(t_next)), float(family.S(t_next))
+        S_den = s1 * (S1 / s1) ** 2 / float(family.sigma(t))
+        z = torch.stack([torch.randn(xh.shape[1:], generator=g) for g in generators]).to(xh.device) \
+            if generators is not None else torch.randn_like(xh)
+        x = s1 * xh + S_den * eh + math.sqrt(max(S1 ** 2 - S_den ** 2, 0.0)) * z
+    return x
+
+
+@torch.no_grad()
 def own_sample(backbone, noise: torch.Tensor, steps: int, labels=None, generators=None) -> torch.Tensor:
     """A backbone's own sampler with ``steps`` model calls (Heun counts two per step but the last):
     the multistep consistency sampler for consistency families, else the family's deterministic ODE."""

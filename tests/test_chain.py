@@ -10,7 +10,7 @@ from rdpm_gddcm.chain import (SELECTIONS, ChainSpec, EncodeChooser, LookupChoose
                               best_entries, ode_solve, run_chain)
 from rdpm_gddcm.codebooks import Grid, VirtualCodebook
 from rdpm_gddcm.families import Family
-from rdpm_gddcm.plans import Plan, PlanConfig, build_plan
+from rdpm_gddcm.plans import Plan, PlanConfig, build_plan, ode_times
 
 # results that depend on float kernels: CI reruns these under other ATEN_CPU_CAPABILITY values
 pytestmark = pytest.mark.numerics
@@ -246,3 +246,28 @@ def test_effective_score_of_each_selection():
     from rdpm_gddcm.chain import effective_score
     assert [effective_score(s, "fixed-point") for s in SELECTIONS] == ["dot", "l2", "dot"]
     assert {effective_score(s, "ddcm") for s in SELECTIONS} == {"dot"}
+
+
+@pytest.mark.parametrize("name", ["flow", "ve", "vp-discrete"])
+def test_ancestral_sampler_draws_the_data_distribution(name):
+    """With the exact denoiser of Gaussian data (the linear-Gaussian backbone fitted to it), the
+    ancestral sampler's samples have the data's mean and per-direction variance, and one image's
+    sample does not depend on the batch it is in."""
+    from rdpm_gddcm.backbones import LinearGaussianBackbone
+    from rdpm_gddcm.chain import ancestral_sample
+    f = Family(name)
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([0.05, 0.2, 0.5, 0.9]).reshape(1, 1, 2, 2)
+    mu = torch.tensor([0.3, -0.2, 0.1, 0.0]).reshape(1, 1, 2, 2)
+    data = mu + scale * torch.randn(20000, 1, 2, 2, generator=g, dtype=torch.float64)
+    bb = LinearGaussianBackbone.fit(data, f)
+    B = 3000
+    torch.manual_seed(1)                                                # one stream: fast for many samples
+    out = ancestral_sample(bb, torch.randn(B, 1, 2, 2), ode_times(f, 1000), None)  # many steps: small discretisation bias
+    assert torch.allclose(out.mean(0), data.mean(0).float(), atol=4 * 0.9 / math.sqrt(B))
+    assert torch.allclose(out.std(0), data.std(0).float(), rtol=0.08)
+    gens = lambda: [torch.Generator().manual_seed(1000 + i) for i in range(3)]  # noqa: E731
+    noise = torch.stack([torch.randn(1, 2, 2, generator=gi) for gi in gens()])
+    three = ancestral_sample(bb, noise, ode_times(f, 20), None, gens())
+    one = ancestral_sample(bb, noise[2:], ode_times(f, 20), None, gens()[2:])
+    assert torch.allclose(one, three[2:], atol=1e-6) and not torch.allclose(three[0], three[1])
