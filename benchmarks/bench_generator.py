@@ -6,10 +6,12 @@ Rows (suite ``main``), all class-balanced, image i seeded by (--global-seed, i):
       ancestral sampler (``chain.ancestral_sample``) at 100 and 1,000 steps (rows 5, 6);
   (c) random tokens: the same chain and plan with uniformly random indices (DDCM-style generation);
   and real CIFAR-10 `train` images as the floor of the metric at this sample size.
-Suite ``ablations``: CFG scale sweep, temperature sweep, the linear CFG schedule, and other heads
-(``--head-variant LABEL=RUN_DIR``, e.g. an untied head trained with the same command). Every row reports the labelled CPU proxies "CIFAR-feature FD" (against all
-5,000 `val` images) and "class accuracy" - not FID - and seconds per image split into backbone,
-transformer and autoencoder.
+Suite ``ablations`` (also the tuning of a checkpoint's sampling defaults): CFG scale sweep, temperature
+sweep, optional top-k / top-p sweeps, the linear CFG schedule, and other heads (``--head-variant
+LABEL=RUN_DIR``, e.g. an untied head trained with the same command). A knob a row does not set is the
+checkpoint's ``rdpm-sample`` default. Every row reports the labelled CPU proxies "CIFAR-feature FD"
+(against all 5,000 `val` images) and "class accuracy" (not FID), seconds per image split into backbone,
+transformer and autoencoder, and with ``--fid-reference`` FID and KID (standard FID Inception).
 
     python benchmarks/bench_generator.py --suite main --num-images 1000 --out benchmarks/results/generator.json
 
@@ -58,6 +60,12 @@ def generator_rows(a) -> list[dict]:
     for tau in a.temperature_sweep:
         rows.append(dict(label=f"temperature τ={tau}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=tau))
+    for k in a.top_k_sweep:
+        rows.append(dict(label=f"top-k {k}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                         temperature=a.temperature, top_k=k))
+    for q in a.top_p_sweep:
+        rows.append(dict(label=f"top-p {q}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                         temperature=a.temperature, top_p=q))
     rows.append(dict(label="CFG linear schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                      temperature=a.temperature, cfg_schedule="linear"))
     for variant in a.head_variant:
@@ -83,6 +91,18 @@ def baseline_tokenizer(a, cache: dict):
     return cache["tok"]
 
 
+def generator_sampler(row: dict, a, cache: dict) -> Sampler:
+    """The row's generator (loaded once); knobs the row does not set become the checkpoint's recorded
+    rdpm-sample defaults, written into the row."""
+    if row["ckpt"] not in cache:
+        cache[row["ckpt"]] = Sampler(row["ckpt"], mixed_precision=a.mixed_precision)
+    sampler = cache[row["ckpt"]]
+    for k, v in sampler.defaults.items():
+        if row.get(k) is None:
+            row[k] = v
+    return sampler
+
+
 @torch.no_grad()
 def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, dict]:
     """(uint8 NHWC images, timing seconds) for one row."""
@@ -103,12 +123,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
             seen[c] = seen.get(c, 0) + 1
         return x[idx].permute(0, 2, 3, 1).numpy(), timing
     if row["kind"] == "generator":
-        if row["ckpt"] not in cache:
-            cache[row["ckpt"]] = Sampler(row["ckpt"], mixed_precision=a.mixed_precision)
-        sampler = cache[row["ckpt"]]
-        for k, v in sampler.defaults.items():       # knobs not set for this row: the checkpoint's recorded ones
-            if row.get(k) is None:
-                row[k] = v
+        sampler = generator_sampler(row, a, cache)
     tok = baseline_tokenizer(a, cache)
     for b in range(0, n, a.batch_size):
         idx = np.arange(b, min(b + a.batch_size, n))
@@ -177,7 +192,8 @@ def fid_kid(imgs: np.ndarray, row: dict, a) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--suite", default="main", choices=["main", "ablations"])
-    p.add_argument("--generator", default=str(ROOT / "assets" / "cifar10-generator"))
+    # the defaults are the previous (pixel-space) generator's, so the commands recorded in its tables reproduce them
+    p.add_argument("--generator", default=str(ROOT / "assets" / "cifar10-generator-pixels"))
     p.add_argument("--tokens", default=str(ROOT / "runs" / "tokens-cifar10-vp-8x8"),
                    help="the generator's training tokens: their header defines the baselines' plan and codebooks")
     p.add_argument("--backbone", default=str(ROOT / "assets" / "cifar10-pixels-vp"))
@@ -192,8 +208,10 @@ def main():
                    help="generator CFG w (l_u + w·(l_c - l_u)); default: the checkpoint's rdpm-sample default")
     p.add_argument("--temperature", type=float, default=None, help="default: the checkpoint's rdpm-sample default")
     p.add_argument("--ode-cfg-scale", type=float, default=2.0, help="CFG w of the backbone's own ODE sampler")
-    p.add_argument("--cfg-sweep", type=float, nargs="+", default=[1.0, 1.5, 3.0, 4.0])
-    p.add_argument("--temperature-sweep", type=float, nargs="+", default=[0.7, 0.85, 1.15])
+    p.add_argument("--cfg-sweep", type=float, nargs="*", default=[1.0, 1.5, 3.0, 4.0])
+    p.add_argument("--temperature-sweep", type=float, nargs="*", default=[0.7, 0.85, 1.15])
+    p.add_argument("--top-k-sweep", type=int, nargs="*", default=[], help="ablations: top-k values (after the τ rows)")
+    p.add_argument("--top-p-sweep", type=float, nargs="*", default=[], help="ablations: top-p values (after top-k)")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
                    help="backbone and generator precision (rdpm_gddcm.precision)")
     p.add_argument("--fid-reference", default=None, metavar="GLOB",
@@ -220,6 +238,8 @@ def main():
     for row in rows:
         if row["label"] in done:
             continue
+        if row["kind"] == "generator":
+            generator_sampler(row, a, cache)     # the row's settings, also when its samples were kept earlier
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
         kept = Path(a.features_dir) / f"{a.suite}_{tag}_{len(labels)}_samples.npz"
         if kept.exists():                        # sampled earlier (e.g. by --sample-only): score only
@@ -246,11 +266,12 @@ def main():
              "seconds_per_image": {k: v / len(imgs) for k, v in timing.items()},
              "generator": str(Path(row["ckpt"]).relative_to(ROOT)) if row.get("ckpt", "").startswith(str(ROOT)) else row.get("ckpt")}
         res["rows"].append(r)
-        grid_dir = ROOT / "benchmarks" / "results" / "generator_grids"
+        grid_dir = ROOT / "benchmarks" / "results" / "generator_grids" / out.stem    # one folder per results JSON
         grid_dir.mkdir(parents=True, exist_ok=True)
         from rdpm_gddcm.data import save_image_grid
-        sel = np.concatenate([np.where(labels == c)[0][:8] for c in range(10)])
-        order = sel.reshape(10, 8).T.reshape(-1)          # row = one image per class
+        per = min(8, len(labels) // 10)
+        sel = np.concatenate([np.where(labels == c)[0][:per] for c in range(10)])
+        order = sel.reshape(10, per).T.reshape(-1)        # row = one image per class
         save_image_grid(torch.from_numpy(imgs[order]).permute(0, 3, 1, 2).float() / 127.5 - 1,
                         str(grid_dir / f"{a.suite}_{tag}.png"), nrow=10)
         cmd = shlex.join(sys.argv)

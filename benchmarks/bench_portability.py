@@ -65,7 +65,7 @@ def worker_speed(repeats: int) -> dict:
         loss.backward()
         opt.step()
 
-    gen, meta = load_generator(str(ROOT / "assets" / "cifar10-generator"), "cpu")
+    gen, meta = load_generator(str(ROOT / "assets" / "cifar10-generator-pixels"), "cpu")
     g = gen.cfg
     z = torch.randn(64, g.num_blocks, g.block_dim)
     row = torch.zeros(64, dtype=torch.long)

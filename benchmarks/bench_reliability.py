@@ -40,7 +40,7 @@ def main():
                     code = e.code
             lines = [ln for ln in err.getvalue().splitlines() if ": error: " in ln]
             msg = (lines[0] if lines else "").replace(tmp, "TMP").replace(str(ROOT) + "/", "")
-        shown = " ".join(x.replace("{tmp}", "TMP").replace("{gen}", "assets/cifar10-generator")
+        shown = " ".join(x.replace("{tmp}", "TMP").replace("{gen}", "assets/cifar10-generator-pixels")
                          .replace("{vp}", "assets/cifar10-pixels-vp") for x in args)
         rows.append({"command": prog, "arguments": shown, "exit_code": code, "message": msg})
         print(f"{code} {msg}")

@@ -132,7 +132,7 @@ def s_cifar_throughput(a) -> dict:
     out = {"batch": n, "backbone_precision": tok.backbone.precision.to_json()}
     out["encode_img_per_s"] = n / timed(lambda: tok.encode(x, y), a.device, a.repeats)
     out["decode_img_per_s"] = n / timed(lambda: tok.decode(tokens, y), a.device, a.repeats)
-    s = Sampler(str(ROOT / "assets" / "cifar10-generator"), device=a.device, mixed_precision="auto")
+    s = Sampler(str(ROOT / "assets" / "cifar10-generator-pixels"), device=a.device, mixed_precision="auto")
     idx = torch.arange(n)
     out["sample_img_per_s"] = n / timed(lambda: s.sample(idx, (idx % 10).numpy(), cfg_scale=2.0), a.device, a.repeats)
     out["sampler_precision"] = {"backbone": s.backbone_precision.mode, "generator": s.generator_precision.mode}
@@ -195,7 +195,7 @@ def s_train_throughput(a) -> dict:
         opt.step()
     out = {"precision": prec.to_json(), "backbone_batch": B,
            "backbone_train_img_per_s": B / timed(bb_step, a.device, a.repeats)}
-    shipped, _ = load_generator(str(ROOT / "assets" / "cifar10-generator"), "cpu")
+    shipped, _ = load_generator(str(ROOT / "assets" / "cifar10-generator-pixels"), "cpu")
     g = TokenGenerator(GeneratorConfig(**{**shipped.cfg.to_json(), **({"depth": 1} if a.dry_run else {})}))
     g = g.to(a.device)
     gopt = torch.optim.AdamW(g.parameters(), lr=1e-4)

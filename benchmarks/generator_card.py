@@ -67,6 +67,9 @@ def write_card_md(card: dict, dst: Path):
               f"{fid['fid']:.1f}**, KID ×10³ {1e3 * fid['kid']:.1f}, class accuracy (the project's proxy "
               f"classifier) {100 * fid['class_accuracy']:.1f} %. Comparisons with the backbone's own sampler and "
               f"random tokens at the same count are in the README (`{fid['source']}`).\n") if fid else ""
+    pr = card.get("precision")
+    precision = (f"precision {'fp32' if pr['mode'] == 'no' else pr['mode']}: {pr['reason']}" if pr else
+                 "fp32: bf16 autocast is slower for this model on this CPU, `benchmarks/results/generator_speed.json`")
     bb = card.get("backbone", {})
     bb_text = f"{bb.get('family', '?')} family, {bb.get('space', '?')}"
     text = f"""# {card['name']}
@@ -91,8 +94,7 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
 - Data: {card['training_images']} CIFAR-10 `train` images (class-balanced, class-interleaved order),
   per-step states cached in the shards.
 - {card['steps']} optimizer steps, wall time {card['wall_min']:.0f} min on this machine's 2 CPU cores
-  (median {card['median_seq_per_s']:.0f} sequences/s; fp32: bf16 autocast is slower for this model on this CPU,
-  `benchmarks/results/generator_speed.json`).{(" " + card["note"]) if card.get("note") else ""}
+  (median {card['median_seq_per_s']:.0f} sequences/s; {precision}).{(" " + card["note"]) if card.get("note") else ""}
 - Final training CE (mean of the last logging window): {card['final_train_ce']:.3f} nats/token; token accuracy
   {100 * card['final_train_accuracy']:.2f} %.
 {val}{fid_md}
@@ -102,20 +104,19 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
     (dst / "CARD.md").write_text(text)
 
 
-def tuned_sampling(path: Path) -> dict:
-    """The setting of the lowest-FID generator row of a bench_generator.py JSON, as generator.json's
+def tuned_sampling(paths: list[Path]) -> dict:
+    """The setting of the lowest-FID generator row of bench_generator.py JSONs, as generator.json's
     "sampling" record (what rdpm-sample uses when no flag is given)."""
-    res = json.loads(path.read_text())
-    rows = [r for r in res["rows"] if r.get("kind") == "generator" and r.get("fid") is not None]
+    rows = [r for path in paths for r in json.loads(path.read_text())["rows"]
+            if r.get("kind") == "generator" and r.get("fid") is not None]
     if not rows:
-        raise SystemExit(f"--sampling-from {path}: no generator row with an FID")
+        raise SystemExit(f"--sampling-from {' '.join(map(str, paths))}: no generator row with an FID")
     best = min(rows, key=lambda r: r["fid"])
-    rel = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+    rel = [str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in paths]
     return {"cfg_scale": best["cfg_scale"], "cfg_schedule": best.get("cfg_schedule", "constant"),
-            "temperature": best["temperature"], "top_k": best.get("top_k", 0), "top_p": best.get("top_p", 1.0),
-            "tuned_by": f"lowest FID-{best['num_images'] // 1000 or best['num_images']}"
-                        f"{'k' if best['num_images'] >= 1000 else ' samples'} of {len(rows)} settings against "
-                        f"{best['fid_reference']} in {rel} (row '{best['label']}')"}
+            "temperature": best["temperature"], "top_k": best.get("top_k") or 0, "top_p": best.get("top_p") or 1.0,
+            "tuned_by": f"lowest FID ({best['num_images']} samples against {best['fid_reference']}) of "
+                        f"{len(rows)} settings in {', '.join(rel)} (row '{best['label']}')"}
 
 
 def generator_fid(path: Path) -> dict:
@@ -157,8 +158,8 @@ def main():
     p.add_argument("--tokenize-command", required=True)
     p.add_argument("--commit", required=True)
     p.add_argument("--note", default="", help="how the run went, for the card (interruptions, shared CPU, ...)")
-    p.add_argument("--sampling-from", default=None, metavar="JSON",
-                   help="a bench_generator.py tuning JSON: its lowest-FID generator row becomes rdpm-sample's default")
+    p.add_argument("--sampling-from", nargs="+", default=None, metavar="JSON",
+                   help="bench_generator.py tuning JSONs: their lowest-FID generator row becomes rdpm-sample's default")
     p.add_argument("--fid-from", default=None, metavar="JSON",
                    help="a bench_generator.py JSON whose 'RDPM generator (ours)' row is the card's FID")
     a = p.parse_args()
@@ -175,7 +176,7 @@ def main():
     meta["backbone"] = f"../{a.backbone_asset}"          # resolved relative to the asset by rdpm-sample
     meta["train_config"] = {k: (v if not isinstance(v, str) or not Path(v).is_absolute() else Path(v).name)
                             for k, v in meta["train_config"].items()}
-    sampling = tuned_sampling(Path(a.sampling_from)) if a.sampling_from else None
+    sampling = tuned_sampling([Path(f) for f in a.sampling_from]) if a.sampling_from else None
     if sampling:
         meta["sampling"] = sampling
     (dst / "generator.json").write_text(json.dumps(meta, indent=2))
@@ -199,6 +200,7 @@ def main():
             "training_images": cfg["resolved"]["num_images"], **log_stats(run), "val": val,
             "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit, "note": a.note,
             "backbone": backbone_summary(backbone), "sampling": sampling,
+            "precision": cfg["resolved"].get("precision"),
             "fid": generator_fid(Path(a.fid_from)) if a.fid_from else None}
     if grid_note:
         card["grid_note"] = grid_note

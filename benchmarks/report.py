@@ -282,6 +282,99 @@ def t_generator_fid():
             f"the 2 cores (upper bounds). " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
+def _latent_fid():
+    """generator_fid_latent.json (the generator row) + generator_fid_latent_b.json (the baselines, run
+    as a second process at the same time), one table."""
+    parts = [d for d in (load("generator_fid_latent"), load("generator_fid_latent_b")) if d]
+    if not parts:
+        return None
+    return {"rows": [r for d in parts for r in d["rows"]], "commands": [c for d in parts for c in d.get("commands", [])]}
+
+
+def t_generator_fid_latent():
+    """The latent generator against its backbone's own samplers, random tokens and the previous
+    generator, all FID-1k against `val` (1,000 class-balanced samples, image i seeded by (0, i))."""
+    d = _latent_fid()
+    if not d:
+        return None
+    rows = []
+    total = lambda r: sum(r.get("seconds_per_image", {}).values())  # noqa: E731
+    for r in d["rows"]:
+        setting = _gen_rows({"rows": [r]})[0][1]
+        calls = {"generator": "10 + 1", "random": "10 + 1", "real": "-"}.get(r["kind"], r.get("steps"))
+        rows.append((r["label"], setting, calls, f"**{r['fid']:.1f}**" if r["kind"] == "generator" else f"{r['fid']:.1f}",
+                     f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",
+                     f"{total(r):.3f}" if r["kind"] != "real" else "-"))
+    card = json.loads((ROOT / "assets" / "cifar10-taef2-edm-long" / "card.json").read_text())
+    for r in card.get("fid") or []:
+        rows.append((f"backbone's own {r['sampler']} (its card)", f"CFG w={r['cfg_scale']}", r["sampler"].split("= ")[-1]
+                     .split(" ")[0], f"{r['fid']:.1f}", "-", f"{100 * r['class_accuracy']:.1f} %",
+                     f"{r['sample_s_per_image']:.3f}"))
+    old = load("generator_fid")
+    for r in (old or {}).get("rows", []):
+        if r["kind"] == "generator":
+            rows.append(("previous generator (`gen-mini`, pixel VP-ε tokens of 8,192 images)",
+                         f"CFG w={r['cfg_scale']}, τ={r['temperature']}", "10 + 1", f"{r['fid']:.1f}",
+                         f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %", f"{total(r):.3f}"))
+    ref = load("fid_reference")
+    floor = [x for x in (ref or {}).get("rows", []) if x["pair"].startswith("train 1,000 vs val")]
+    if floor:
+        rows.append(("real CIFAR-10 `train` images (the floor at this count)", "-", "-", f"{floor[0]['fid']:.1f}",
+                     f"{floor[0]['kid'] * 1e3:.1f}", "-", "-"))
+    n = d["rows"][0]["num_images"]
+    return (md(["sampler", "setting", "network calls", f"FID-{n // 1000}k ↓", "KID ×10³ ↓", "class accuracy ↑ (proxy)",
+                "s/image"], rows) +
+            f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i)), standard FID Inception against "
+            f"{d['rows'][0]['fid_reference']}. The generator's network calls: 10 chain steps plus the final ODE step "
+            f"(each chain step also runs the transformer, twice with CFG). Seconds per image: this table's rows in "
+            f"fp32 on one thread per process (two processes shared the 2 cores), the card rows as their card says, the "
+            f"floor from `benchmarks/results/fid_reference.json`. " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+
+
+def t_headline():
+    """The README's first figure's caption: the shipped generator's FID from its benchmark JSON."""
+    d = _latent_fid()
+    if not d:
+        return None
+    rows = {r["kind"]: r for r in d["rows"]}
+    g = rows.get("generator")
+    if not g:
+        return None
+    card = json.loads((ROOT / "assets" / "cifar10-taef2-edm-long" / "card.json").read_text())
+    best = min(card.get("fid") or [{}], key=lambda r: r.get("fid", 1e9))
+    ref = load("fid_reference")
+    floor = [x for x in (ref or {}).get("rows", []) if x["pair"].startswith("train 1,000 vs val")]
+    classes = "airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck"
+    return (f"*The shipped generator (`assets/cifar10-generator`), 10 chain steps with `rdpm-sample`'s defaults "
+            f"(CFG w = {g['cfg_scale']}, τ = {g['temperature']}), one class per row ({classes}). "
+            f"**FID-{g['num_images'] // 1000}k {g['fid']:.1f}** against {g['fid_reference']} "
+            f"({g['num_images']:,} class-balanced samples; class accuracy {100 * g['class accuracy']:.0f} % by the proxy "
+            f"classifier)"
+            + (f"; at the same count real `train` images score {floor[0]['fid']:.1f}" if floor else "")
+            + (f", the backbone's own best sampler {best['fid']:.1f} ({best['sampler']})" if best else "")
+            + ". From `benchmarks/results/generator_fid_latent.json`; the table is under "
+              "[Results](#class-conditional-cifar-10-in-10-steps-the-shipped-latent-generator).*")
+
+
+def t_generator_tuning():
+    """The sampling settings tried for the shipped generator, scored against `train` features (the
+    tuning set; results are reported against `val`)."""
+    parts = [d for d in (load("generator_tuning"), load("generator_tuning_b")) if d]
+    if not parts:
+        return None
+    rs = sorted((r for d in parts for r in d["rows"]), key=lambda r: r["fid"])
+    rows = [(r["label"], _gen_rows({"rows": [r]})[0][1] + (f", top-k {r['top_k']}" if r.get("top_k") else ""),
+             f"{r['fid']:.1f}" + (" (chosen)" if i == 0 else ""), f"{r['kid'] * 1e3:.1f}",
+             f"{100 * r['class accuracy']:.1f} %") for i, r in enumerate(rs)]
+    n = rs[0]["num_images"]
+    cmds = [c for d in parts for c in d.get("commands", [])]
+    return (md(["row", "setting", f"FID-{n}" + " ↓ (vs train)", "KID ×10³ ↓", "class accuracy ↑ (proxy)"], rows) +
+            f"\n\n{n} class-balanced samples per setting against {rs[0]['fid_reference']}: the tuning set, not the "
+            "`val` images results are reported on. Best first; the chosen setting is recorded in the shipped "
+            "generator.json as `rdpm-sample`'s default (`benchmarks/generator_card.py --sampling-from`). "
+            + "; ".join(f"`{c}`" for c in cmds))
+
+
 def t_rfid():
     d = load("rfid")
     if not d:
@@ -365,7 +458,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "headline": t_headline, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

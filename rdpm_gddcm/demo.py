@@ -1,8 +1,10 @@
 """``make demo``: CIFAR-10 from the shipped models, then the whole pipeline on the built-in
 procedural dataset, offline, on a CPU.
 
-Part (a), seconds: a class-conditional CIFAR-10 grid from the shipped backbone + generator
-(assets/cifar10-pixels-vp + assets/cifar10-generator)   -> demo_out/cifar10/grid.png
+Part (a), seconds: a class-conditional CIFAR-10 grid from the shipped generator with its recorded
+sampling defaults (assets/cifar10-generator over the latent backbone assets/cifar10-taef2-edm-long,
+which needs the taef2 autoencoder weights its backbone.json names; where they are not found, the
+pixel-space assets/cifar10-generator-pixels + assets/cifar10-pixels-vp)   -> demo_out/cifar10/grid.png
 
 Part (b), stages (each reuses its finished output when re-run):
   1. train a tiny flow backbone on procedural images     -> demo_out/backbone/
@@ -58,6 +60,25 @@ def command(module: str, args: list):
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
+def shipped_generator() -> Path:
+    """assets/cifar10-generator where the autoencoder its backbone names can be found here, else the
+    pixel-space assets/cifar10-generator-pixels (no autoencoder weights needed)."""
+    from .sample import resolve_recorded_path
+    latent, pixels = ASSETS / "cifar10-generator", ASSETS / "cifar10-generator-pixels"
+    for d in (latent, pixels):
+        if not (d / "generator.json").exists():
+            raise SystemExit(f"[demo] no shipped generator at {d}: this checkout is incomplete; run with "
+                             "--no-shipped to skip part (a)")
+    bb = Path(resolve_recorded_path(json.loads((latent / "generator.json").read_text())["backbone"], latent))
+    spec = json.loads((bb / "backbone.json").read_text()).get("autoencoder_spec") or "pixels"
+    kind, _, where = spec.partition(":")
+    if kind == "pixels" or Path(where).expanduser().exists():
+        return latent
+    print(f"[demo] part (a): {latent.name} needs the {kind} weights its backbone names ({spec}), not found here; "
+          f"sampling the pixel-space {pixels.name} instead")
+    return pixels
+
+
 def run(out: Path, size: str = "small", seed: int = 0, shipped: bool = True, precision: str = "auto") -> dict:
     c = SIZES[size]
     out.mkdir(parents=True, exist_ok=True)
@@ -66,14 +87,11 @@ def run(out: Path, size: str = "small", seed: int = 0, shipped: bool = True, pre
     cifar = out / "cifar10"
     mp = ["--mixed-precision", precision]
     if shipped:
-        # (a) the shipped CIFAR-10 generator: 2 images per class, CFG 2, 10 steps
-        if not (ASSETS / "cifar10-generator" / "generator.json").exists():
-            raise SystemExit(f"[demo] no shipped generator at {ASSETS / 'cifar10-generator'}: this checkout is "
-                             "incomplete; run with --no-shipped to skip part (a)")
-        stage("a: CIFAR-10 from the shipped generator", cifar / "samples.npz", lambda: command("sample", [
-            "--ckpt", str(ASSETS / "cifar10-generator"), "--num-samples", "20", "--cfg-scale", "2.0",
-            "--temperature", "1.0", "--sample-dir", str(cifar), "--global-seed", str(seed), *mp]),
-            log)
+        # (a) the shipped CIFAR-10 generator: 2 images per class, its recorded CFG/temperature, 10 steps
+        gen_dir = shipped_generator()
+        stage(f"a: CIFAR-10 from the shipped generator ({gen_dir.name})", cifar / "samples.npz", lambda: command(
+            "sample", ["--ckpt", str(gen_dir), "--num-samples", "20", "--sample-dir", str(cifar),
+                       "--global-seed", str(seed), *mp]), log)
     data = f"procedural:{c['images']}"
     bb, rec, tok, gen, smp = (out / n for n in ("backbone", "reconstruct", "tokens", "generator", "samples"))
     tokflags = ["--plan", "trajectory", "--p", "0.5", "--num-steps", "6", "--grid", "4x4", "--codebook-size", "256", *mp]

@@ -20,8 +20,8 @@ run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
 want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 
 if want sample; then      # class-balanced, image i seeded by (seed, i): any process count gives the same images
-  run $PY -m rdpm_gddcm.sample --ckpt "$GENERATOR" --num-samples "$NUM_SAMPLES" --cfg-scale 2.0 --temperature 1.0 \
-    --global-seed 0 --sample-dir "$OUT"
+  # CFG scale and temperature: the checkpoint's recorded defaults (tuned by FID against `train` features)
+  run $PY -m rdpm_gddcm.sample --ckpt "$GENERATOR" --num-samples "$NUM_SAMPLES" --global-seed 0 --sample-dir "$OUT"
 fi
 
 if want evaluate; then

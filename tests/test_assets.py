@@ -53,20 +53,27 @@ def test_shipped_classifier_loads_and_classifies():
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
 
 
-def test_shipped_generator_samples_a_2x2_grid():
-    """The shipped RDPM generator + its backbone sample class-conditional images with no training, and
-    the same (seed, index) gives the same image whatever the batch."""
+@pytest.mark.parametrize("name,size", [("cifar10-generator", 64), ("cifar10-generator-pixels", 32)])
+def test_shipped_generator_samples_a_2x2_grid(name, size, request):
+    """The shipped RDPM generators + their backbones sample class-conditional images with no training,
+    with the checkpoint's recorded sampling defaults, and the same (seed, index) gives the same image
+    whatever the batch. The latent one needs ../shared's taef2 weights (its backbone names them)."""
     import numpy as np
 
     from rdpm_gddcm.sample import Sampler
-    d = ASSETS / "cifar10-generator"
+    d = ASSETS / name
     assert (d / "generator.safetensors").stat().st_size <= 25 * 2 ** 20 and (d / "CARD.md").exists()
-    s = Sampler(str(d))                                   # backbone resolved from generator.json
-    imgs, tokens, timing = s.sample(np.arange(4), np.array([0, 1, 2, 3]), cfg_scale=2.0, temperature=1.0,
-                                    return_tokens=True)
-    assert imgs.shape == (4, 3, 32, 32) and torch.isfinite(imgs).all() and imgs.std() > 0.05
+    meta = json.loads((d / "generator.json").read_text())
+    if size == 64:
+        taef2 = request.getfixturevalue("taef2_dir")
+        s = Sampler(str(d), autoencoder=f"taef2:{taef2}")
+        assert meta["sampling"]["tuned_by"] and s.defaults["cfg_scale"] == meta["sampling"]["cfg_scale"]
+    else:
+        s = Sampler(str(d))                               # backbone resolved from generator.json
+    imgs, tokens, timing = s.sample(np.arange(4), np.array([0, 1, 2, 3]), return_tokens=True)
+    assert imgs.shape == (4, 3, size, size) and torch.isfinite(imgs).all() and imgs.std() > 0.05
     assert tokens.shape == (4, s.model.cfg.num_rows, s.model.cfg.num_blocks)
-    one, _ = s.sample(np.array([2]), np.array([2]), cfg_scale=2.0, temperature=1.0)
+    one, _ = s.sample(np.array([2]), np.array([2]))
     assert torch.allclose(one[0], imgs[2], atol=1e-4)
 
 

@@ -16,7 +16,7 @@ import pytest
 from rdpm_gddcm import codec, evaluate, reconstruct, sample, tokenize, train_backbone, train_generator
 
 ROOT = Path(__file__).resolve().parents[1]
-GEN, VP = ROOT / "assets" / "cifar10-generator", ROOT / "assets" / "cifar10-pixels-vp"
+GEN, VP = ROOT / "assets" / "cifar10-generator-pixels", ROOT / "assets" / "cifar10-pixels-vp"
 MAINS = {"rdpm-sample": sample.main, "rdpm-tokenize": tokenize.main, "rdpm-reconstruct": reconstruct.main,
          "rdpm-codec": codec.main, "rdpm-train-backbone": train_backbone.main, "rdpm-train": train_generator.main,
          "rdpm-eval": evaluate.main}

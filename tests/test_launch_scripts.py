@@ -26,7 +26,8 @@ def test_module_entry_point_help(module):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_cifar10_recipe_dry_run(recipe):
-    stages = {"train/cifar10.sh": "backbones classifier tokenize generator", "tokenizer/cifar10.sh": "tokenize tables",
+    stages = {"train/cifar10.sh": "backbones classifier tokenize generator tokenize-pixels generator-pixels",
+              "tokenizer/cifar10.sh": "tokenize tokenize-pixels tables",
               "sample/cifar10.sh": "sample evaluate benchmarks"}[recipe]
     r = subprocess.run(["bash", recipe], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        env={"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "STAGES": stages})

@@ -4,28 +4,40 @@
 # the tokens10 rows, and rFID). train/cifar10.sh runs the tokenize stage; the tables come from
 # the shipped backbones.
 #
-#   DATA=../shared/data/cifar10 bash tokenizer/cifar10.sh          # tokens (~30 min on 2 CPU cores)
+#   DATA=../shared/data/cifar10 bash tokenizer/cifar10.sh          # tokens (~1 h on 2 CPU cores)
 #   STAGES="tables" bash tokenizer/cifar10.sh                      # the tokenizer tables
 #   DRY_RUN=1 bash tokenizer/cifar10.sh                            # print the commands only
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10}
 RUNS=${RUNS:-runs}
 STAGES=${STAGES:-"tokenize"}
-# the shipped generator was trained on the first TOKEN_IMAGES train images in class-interleaved order
-TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
 PY=${PY:-python}
-# tokens are made with the shipped backbone (its weights hash is in every token header)
-BACKBONE=${BACKBONE:-assets/cifar10-pixels-vp}
+TAEF2=${TAEF2:-../shared/weights/taef2}
+# tokens are made with the shipped backbones (their weights hash is in every token header)
+BACKBONE=${BACKBONE:-assets/cifar10-taef2-edm-long}
+BACKBONE_PIXELS=${BACKBONE_PIXELS:-assets/cifar10-pixels-vp}
+# the previous (pixel-space) generator was trained on the first TOKEN_IMAGES train images (class-interleaved)
+TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
 
 run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
 want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
-TOKFLAGS=(--plan trajectory --p 0.5 --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional
-          --mixed-precision bf16)
 
-if want tokenize; then    # ~0.22 s/image on 2 cores: 8192 images in ~30 min; 500 val images in ~2 min
-  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --backbone "$BACKBONE" \
+if want tokenize; then    # the shipped generator's tokens: all 50,000 train images (README: 'Choosing the
+  # generator's tokens'); ~2.3 min per 1,024-image shard per process here: ~1 h with 2 CPU processes
+  # (prefix `accelerate launch --multi_gpu --num_processes 2`; the shards do not depend on it)
+  LATENT=(--backbone "$BACKBONE" --autoencoder "taef2:$TAEF2" --plan trajectory --p 0.7 --num-steps 10 --grid 8x8
+          --codebook-size 4096 --selection dot --conditional --save-states)
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --out "$RUNS/tokens-cifar10-edm-long-8x8" "${LATENT[@]}"
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out "$RUNS/tokens-cifar10-val-edm-long-8x8" \
+    --num-images 500 "${LATENT[@]}"
+fi
+
+if want tokenize-pixels; then   # the previous generator's (assets/cifar10-generator-pixels); ~0.22 s/image on 2 cores
+  TOKFLAGS=(--plan trajectory --p 0.5 --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional
+            --mixed-precision bf16)
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --backbone "$BACKBONE_PIXELS" \
     --out "$RUNS/tokens-cifar10-vp-8x8" --num-images "$TOKEN_IMAGES" --save-states "${TOKFLAGS[@]}"
-  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --backbone "$BACKBONE" \
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --backbone "$BACKBONE_PIXELS" \
     --out "$RUNS/tokens-cifar10-val-8x8" --num-images 500 --save-states "${TOKFLAGS[@]}"
 fi
 

@@ -4,7 +4,7 @@
 # ones measured on this project's 2-core CPU (each card has its own). On GPUs, prefix the training
 # and tokenizing commands with `accelerate launch --multi_gpu --num_processes K` (same scripts).
 #
-#   DATA=../shared/data/cifar10 bash train/cifar10.sh            # everything (~5 h on 2 CPU cores)
+#   DATA=../shared/data/cifar10 bash train/cifar10.sh            # everything but the long backbone run (~5 h on 2 CPU cores)
 #   STAGES="tokenize generator" bash train/cifar10.sh            # only some stages
 #   DRY_RUN=1 bash train/cifar10.sh                              # print the commands only
 set -euo pipefail
@@ -12,13 +12,15 @@ DATA=${DATA:-../shared/data/cifar10}
 TAEF2=${TAEF2:-../shared/weights/taef2}
 RUNS=${RUNS:-runs}
 STAGES=${STAGES:-"backbones classifier tokenize generator"}
-# the shipped generator was trained on the first TOKEN_IMAGES train images in class-interleaved order
+# the previous (pixel-space) generator, assets/cifar10-generator-pixels: its tokens' image count and steps
 TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
 GEN_STEPS=${GEN_STEPS:-2800}
 PY=${PY:-python}
-# tokens are made with the shipped backbone (its weights hash is in every token header); set
-# BACKBONE=$RUNS/cifar10-pixels-vp to chain on the backbone this script retrains instead
-BACKBONE=${BACKBONE:-assets/cifar10-pixels-vp}
+# tokens are made with the shipped backbones (their weights hash is in every token header); the latent
+# EDM backbone is the long run's (README: 'The long backbone run'; its CARD.md has the command and how
+# it was continued over several sessions from assets/backbone-long-run)
+BACKBONE=${BACKBONE:-assets/cifar10-taef2-edm-long}
+BACKBONE_PIXELS=${BACKBONE_PIXELS:-assets/cifar10-pixels-vp}
 
 run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
 want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
@@ -40,14 +42,26 @@ if want classifier; then  # the CPU proxy behind "CIFAR-feature FD" / "class acc
     --mixed-precision bf16 --num-threads 1 --out "$RUNS/cifar10-classifier"
 fi
 
-if want tokenize; then    # the generator's train and val tokens (tokenizer/cifar10.sh)
-  run env DATA="$DATA" RUNS="$RUNS" TOKEN_IMAGES="$TOKEN_IMAGES" BACKBONE="$BACKBONE" PY="$PY" STAGES=tokenize \
-    bash tokenizer/cifar10.sh
+if want tokenize; then    # the generators' train and val tokens (tokenizer/cifar10.sh)
+  run env DATA="$DATA" RUNS="$RUNS" TAEF2="$TAEF2" BACKBONE="$BACKBONE" PY="$PY" STAGES=tokenize bash tokenizer/cifar10.sh
 fi
 
-if want generator; then   # gen-mini, fp32 (bf16 autocast is slower on CPUs without bf16 instructions)
+if want generator; then   # the shipped generator: gen-mini over the latent tokens of all 50,000 train images, 2
+  # CPU processes (accelerate launch --multi_gpu --num_processes 2 here); its card has the measured wall time
+  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent" \
+    --model gen-mini --head-rank 4 --max-steps 3300 --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
+    --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
+    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+fi
+
+if want tokenize-pixels; then
+  run env DATA="$DATA" RUNS="$RUNS" TOKEN_IMAGES="$TOKEN_IMAGES" BACKBONE_PIXELS="$BACKBONE_PIXELS" PY="$PY" \
+    STAGES=tokenize-pixels bash tokenizer/cifar10.sh
+fi
+
+if want generator-pixels; then   # gen-mini, fp32 (bf16 autocast is slower on CPUs without bf16 instructions)
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-vp-8x8" --results-dir "$RUNS/cifar10-generator" \
     --model gen-mini --head-rank 4 --max-steps "$GEN_STEPS" --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
-    --mixed-precision no --log-every 50 --ckpt-every 500 --sample-every 1000 --backbone "$BACKBONE" \
+    --mixed-precision no --log-every 50 --ckpt-every 500 --sample-every 1000 --backbone "$BACKBONE_PIXELS" \
     --val-tokens "$RUNS/tokens-cifar10-val-8x8"
 fi
