@@ -68,7 +68,9 @@ def write_card_md(card: dict, dst: Path):
               f"classifier) {100 * fid['class_accuracy']:.1f} %. Comparisons with the backbone's own sampler and "
               f"random tokens at the same count are in the README (`{fid['source']}`).\n") if fid else ""
     pr = card.get("precision")
-    precision = (f"precision {'fp32' if pr['mode'] == 'no' else pr['mode']}: {pr['reason']}" if pr else
+    # the reason without the probe's model key (a long JSON): "auto: ...; timing probe: bf16 X ms vs fp32 Y ms"
+    reason = re.sub(r"timing probe \(.*\):", "timing probe:", pr["reason"]) if pr else ""
+    precision = (f"precision {'fp32' if pr['mode'] == 'no' else pr['mode']} ({reason})" if pr else
                  "fp32: bf16 autocast is slower for this model on this CPU, `benchmarks/results/generator_speed.json`")
     bb = card.get("backbone", {})
     bb_text = f"{bb.get('family', '?')} family, {bb.get('space', '?')}"
@@ -115,8 +117,8 @@ def tuned_sampling(paths: list[Path]) -> dict:
     rel = [str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in paths]
     return {"cfg_scale": best["cfg_scale"], "cfg_schedule": best.get("cfg_schedule", "constant"),
             "temperature": best["temperature"], "top_k": best.get("top_k") or 0, "top_p": best.get("top_p") or 1.0,
-            "tuned_by": f"lowest FID ({best['num_images']} samples against {best['fid_reference']}) of "
-                        f"{len(rows)} settings in {', '.join(rel)} (row '{best['label']}')"}
+            "tuned_by": f"lowest FID of {len(rows)} settings, {best['num_images']} samples each against "
+                        f"{best['fid_reference']}, in {', '.join(rel)} (row '{best['label']}')"}
 
 
 def generator_fid(path: Path) -> dict:

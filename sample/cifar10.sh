@@ -34,6 +34,16 @@ fi
 if want benchmarks; then  # every README table and plot; each script resumes rows already in its JSON
   run env PY="$PY" STAGES=tables bash tokenizer/cifar10.sh          # the tokenizer's tables
   run $PY benchmarks/bench_jpeg.py --out benchmarks/results/jpeg.json
+  # the shipped (latent) generator: sampling settings tuned against train features, then FID-1k against val
+  LATENT=(--generator assets/cifar10-generator --tokens runs/tokens-cifar10-edm-long-8x8
+          --backbone assets/cifar10-taef2-edm-long --batch-size 50 --mixed-precision no)
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" --suite ablations --num-images 500 \
+    --fid-reference 'runs/fid-features/train-*.npy' --fid-reference-name 'CIFAR-10 train (first 20,000, class-balanced)' \
+    --cfg-sweep 1.5 2 3 4 --temperature-sweep --temperature 1.0 --out benchmarks/results/generator_tuning.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" --suite main --num-images 1000 --rows 0,3 \
+    --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
+    --out benchmarks/results/generator_fid_latent.json
+  # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --out benchmarks/results/generator.json
   run $PY benchmarks/bench_generator.py --suite ablations --num-images 500 --out benchmarks/results/generator_ablations.json
   run $PY benchmarks/report.py
