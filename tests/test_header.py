@@ -14,7 +14,8 @@ from rdpm_gddcm.header import TokenFormatError, TokenHeader
 from rdpm_gddcm.plans import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text())["tokens_header"]
+# the previous generator's header: written before TokenHeader existed (codebook v1, no encoder_environment)
+SHIPPED = json.loads((ROOT / "assets" / "cifar10-generator-pixels" / "generator.json").read_text())["tokens_header"]
 
 
 def test_shipped_header_round_trips_exactly():
