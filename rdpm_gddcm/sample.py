@@ -8,7 +8,9 @@ autoencoder turn the state into an image.
 
 Image i's randomness comes only from its own generator, seeded by (--global-seed, i), and its
 label is the i-th of a class-balanced cycle (or of --class-labels): 1 process or N processes
-(``accelerate launch``), batch 1 or 64, give the same images. Writes {i:06d}.png, grid.png,
+(``accelerate launch``), batch 1 or 64, give the same images in fp32 (under bf16 autocast the
+kernels' results depend on the batch, so an image can change with it: pass --mixed-precision no
+where that matters). Writes {i:06d}.png, grid.png,
 samples.npz (arr_0: uint8 NHWC, ADM evaluator format; labels) and sample_config.json.
 
 Re-running into the same --sample-dir resumes: images whose PNG exists are kept (PNGs are written

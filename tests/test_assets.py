@@ -56,8 +56,9 @@ def test_shipped_classifier_loads_and_classifies():
 @pytest.mark.parametrize("name,size", [("cifar10-generator", 64), ("cifar10-generator-pixels", 32)])
 def test_shipped_generator_samples_a_2x2_grid(name, size, request):
     """The shipped RDPM generators + their backbones sample class-conditional images with no training,
-    with the checkpoint's recorded sampling defaults, and the same (seed, index) gives the same image
-    whatever the batch. The latent one needs ../shared's taef2 weights (its backbone names them)."""
+    with the checkpoint's recorded sampling defaults, and in fp32 the same (seed, index) gives the same
+    image whatever the batch (bf16 kernels depend on the batch, and a Gumbel-max pick can flip). The
+    latent one needs ../shared's taef2 weights (its backbone names them)."""
     import numpy as np
 
     from rdpm_gddcm.sample import Sampler
@@ -66,10 +67,10 @@ def test_shipped_generator_samples_a_2x2_grid(name, size, request):
     meta = json.loads((d / "generator.json").read_text())
     if size == 64:
         taef2 = request.getfixturevalue("taef2_dir")
-        s = Sampler(str(d), autoencoder=f"taef2:{taef2}")
+        s = Sampler(str(d), autoencoder=f"taef2:{taef2}", mixed_precision="no")
         assert meta["sampling"]["tuned_by"] and s.defaults["cfg_scale"] == meta["sampling"]["cfg_scale"]
     else:
-        s = Sampler(str(d))                               # backbone resolved from generator.json
+        s = Sampler(str(d), mixed_precision="no")         # backbone resolved from generator.json
     imgs, tokens, timing = s.sample(np.arange(4), np.array([0, 1, 2, 3]), return_tokens=True)
     assert imgs.shape == (4, 3, size, size) and torch.isfinite(imgs).all() and imgs.std() > 0.05
     assert tokens.shape == (4, s.model.cfg.num_rows, s.model.cfg.num_blocks)
