@@ -282,13 +282,18 @@ def t_generator_fid():
             f"the 2 cores (upper bounds). " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
-def _latent_fid():
-    """generator_fid_latent.json (the generator row) + generator_fid_latent_b.json (the baselines, run
-    as a second process at the same time), one table."""
-    parts = [d for d in (load("generator_fid_latent"), load("generator_fid_latent_b")) if d]
+def _merged(*names):
+    """Rows and commands of several results JSONs (one benchmark run as parallel processes), or None."""
+    parts = [d for d in map(load, names) if d]
     if not parts:
         return None
     return {"rows": [r for d in parts for r in d["rows"]], "commands": [c for d in parts for c in d.get("commands", [])]}
+
+
+def _latent_fid():
+    """generator_fid_latent.json (the generator row) + generator_fid_latent_b.json (the baselines, run
+    as a second process at the same time), one table."""
+    return _merged("generator_fid_latent", "generator_fid_latent_b")
 
 
 def t_generator_fid_latent():
@@ -359,15 +364,15 @@ def t_headline():
 def t_generator_tuning():
     """The sampling settings tried for the shipped generator, scored against `train` features (the
     tuning set; results are reported against `val`)."""
-    parts = [d for d in (load("generator_tuning"), load("generator_tuning_b")) if d]
-    if not parts:
+    d = _merged("generator_tuning", "generator_tuning_b")
+    if not d:
         return None
-    rs = sorted((r for d in parts for r in d["rows"]), key=lambda r: r["fid"])
+    rs = sorted(d["rows"], key=lambda r: r["fid"])
     rows = [(r["label"], _gen_rows({"rows": [r]})[0][1] + (f", top-k {r['top_k']}" if r.get("top_k") else ""),
              f"{r['fid']:.1f}" + (" (chosen)" if i == 0 else ""), f"{r['kid'] * 1e3:.1f}",
              f"{100 * r['class accuracy']:.1f} %") for i, r in enumerate(rs)]
     n = rs[0]["num_images"]
-    cmds = [c for d in parts for c in d.get("commands", [])]
+    cmds = d["commands"]
     return (md(["row", "setting", f"FID-{n}" + " ↓ (vs train)", "KID ×10³ ↓", "class accuracy ↑ (proxy)"], rows) +
             f"\n\n{n} class-balanced samples per setting against {rs[0]['fid_reference']}: the tuning set, not the "
             "`val` images results are reported on. Best first; the chosen setting is recorded in the shipped "

@@ -326,6 +326,14 @@ def ode_solve(backbone, state: torch.Tensor, times, labels=None, solver: str = "
     return x
 
 
+def fresh_noise(like: torch.Tensor, generators=None) -> torch.Tensor:
+    """Gaussian noise shaped like ``like``; image b's from ``generators[b]`` when given (so a sample
+    does not depend on its batch), else from the global stream."""
+    if generators is None:
+        return torch.randn_like(like)
+    return torch.stack([torch.randn(like.shape[1:], generator=g) for g in generators]).to(like.device)
+
+
 @torch.no_grad()
 def consistency_sample(backbone, noise: torch.Tensor, times, labels=None, generators=None) -> torch.Tensor:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1): x = f(σ_0·z); then for each
@@ -339,8 +347,7 @@ def consistency_sample(backbone, noise: torch.Tensor, times, labels=None, genera
         if i + 1 == len(times):
             return xh
         scale = math.sqrt(float(family.S(times[i + 1])) ** 2 - float(family.S(family.t_min)) ** 2)
-        z = torch.stack([torch.randn(xh.shape[1:], generator=g) for g in generators]).to(xh.device) \
-            if generators is not None else torch.randn_like(xh)
+        z = fresh_noise(xh, generators)
         x = xh + scale * z
     return x
 
@@ -362,8 +369,7 @@ def ancestral_sample(backbone, noise: torch.Tensor, times, labels=None, generato
             continue
         s1, S1 = float(family.s(t_next)), float(family.S(t_next))
         S_den = s1 * (S1 / s1) ** 2 / float(family.sigma(t))
-        z = torch.stack([torch.randn(xh.shape[1:], generator=g) for g in generators]).to(xh.device) \
-            if generators is not None else torch.randn_like(xh)
+        z = fresh_noise(xh, generators)
         x = s1 * xh + S_den * eh + math.sqrt(max(S1 ** 2 - S_den ** 2, 0.0)) * z
     return x
 
