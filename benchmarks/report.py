@@ -32,12 +32,18 @@ def t_fidelity(name):
     d = load(name)
     if not d:
         return None
-    rows = [(r["backbone_label"], r["plan_label"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", r["bits_per_image"],
-             f"{r['bpp']:.3f}", f"{r['seconds_per_image']:.2f}") for r in d["rows"]]
     n = d["rows"][0]["num_images"]
-    return (md(["backbone", "plan", "PSNR (dB)", "SSIM", "bits/image", "bpp", "s/image"], rows) +
+    with_rfid = any("rfid" in r for r in d["rows"])          # rFID first where measured (rdpm-reconstruct --rfid)
+    rows = [(r["backbone_label"], r["plan_label"], *([f"{r['rfid']:.2f}" if "rfid" in r else "-"] if with_rfid else []),
+             f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", r["bits_per_image"], f"{r['bpp']:.3f}",
+             f"{r['seconds_per_image']:.2f}") for r in d["rows"]]
+    head = ["backbone", "plan", *([f"rFID-{n} ↓"] if with_rfid else []), "PSNR (dB)", "SSIM", "bits/image", "bpp",
+            "s/image"]
+    rfid_note = (f"rFID: standard FID Inception, the {n} reconstructions against their own originals at the "
+                 "tokenizer's resolution (floor 0; '-': not measured); " if with_rfid else "")
+    return (md(head, rows) +
             f"\n\n{n} CIFAR-10 `val` images (class-balanced stride); PSNR/SSIM in pixels (taef2 rows: of the decoded "
-            "64 px image against the 64 px original); "
+            "64 px image against the 64 px original); " + rfid_note
             + "; ".join(f"`{c}`" for c in d.get("commands", [d["command"]])))
 
 

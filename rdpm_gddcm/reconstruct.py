@@ -3,7 +3,10 @@
 Encodes ``--num-images`` images (the first ones in a class-balanced stride order), decodes the
 tokens with the decoding path (the chooser is a lookup of the stored indices, as `rdpm-codec
 decode` does), and writes ``metrics.json`` + ``reconstructions.png`` (originals above
-reconstructions, 8 per row pair).
+reconstructions, 8 per row pair). ``--rfid`` adds rFID, what tokenizer papers report next to PSNR:
+the Fréchet distance between the standard FID Inception features of the reconstructions and of
+their own originals, at the resolution the tokenizer works at (floor 0; biased upward at small
+counts like any FID, so compare rows at equal ``--num-images``).
 """
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--verify-decode", action="store_true",
                    help="also decode the tokens separately and check the result equals the encoder's reconstruction")
+    p.add_argument("--rfid", action="store_true",
+                   help="also rFID: FID of the reconstructions against their originals (standard FID Inception, "
+                        "installed by the set-up)")
     add_model_args(p)
     add_tokenizer_args(p)
     return p.parse_args(argv)
@@ -38,6 +44,8 @@ def run(a) -> dict:
     from .data import balanced_indices, build_dataset, save_image_grid
     from .metrics import psnr, ssim
     torch.manual_seed(0)
+    if a.rfid:
+        inception_ready(a.num_images)          # before the encode, not after it
     backbone, autoencoder, size = load_models(a.backbone, a.autoencoder, a.image_size, a.device, a.mixed_precision)
     cfg = tokenizer_config_from_args(a)
     tok = Tokenizer(backbone, autoencoder, cfg, size, a.device)
@@ -67,14 +75,36 @@ def run(a) -> dict:
                "image_size": size, "data_path": a.data_path, "mixed_precision": a.mixed_precision,
                "precision": backbone.precision.to_json(),
                "torch_threads": torch.get_num_threads()}
+    if a.rfid:
+        metrics["rfid"] = rfid(o, r)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "metrics.json", metrics)
     k = min(8, len(o))
     save_image_grid(torch.cat([o[:k], r[:k]]), str(out / "reconstructions.png"), nrow=k)
-    print(f"PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}  {metrics['bits_per_image']} bits/image "
+    print((f"rFID-{len(o)} {metrics['rfid']:.2f}  " if a.rfid else "") +
+          f"PSNR {metrics['psnr']:.2f} dB  SSIM {metrics['ssim']:.4f}  {metrics['bits_per_image']} bits/image "
           f"({metrics['bpp']:.4f} bpp)  {metrics['seconds_per_image']:.3f} s/image  -> {out / 'metrics.json'}")
     return metrics
+
+
+def inception_ready(num_images: int) -> None:
+    """The standard FID Inception is installed (converted once), else a ValueError naming the fix."""
+    from .fid_weights import FidWeightsError, convert
+    if num_images < 2:
+        raise ValueError("--rfid needs at least 2 images: pass --num-images 2 or more")
+    try:
+        convert()
+    except (FidWeightsError, OSError) as e:
+        raise ValueError(f"--rfid: {e}") from None
+
+
+def rfid(originals: torch.Tensor, reconstructions: torch.Tensor) -> float:
+    """FID between the Inception features of reconstructions and of their originals (both in [-1, 1])."""
+    from .fid_weights import inception_features
+    from .metrics import frechet_distance_features, to_uint8
+    return frechet_distance_features(inception_features(to_uint8(reconstructions)),
+                                     inception_features(to_uint8(originals)))
 
 
 def main(argv=None):

@@ -50,6 +50,7 @@ CASES = [
     ("rdpm-reconstruct", R + ["--num-images", "0"], "--num-images"),
     ("rdpm-reconstruct", R + ["--codebook-size", "70000"], "--codebook-size"),
     ("rdpm-reconstruct", R + ["--grid", "3x3"], "grid"),
+    ("rdpm-reconstruct", R + ["--rfid", "--num-images", "1"], "--rfid"),
     ("rdpm-codec", ["encode", "{tmp}/missing.png", "-o", "{tmp}/x.gddcm", "--backbone", "{vp}"], "missing.png"),
     ("rdpm-codec", ["decode", "{tmp}/missing.gddcm", "-o", "{tmp}/x.png", "--backbone", "{vp}"], "missing.gddcm"),
     ("rdpm-codec", ["encode", "{tmp}", "-o", "{tmp}/x.gddcm", "--backbone", "{vp}"], "folder"),

