@@ -53,6 +53,8 @@ def generator_rows(a) -> list[dict]:
             dict(label="real CIFAR-10 train images", kind="real"),
             dict(label="backbone ancestral, 100 steps", kind="ancestral", steps=100, cfg_scale=a.ode_cfg_scale),
             dict(label="backbone ancestral, 1000 steps", kind="ancestral", steps=1000, cfg_scale=a.ode_cfg_scale),
+            # --tokens decoded: what a generator that reproduced the training tokens exactly would score
+            dict(label="the tokens of train images, decoded (a perfect generator)", kind="tokens"),
         ]
     rows = []
     for w in a.cfg_sweep:
@@ -122,6 +124,11 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
             idx.append(c * per + seen.get(c, 0))
             seen[c] = seen.get(c, 0) + 1
         return x[idx].permute(0, 2, 3, 1).numpy(), timing
+    if row["kind"] == "tokens":
+        t0 = time.time()
+        imgs = decoded_tokens(a, labels)
+        timing["backbone_and_chain_s"] = time.time() - t0          # the replay and the autoencoder's decode
+        return imgs, timing
     if row["kind"] == "generator":
         sampler = generator_sampler(row, a, cache)
     tok = baseline_tokenizer(a, cache)
@@ -155,6 +162,29 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
             timing["autoencoder_s"] += time.time() - t1
         out.append(to_uint8_nhwc(imgs))
     return np.concatenate(out), timing
+
+
+@torch.no_grad()
+def decoded_tokens(a, labels: np.ndarray) -> np.ndarray:
+    """The stored --tokens of the first training images of each class (image j of class c for the
+    j-th occurrence of c in ``labels``), decoded in the tokens' own precision (their header's)."""
+    from rdpm_gddcm.token_io import TokenDataset
+    from rdpm_gddcm.tokenizer import Tokenizer
+    ds = TokenDataset(a.tokens)
+    tok = Tokenizer.from_header(ds.header.to_json(), a.backbone, None, "cpu")
+    of_class = {c: np.flatnonzero(ds.labels == c) for c in np.unique(labels)}
+    seen: dict = {}
+    sel = []
+    for c in labels.tolist():
+        if seen.get(c, 0) >= len(of_class[c]):
+            raise SystemExit(f"--tokens {a.tokens}: fewer than {seen[c] + 1} images of class {c}")
+        sel.append(of_class[c][seen.get(c, 0)])
+        seen[c] = seen.get(c, 0) + 1
+    out = []
+    for b in range(0, len(sel), a.batch_size):
+        idx = np.asarray(sel[b:b + a.batch_size])
+        out.append(to_uint8_nhwc(tok.decode(torch.from_numpy(ds.tokens[idx]), torch.from_numpy(ds.labels[idx]).long())))
+    return np.concatenate(out)
 
 
 _REF = {}

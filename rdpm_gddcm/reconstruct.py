@@ -101,10 +101,20 @@ def inception_ready(num_images: int) -> None:
 
 def rfid(originals: torch.Tensor, reconstructions: torch.Tensor) -> float:
     """FID between the Inception features of reconstructions and of their originals (both in [-1, 1])."""
+    import hashlib
+
     from .fid_weights import inception_features
     from .metrics import frechet_distance_features, to_uint8
-    return frechet_distance_features(inception_features(to_uint8(reconstructions)),
-                                     inception_features(to_uint8(originals)))
+    orig = to_uint8(originals)
+    key = hashlib.sha256(orig.numpy().tobytes()).hexdigest()
+    if key not in _ORIGINAL_FEATURES:            # one benchmark runs many rows on the same originals
+        if len(_ORIGINAL_FEATURES) >= 4:
+            _ORIGINAL_FEATURES.pop(next(iter(_ORIGINAL_FEATURES)))
+        _ORIGINAL_FEATURES[key] = inception_features(orig)
+    return frechet_distance_features(inception_features(to_uint8(reconstructions)), _ORIGINAL_FEATURES[key])
+
+
+_ORIGINAL_FEATURES: dict = {}
 
 
 def main(argv=None):

@@ -8,6 +8,9 @@ Rows are drawn uniformly, so every step's token map is trained; per-row accuracy
 
 Runs unchanged from 1 CPU process to many GPUs under ``accelerate launch``; resume restores
 model, EMA, optimizer, RNG and data position (the data order is a function of seed and step).
+``--init-from DIR`` starts a new run from an exported generator (e.g. a shipped one) trained on
+tokens of the same tokenizer: its weights start the model and the EMA; optimizer, LR schedule and
+step count start fresh (training longer than a finished cosine schedule).
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ class GeneratorTrainConfig(TrainConfig):
     backbone: str | None = None          # for replaying states and for sample grids
     val_tokens: str | None = None        # held-out token shards (e.g. `val` images): CE/accuracy at each export
     autoencoder: str | None = None
+    init_from: str | None = None         # exported generator to continue from (same tokenizer and size)
 
 
 def parse_args(argv=None) -> GeneratorTrainConfig:
@@ -64,6 +68,9 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
     p.add_argument("--val-tokens", default=None,
                    help="held-out token directory made with the same tokenizer (e.g. CIFAR-10 val): the EMA model's "
                         "cross-entropy and token accuracy per row on it at every export -> val_metrics.json")
+    p.add_argument("--init-from", default=None,
+                   help="start from this exported generator (generator.json + .safetensors; same tokenizer, --model, "
+                        "--head and --head-rank): a new run, with a fresh optimizer and LR schedule")
     return GeneratorTrainConfig(**vars(p.parse_args(argv)))
 
 
@@ -162,11 +169,14 @@ def train(cfg: GeneratorTrainConfig):
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
                               "score": effective_score(h.selection, h.plan["kind"])})
+    init = initial_weights(cfg, h, gcfg)                        # checked before the run folder exists
     precision = TokenGenerator(gcfg).resolve_precision(cfg.mixed_precision, device,
                                                        batch=min(32, cfg.global_batch_size), train=True)
     accelerator, rd, logger, micro = start_run(cfg, precision)
     world = accelerator.num_processes
     model = TokenGenerator(gcfg)
+    if init is not None:
+        model.load_state_dict(init)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     model, opt = accelerator.prepare(model, opt)
@@ -240,6 +250,26 @@ def train(cfg: GeneratorTrainConfig):
         sample_grid(cfg, rd, step, num_classes, logger)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+
+
+def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) -> dict | None:
+    """--init-from's weights, after checking they fit this run: tokens of the same tokenizer (the
+    header's checked fields) and the same generator configuration."""
+    if not cfg.init_from:
+        return None
+    from .header import TokenHeader
+    src, meta = load_generator(cfg.init_from)              # a missing generator is a FileNotFoundError naming it
+    theirs = TokenHeader.from_json(meta.get("tokens_header"), source=f"--init-from {cfg.init_from}")
+    diff = header.mismatch(theirs)
+    if diff is not None:
+        raise ValueError(f"--init-from {cfg.init_from}: it was trained on tokens with another {diff[0]} "
+                         f"({diff[2]} vs --tokens' {diff[1]}); continue only on tokens of the same tokenizer")
+    mine, other = gcfg.to_json(), src.cfg.to_json()
+    if mine != other:
+        what = sorted(k for k in set(mine) | set(other) if mine.get(k) != other.get(k))
+        raise ValueError(f"--init-from {cfg.init_from}: its generator differs from this run's in {', '.join(what)}; "
+                         "pass the --model, --head and --head-rank it was trained with")
+    return src.state_dict()
 
 
 def validate(cfg: GeneratorTrainConfig, rd: Path, step: int, logger):

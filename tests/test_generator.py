@@ -222,6 +222,29 @@ def test_resume_continues_same_loss_curve(toy):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_path, cli_error):
+    root, bb, tok = toy
+    src = _train(toy, "init-src")
+    first_ce = lambda d: float([l for l in (d / "log.txt").read_text().splitlines() if " ce " in l][0]  # noqa: E731
+                               .split(" ce ")[1].split()[0])
+    base = ["--tokens", tok, "--model", "gen-tiny", "--max-steps", "2", "--global-batch-size", "8",
+            "--warmup-steps", "5", "--label-dropout", "0", "--log-every", "1"]
+    train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "cont", "--init-from", src]])
+    train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "fresh"]])
+    assert first_ce(tmp_path / "cont") < 0.2 < 2.0 < first_ce(tmp_path / "fresh")    # ln 16 = 2.77 from scratch
+    assert "--model" in cli_error(train_generator.main,
+                                  base[:2] + ["--model", "gen-mini"] + base[4:] + ["--results-dir", tmp_path / "x",
+                                                                                   "--init-from", src])
+    other = tmp_path / "tok32"                                     # another tokenizer: K=32
+    tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb), "--out", str(other),
+                                      "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "32",
+                                      "--grid", "2x2", "--save-states", "--batch-size", "4"]))
+    assert "codebook size" in cli_error(train_generator.main, ["--tokens", other] + base[2:] + [
+        "--results-dir", tmp_path / "y", "--init-from", src])
+    assert "nope" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "z", "--init-from", tmp_path / "nope"])
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))          # refused before the run folder exists
+
+
 def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
     root, bb, tok = toy
     run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
