@@ -15,7 +15,9 @@ samples.npz (arr_0: uint8 NHWC, ADM evaluator format; labels) and sample_config.
 
 Re-running into the same --sample-dir resumes: images whose PNG exists are kept (PNGs are written
 atomically, so an existing file is complete) and only the missing indices are sampled, which gives
-the same images as an uninterrupted run. A larger --num-samples extends a finished run.
+the same images as an uninterrupted run in fp32 (under bf16 the resumed images form other batches:
+valid samples of the same settings, not bit-identical ones). A larger --num-samples extends a
+finished run.
 sample_settings.json records everything an image depends on; a re-run with different settings is
 refused rather than mixing two runs' samples.
 """
@@ -91,7 +93,7 @@ def parse_args(argv=None):
     p.add_argument("--top-p", type=open_probability, default=argparse.SUPPRESS,
                    help=f"nucleus sampling mass, 1 = off ({recorded.format(SAMPLING_DEFAULTS['top_p'])})")
     p.add_argument("--global-seed", type=int, default=0)
-    p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (results do not depend on it)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (in fp32 results do not depend on it; under bf16 autocast the last bits can, see above)")
     p.add_argument("--sample-dir", required=True)
     p.add_argument("--grid-size", type=positive_int, default=100, help="images in grid.png")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
