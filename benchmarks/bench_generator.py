@@ -55,6 +55,8 @@ def generator_rows(a) -> list[dict]:
             dict(label="backbone ancestral, 1000 steps", kind="ancestral", steps=1000, cfg_scale=a.ode_cfg_scale),
             # --tokens decoded: what a generator that reproduced the training tokens exactly would score
             dict(label="the tokens of train images, decoded (a perfect generator)", kind="tokens"),
+            # the same images through the autoencoder alone: the bound of every sampler in its latent space
+            dict(label="train images through the autoencoder alone", kind="autoencoder"),
         ]
     rows = []
     for w in a.cfg_sweep:
@@ -115,15 +117,17 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
     timing = {"backbone_and_chain_s": 0.0, "transformer_s": 0.0, "autoencoder_s": 0.0}
     out = []
     if row["kind"] == "real":
-        from rdpm_gddcm.classifier import load_imagefolder_uint8
-        per = -(-n // 10)
-        x, _, _ = load_imagefolder_uint8(a.train_path, limit_per_class=per)    # class c at [c·per, (c+1)·per)
-        seen: dict = {}
-        idx = []
-        for c in labels.tolist():                                               # the k-th image of class c
-            idx.append(c * per + seen.get(c, 0))
-            seen[c] = seen.get(c, 0) + 1
-        return x[idx].permute(0, 2, 3, 1).numpy(), timing
+        return train_images(a, labels).permute(0, 2, 3, 1).numpy(), timing
+    if row["kind"] == "autoencoder":
+        tok = baseline_tokenizer(a, cache)
+        x = train_images(a, labels, tok.image_size)
+        t0 = time.time()
+        for b in range(0, n, a.batch_size):
+            with torch.no_grad():
+                lat = tok.autoencoder.encode(x[b:b + a.batch_size].float() / 127.5 - 1)
+                out.append(to_uint8_nhwc(tok.autoencoder.decode(lat)))
+        timing["autoencoder_s"] = time.time() - t0
+        return np.concatenate(out), timing
     if row["kind"] == "tokens":
         t0 = time.time()
         imgs = decoded_tokens(a, labels)
@@ -162,6 +166,19 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
             timing["autoencoder_s"] += time.time() - t1
         out.append(to_uint8_nhwc(imgs))
     return np.concatenate(out), timing
+
+
+def train_images(a, labels: np.ndarray, size: int = 32) -> torch.Tensor:
+    """uint8 (N, 3, size, size) `train` images: the k-th image of class c for the k-th occurrence of c."""
+    from rdpm_gddcm.classifier import load_imagefolder_uint8
+    per = -(-len(labels) // 10)
+    x, _, _ = load_imagefolder_uint8(a.train_path, size, limit_per_class=per)    # class c at [c·per, (c+1)·per)
+    seen: dict = {}
+    idx = []
+    for c in labels.tolist():
+        idx.append(c * per + seen.get(c, 0))
+        seen[c] = seen.get(c, 0) + 1
+    return x[idx]
 
 
 @torch.no_grad()

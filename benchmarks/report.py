@@ -166,8 +166,10 @@ def _gen_rows(d):
         setting = {"generator": f"CFG w={r.get('cfg_scale')}, τ={r.get('temperature')}"
                    + (f", {r['cfg_schedule']} schedule" if r.get("cfg_schedule", "constant") != "constant" else ""),
                    "ode": f"CFG w={r.get('cfg_scale')}", "ancestral": f"CFG w={r.get('cfg_scale')}",
-                   "random": "uniform random indices", "real": "-"}[r["kind"]]
-        calls = {"generator": 10, "random": 10, "ode": r.get("steps"), "ancestral": r.get("steps"), "real": "-"}[r["kind"]]
+                   "random": "uniform random indices", "real": "-", "tokens": "stored tokens, replayed",
+                   "autoencoder": "encode + decode"}[r["kind"]]
+        calls = {"generator": 10, "random": 10, "tokens": 10, "ode": r.get("steps"), "ancestral": r.get("steps"),
+                 "real": "-", "autoencoder": "-"}[r["kind"]]
         rows.append((r["label"], setting, calls, f"{r['CIFAR-feature FD']:.1f}", f"{100 * r['class accuracy']:.1f} %",
                      *(f"{t.get(k, 0):.3f}" if r["kind"] != "real" else "-"
                        for k in ("backbone_and_chain_s", "transformer_s", "autoencoder_s"))))
@@ -193,14 +195,30 @@ def t_generator():
 
 
 def t_generator_ablations():
-    d = load("generator_ablations")
+    """The previous generator's ablations: FID/KID from generator_ablations_fid.json (re-run with the
+    standard Inception), rows only the older proxy run has (other generators) from generator_ablations.json."""
+    d, fid = load("generator_ablations"), load("generator_ablations_fid")
     if not d:
         return None
     n = d["rows"][0]["num_images"]
-    return (md(["variant", "setting", "steps", "CIFAR-feature FD ↓", "class accuracy ↑", "s/image backbone+chain",
-                "s/image transformer", "s/image decode"], _gen_rows(d)) +
-            f"\n\n{n} class-balanced samples per row (fewer than the table above: compare rows within this table only); "
-            f"proxies, not FID. " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+    if not fid:
+        return (md(["variant", "setting", "steps", "CIFAR-feature FD ↓", "class accuracy ↑", "s/image backbone+chain",
+                    "s/image transformer", "s/image decode"], _gen_rows(d)) +
+                f"\n\n{n} class-balanced samples per row (fewer than the table above: compare rows within this table "
+                f"only); proxies, not FID. " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+    have = {r["label"] for r in fid["rows"]}
+    rows = []
+    for r, base in zip(fid["rows"] + [r for r in d["rows"] if r["label"] not in have],
+                       _gen_rows({"rows": fid["rows"] + [r for r in d["rows"] if r["label"] not in have]})):
+        rows.append((*base[:2], f"{r['fid']:.1f}" if "fid" in r else "-", f"{r['kid'] * 1e3:.1f}" if "kid" in r else "-",
+                     *base[3:5], f"{sum(r.get('seconds_per_image', {}).values()):.3f}"))
+    nf = fid["rows"][0]["num_images"]
+    return (md(["variant", "setting", f"FID-{nf} ↓", "KID ×10³ ↓", "CIFAR-feature FD ↓ (proxy)", "class accuracy ↑ (proxy)",
+                "s/image"], rows) +
+            f"\n\n{nf} class-balanced samples per row (fewer than the table above: compare rows within this table only); "
+            f"FID/KID with the standard FID Inception against {fid['rows'][0]['fid_reference']}, biased upward at this "
+            f"count. Rows with '-' are from the earlier proxy-only run ({n} samples): those generators' training runs "
+            "were not kept. " + "; ".join(f"`{c}`" for c in fid.get("commands", []) + d.get("commands", [])))
 
 
 def t_generator_heads():
@@ -312,7 +330,8 @@ def t_generator_fid_latent():
     total = lambda r: sum(r.get("seconds_per_image", {}).values())  # noqa: E731
     for r in d["rows"]:
         setting = _gen_rows({"rows": [r]})[0][1]
-        calls = {"generator": "10 + 1", "random": "10 + 1", "real": "-"}.get(r["kind"], r.get("steps"))
+        calls = {"generator": "10 + 1", "random": "10 + 1", "tokens": "10 + 1", "real": "-", "autoencoder": "-"}.get(
+            r["kind"], r.get("steps"))
         rows.append((r["label"], setting, calls, f"**{r['fid']:.1f}**" if r["kind"] == "generator" else f"{r['fid']:.1f}",
                      f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",
                      f"{total(r):.3f}" if r["kind"] != "real" else "-"))
