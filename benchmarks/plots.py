@@ -10,6 +10,8 @@ and returns its path, or returns None (skips) when its JSON is missing:
 - :func:`grid_scaling`        PSNR vs blocks per token map (fidelity_grid2d)
 - :func:`p_sweep`             PSNR vs trajectory p, fixed point p=0 for reference (fidelity_psweep)
 - :func:`generator_vs_steps`  CIFAR-feature FD (proxy, not FID) vs backbone calls (generator)
+- :func:`fid_vs_steps`        FID-1k vs sampling steps: the latent generator, its backbone's own samplers
+                              (generator_fid_latent*, the backbone's card), the bounds and the real floor
 
 Without matplotlib, :func:`make_all` prints one line saying the plots were skipped and why.
 """
@@ -299,7 +301,57 @@ def generator_vs_steps(results_dir=RESULTS, plots_dir=None):
     return _save(fig, _out(plots_dir, results_dir, "generator_vs_steps"), tight=False)
 
 
-PLOTS = (rate_distortion, k_scaling, grid_scaling, p_sweep, generator_vs_steps)
+def fid_vs_steps(results_dir=RESULTS, plots_dir=None, card=ROOT / "assets" / "cifar10-taef2-edm-long" / "card.json"):
+    """FID against sampling steps (generator_fid_latent.json + _b.json): the backbone's own ODE (its
+    card's FID rows and any ``ode`` rows) and ancestral samplers as lines; the 10-step chain rows
+    (generator, random tokens, the decoded training tokens) as points; the autoencoder-alone row and
+    the real-data floor (fid_reference.json) as horizontal lines."""
+    parts = [d for d in (_load(results_dir, "generator_fid_latent"), _load(results_dir, "generator_fid_latent_b")) if d]
+    rows = [r for d in parts for r in d["rows"] if _finite(r.get("fid"))]
+    if not rows:
+        return None
+    lines = {"ode": [], "ancestral": []}
+    for r in rows:
+        if r["kind"] in lines:
+            lines[r["kind"]].append((r["steps"], r["fid"]))
+    if Path(card).exists():
+        for r in json.loads(Path(card).read_text()).get("fid") or []:
+            if r.get("steps") not in {s for s, _ in lines["ode"]}:
+                lines["ode"].append((r["steps"], r["fid"]))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    xs = [10]
+    for kind, colour, label in (("ode", "tab:blue", "backbone's own ODE (Heun)"),
+                                ("ancestral", "tab:purple", "backbone's ancestral sampler")):
+        pts = sorted(lines[kind])
+        if pts:
+            ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", color=colour, label=label)
+            xs += [s for s, _ in pts]
+    style = {"generator": dict(marker="*", s=180, color="tab:red"), "random": dict(marker="X", s=80, color="tab:gray"),
+             "tokens": dict(marker="D", s=60, color="tab:green")}
+    for r in rows:
+        if r["kind"] in style:
+            ax.scatter([10], [r["fid"]], edgecolors="black", linewidths=0.5, zorder=3, label=r["label"], **style[r["kind"]])
+        elif r["kind"] == "autoencoder":
+            ax.axhline(r["fid"], color="tab:orange", ls=":", lw=1.2, label=r["label"])
+    ref = _load(results_dir, "fid_reference")
+    n = rows[0].get("num_images", 1000)
+    floor = [x for x in (ref or {}).get("rows", []) if x["pair"].startswith(f"train {n:,} vs val")]
+    if floor:
+        ax.axhline(floor[0]["fid"], color="black", ls="--", lw=1, label="real train images (the floor)")
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(sorted(set(xs)))
+    ax.set_xticklabels([f"{x:g}" for x in sorted(set(xs))])
+    ax.set_xlabel("sampling steps (the chain rows: 10 token maps + 1 final ODE step)")
+    ax.set_ylabel(f"FID-{n // 1000 if n >= 1000 else n}{'k' if n >= 1000 else ''} vs CIFAR-10 val (lower is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(f"Class-conditional CIFAR-10, latent EDM stack ({n} samples per point)", fontsize=10)
+    return _save(fig, _out(plots_dir, results_dir, "fid_vs_steps"))
+
+
+PLOTS = (rate_distortion, k_scaling, grid_scaling, p_sweep, generator_vs_steps, fid_vs_steps)
 
 
 def make_all(results_dir=RESULTS, plots_dir=None) -> list:

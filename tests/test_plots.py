@@ -52,10 +52,18 @@ SYNTHETIC = {
         {"label": "random tokens", "kind": "random", "CIFAR-feature FD": 90.0, "class accuracy": None},
         {"label": "real images", "kind": "real", "CIFAR-feature FD": 2.0, "class accuracy": 0.88},
     ],
+    "generator_fid_latent": [
+        {"label": "RDPM generator (ours)", "kind": "generator", "fid": 120.0, "num_images": 1000},
+        {"label": "random tokens", "kind": "random", "fid": 165.0, "num_images": 1000},
+        {"label": "decoded tokens", "kind": "tokens", "fid": 81.0, "num_images": 1000},
+        {"label": "autoencoder alone", "kind": "autoencoder", "fid": 45.0, "num_images": 1000},
+        {"label": "backbone ancestral, 100 steps", "kind": "ancestral", "steps": 100, "fid": 70.0, "num_images": 1000},
+        {"label": "backbone ODE, 10 steps", "kind": "ode", "steps": 10, "fid": 68.0, "num_images": 1000},
+    ],
 }
 
 EXPECTED = {"rate_distortion": "rate_distortion.png", "k_scaling": "k_scaling.png", "grid_scaling": "grid_scaling.png",
-            "p_sweep": "p_sweep.png", "generator_vs_steps": "generator_vs_steps.png"}
+            "p_sweep": "p_sweep.png", "generator_vs_steps": "generator_vs_steps.png", "fid_vs_steps": "fid_vs_steps.png"}
 
 
 @pytest.fixture
@@ -96,7 +104,7 @@ def test_make_all_default_plots_dir(plots, results):
 def test_make_all_partial(plots, results, tmp_path):
     (results / "generator.json").unlink()
     written = plots.make_all(results, tmp_path / "out")
-    assert "generator_vs_steps.png" not in {p.name for p in written} and len(written) == 4
+    assert "generator_vs_steps.png" not in {p.name for p in written} and len(written) == len(EXPECTED) - 1
 
 
 def test_make_all_without_matplotlib(plots, results, tmp_path, monkeypatch, capsys):
