@@ -107,6 +107,7 @@ def sample_own(bb, ae, n: int, steps: int, cfg_scale: float, seed: int, batch: i
     at 32 px."""
     from rdpm_gddcm.backbones import GuidedBackbone
     from rdpm_gddcm.chain import own_sample
+    from rdpm_gddcm.metrics import resize_uint8, to_uint8
     from rdpm_gddcm.sample import image_generator, labels_for
     labels = labels_for(n, 10, None)
     guided = GuidedBackbone(bb, cfg_scale) if cfg_scale != 1.0 else bb
@@ -116,10 +117,8 @@ def sample_own(bb, ae, n: int, steps: int, cfg_scale: float, seed: int, batch: i
         gens = [image_generator(seed, int(i)) for i in idx]
         noise = torch.stack([torch.randn(*bb.latent_shape, generator=g) for g in gens])
         lat = own_sample(guided, noise, steps, torch.from_numpy(labels[idx]).long(), gens)
-        img = ae.decode(lat).float().clamp(-1, 1)
-        if img.shape[-1] != 32:
-            img = torch.nn.functional.adaptive_avg_pool2d(img, 32)
-        out.append(((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        img = to_uint8(ae.decode(lat).float().clamp(-1, 1))
+        out.append(resize_uint8(img, 32).permute(0, 2, 3, 1).numpy())        # scored at CIFAR-10's resolution
     return np.concatenate(out), labels
 
 

@@ -221,8 +221,10 @@ def fid_kid(imgs: np.ndarray, row: dict, a) -> dict:
                              "benchmarks/bench_fid_reference.py first)")
         feats = np.concatenate([np.load(c) for c in chunks])
         _REF.update(feats=feats, stats=gaussian_stats(feats.astype(np.float64)))
+    from rdpm_gddcm.metrics import resize_uint8
     t0 = time.time()
-    f = inception_features(torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()).numpy()
+    x = resize_uint8(torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(), a.fid_image_size)
+    f = inception_features(x).numpy()
     secs = (time.time() - t0) / len(f)
     tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
     Path(a.features_dir).mkdir(parents=True, exist_ok=True)
@@ -233,7 +235,8 @@ def fid_kid(imgs: np.ndarray, row: dict, a) -> dict:
                                rng_seed=2020, verbose=False)
     return {"fid": fid, "kid": float(k["kernel_inception_distance_mean"]),
             "kid_std": float(k["kernel_inception_distance_std"]),
-            "fid_reference": f"{a.fid_reference_name} ({len(_REF['feats']):,} images)", "inception_s_per_image": secs}
+            "fid_reference": f"{a.fid_reference_name} ({len(_REF['feats']):,} images)", "inception_s_per_image": secs,
+            "fid_image_size": a.fid_image_size}
 
 
 def main():
@@ -266,6 +269,9 @@ def main():
                         "by bench_fid_reference.py): adds FID and KID against all of them (standard FID Inception)")
     p.add_argument("--sample-only", action="store_true",
                    help="only sample the rows and keep them in --features-dir (score later without resampling)")
+    p.add_argument("--fid-image-size", type=int, default=32,
+                   help="samples are scored at this resolution (the reference's: CIFAR-10 is 32 px; the latent stack "
+                        "samples at 64 px), downsampled by rdpm_gddcm.metrics.resize_uint8")
     p.add_argument("--fid-reference-name", default="CIFAR-10 train", help="what --fid-reference holds (for the table)")
     p.add_argument("--features-dir", default=str(ROOT / "runs" / "generator-features"),
                    help="where each row's sample features are kept (rescoring without resampling)")

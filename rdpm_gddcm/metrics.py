@@ -55,6 +55,26 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return torch.round((images.float() + 1.0) * 127.5).clamp_(0, 255).to(torch.uint8)
 
 
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, 3, H, W) images at ``size`` x ``size``, for scoring samples at the dataset's resolution
+    (a 64 px sample of a CIFAR-10 model is compared with 32 px images as a 32 px image): an integer
+    downsampling factor averages each block (area: the box filter), other sizes use antialiased
+    bilinear resampling; rounded back to uint8. Square images only; the size as given is a no-op."""
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise TypeError(f"resize_uint8 expects uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    if h != w:
+        raise ValueError(f"resize_uint8: images are {h}x{w}, not square")
+    if h == size:
+        return images
+    x = images.float()
+    if h > size and h % size == 0:
+        x = torch.nn.functional.avg_pool2d(x, h // size)
+    else:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.round().clamp_(0, 255).to(torch.uint8)
+
+
 def _as_uint8_batch(x: ArrayLike, name: str) -> torch.Tensor:
     """Accept (B,C,H,W) or (C,H,W), float in [-1,1] or uint8; return uint8 (B,C,H,W)."""
     if isinstance(x, np.ndarray):
@@ -247,5 +267,5 @@ def frechet_distance_features(f1: ArrayLike, f2: ArrayLike) -> float:
     return frechet_distance(*gaussian_stats(f1), *gaussian_stats(f2))
 
 
-__all__ = ["to_uint8", "psnr", "ssim", "lpips", "gaussian_window", "gaussian_stats", "frechet_distance",
+__all__ = ["to_uint8", "resize_uint8", "psnr", "ssim", "lpips", "gaussian_window", "gaussian_stats", "frechet_distance",
            "frechet_distance_features"]

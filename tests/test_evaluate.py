@@ -126,6 +126,24 @@ def test_torch_fidelity_end_to_end_and_stats_cache(tmp_path, standin_weights, ca
     assert "layer 64" in err and "--fid-feature-layer" in err
 
 
+def test_samples_are_scored_at_the_reference_resolution(tmp_path, standin_weights, capsys):
+    """64 px samples that are 2x nearest-neighbour copies of the 32 px reference: scored at the reference's
+    32 px (the default) they are the reference itself (FID ~0); scored as they are, they are not."""
+    ref = _write_images(tmp_path / "ref", 10, seed=2, size=32, classes=None)
+    arr = np.stack([np.asarray(Image.open(f)) for f in sorted(ref.glob("*.png"))])
+    np.savez(tmp_path / "s.npz", arr_0=arr.repeat(2, axis=1).repeat(2, axis=2))
+    base = ["--samples", tmp_path / "s.npz", "--reference", ref, "--inception-weights", standin_weights, "--metrics",
+            "fid", "--fid-feature-layer", "64", "--no-stats-cache", "--out", tmp_path / "out"]
+    _run(base, capsys)
+    res = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert res["sample_size"] == [64, 64] and res["scored_size"] == [32, 32]
+    assert any("scored at 32x32" in n for n in res["notes"]) and abs(res["metrics"]["fid_layer64"]) < 1e-6
+    _run(base + ["--fid-image-size", "none"], capsys)
+    res = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert res["scored_size"] == [64, 64] and res["metrics"]["fid_layer64"] > 1e-3
+    assert "--fid-image-size" in _run_error(base + ["--fid-image-size", "big"], capsys)
+
+
 @pytest.mark.slow
 def test_default_fid_2048_with_adm_style_reference_stats(tmp_path, standin_weights, capsys):
     """Standard pool3 FID through calculate_metrics, then from an ADM-style npz (mu/sigma + arr_0)."""

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rdpm_gddcm.metrics import (frechet_distance, frechet_distance_features, gaussian_window, lpips, psnr, ssim,
-                                to_uint8)
+from rdpm_gddcm.metrics import (frechet_distance, frechet_distance_features, gaussian_window, lpips, psnr,
+                                resize_uint8, ssim, to_uint8)
 
 torch.set_num_threads(1)
 
@@ -32,6 +32,19 @@ def test_to_uint8_known_values():
     assert torch.equal(to_uint8(u.float() / 127.5 - 1), u)  # exact round trip
     with pytest.raises(ValueError, match="NaN"):
         to_uint8(torch.tensor([0.0, float("nan")]))
+
+
+def test_resize_uint8_box_filter_and_mean():
+    u = _rand_u8((3, 3, 32, 32))
+    up = u.repeat_interleave(2, -1).repeat_interleave(2, -2)              # 64 px nearest copies
+    assert torch.equal(resize_uint8(up, 32), u) and resize_uint8(u, 32) is u
+    box = resize_uint8(u, 16)                                              # exact 2x2 block means, rounded
+    want = u.float().reshape(3, 3, 16, 2, 16, 2).mean((3, 5)).round().to(torch.uint8)
+    assert torch.equal(box, want)
+    odd = resize_uint8(u, 20)                                              # non-integer factor: antialiased
+    assert odd.shape == (3, 3, 20, 20) and abs(odd.float().mean() - u.float().mean()) < 2.0
+    with pytest.raises(TypeError):
+        resize_uint8(u.float(), 16)
 
 
 # ------------------------------------------------------------------ PSNR
