@@ -57,6 +57,9 @@ def generator_rows(a) -> list[dict]:
             dict(label="the tokens of train images, decoded (a perfect generator)", kind="tokens"),
             # the same images through the autoencoder alone: the bound of every sampler in its latent space
             dict(label="train images through the autoencoder alone", kind="autoencoder"),
+            # the floor's images at the latent stack's 64 px (PIL bicubic, as the tokenizer's data loader):
+            # what scoring at a resolution other than the reference's does to real images
+            dict(label="real CIFAR-10 train images, upsampled to 64 px", kind="real", size=64),
         ]
     rows = []
     for w in a.cfg_sweep:
@@ -117,7 +120,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
     timing = {"backbone_and_chain_s": 0.0, "transformer_s": 0.0, "autoencoder_s": 0.0}
     out = []
     if row["kind"] == "real":
-        return train_images(a, labels).permute(0, 2, 3, 1).numpy(), timing
+        return train_images(a, labels, row.get("size", 32)).permute(0, 2, 3, 1).numpy(), timing
     if row["kind"] == "autoencoder":
         tok = baseline_tokenizer(a, cache)
         x = train_images(a, labels, tok.image_size)

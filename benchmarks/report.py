@@ -361,6 +361,28 @@ def t_generator_fid_latent():
             f"floor from `benchmarks/results/fid_reference.json`. " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
+def t_fid_resolution():
+    """The same kept samples scored at the latent stack's 64 px and at the reference's 32 px."""
+    d64, d32 = load("generator_fid_latent_64px"), _latent_fid()
+    if not d64 or not d32:
+        return None
+    at32 = {r["label"]: r for r in d32["rows"]}
+    ref = load("fid_reference")
+    floor = [x for x in (ref or {}).get("rows", []) if x["pair"].startswith("train 1,000 vs val")]
+    rows = []
+    for r in d64["rows"]:
+        other = at32.get(r["label"])
+        if r["kind"] == "real" and floor:
+            other = {"fid": floor[0]["fid"]}                  # the 32 px originals: the floor row
+        rows.append((r["label"], f"{r['fid']:.1f}", f"{other['fid']:.1f}" if other else "-"))
+    return (md(["samples (1,000, class-balanced)", "FID-1k scored at 64 px ↓", "FID-1k scored at 32 px (the reference's) ↓"],
+               rows) +
+            "\n\nStandard FID Inception against CIFAR-10 `val` (5,000 images, 32 px); the 32 px column downsamples each "
+            "64 px image with a 2x2 box filter (`rdpm_gddcm.metrics.resize_uint8`), the default of `rdpm-eval` "
+            "(`--fid-image-size reference`) and `bench_generator.py`. The real images' 32 px value is the floor row of "
+            "`fid_reference.json` (the same images, not upsampled). " + "; ".join(f"`{c}`" for c in d64.get("commands", [])))
+
+
 def t_headline():
     """The README's first figure's caption: the shipped generator's FID from its benchmark JSON."""
     d = _latent_fid()
@@ -488,7 +510,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "headline": t_headline, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),
