@@ -411,13 +411,16 @@ def t_headline():
 def t_generator_tuning():
     """The sampling settings tried for the shipped generator, scored against `train` features (the
     tuning set; results are reported against `val`)."""
-    d = _merged("generator_tuning", "generator_tuning_b")
+    d = _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c", "generator_tuning_d")
     if not d:
         return None
     rs = sorted(d["rows"], key=lambda r: r["fid"])
+    rec = json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text()).get("sampling") or {}
+    knobs = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p")
+    chosen = lambda r: bool(rec) and all(r.get(k) == rec.get(k) for k in knobs)  # noqa: E731  (generator.json's)
     rows = [(r["label"], _gen_rows({"rows": [r]})[0][1] + (f", top-k {r['top_k']}" if r.get("top_k") else ""),
-             f"{r['fid']:.1f}" + (" (chosen)" if i == 0 else ""), f"{r['kid'] * 1e3:.1f}",
-             f"{100 * r['class accuracy']:.1f} %") for i, r in enumerate(rs)]
+             f"{r['fid']:.1f}" + (" (chosen)" if chosen(r) else ""), f"{r['kid'] * 1e3:.1f}",
+             f"{100 * r['class accuracy']:.1f} %") for r in rs]
     n = rs[0]["num_images"]
     cmds = d["commands"]
     return (md(["row", "setting", f"FID-{n}" + " ↓ (vs train)", "KID ×10³ ↓", "class accuracy ↑ (proxy)"], rows) +
