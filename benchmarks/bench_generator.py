@@ -207,6 +207,14 @@ def decoded_tokens(a, labels: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+def sample_key(row: dict, a) -> str:
+    """What a row's samples depend on: kept samples are reused only when it matches (a row label alone,
+    e.g. "RDPM generator (ours)", does not pin the generator's settings)."""
+    d = {k: v for k, v in row.items() if k != "label"}
+    return json.dumps({**d, "num_images": a.num_images, "global_seed": a.global_seed, "tokens": a.tokens,
+                       "backbone": a.backbone, "mixed_precision": a.mixed_precision}, sort_keys=True, default=str)
+
+
 _REF = {}
 
 
@@ -298,15 +306,18 @@ def main():
             generator_sampler(row, a, cache)     # the row's settings, also when its samples were kept earlier
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
         kept = Path(a.features_dir) / f"{a.suite}_{tag}_{len(labels)}_samples.npz"
-        if kept.exists():                        # sampled earlier (e.g. by --sample-only): score only
-            z = np.load(kept, allow_pickle=False)
+        settings = sample_key(row, a)
+        z = np.load(kept, allow_pickle=False) if kept.exists() else None
+        if z is not None and "settings" in z and str(z["settings"]) == settings:
+            # sampled earlier with these settings (e.g. by --sample-only): score only
             imgs, timing, wall = z["arr_0"], json.loads(str(z["timing"])), float(z["wall_s"])
         else:
             t0 = time.time()
             imgs, timing = run_row(row, a, labels, cache)
             wall = time.time() - t0
             kept.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(kept.with_suffix(".tmp.npz"), arr_0=imgs, labels=labels, timing=json.dumps(timing), wall_s=wall)
+            np.savez(kept.with_suffix(".tmp.npz"), arr_0=imgs, labels=labels, timing=json.dumps(timing), wall_s=wall,
+                     settings=settings)
             kept.with_suffix(".tmp.npz").replace(kept)
         if a.sample_only:
             print(f"{row['label']}: {len(imgs)} samples kept in {kept}")
