@@ -363,24 +363,29 @@ def t_generator_fid_latent():
 
 def t_fid_resolution():
     """The same kept samples scored at the latent stack's 64 px and at the reference's 32 px."""
-    d64, d32 = load("generator_fid_latent_64px"), _latent_fid()
+    d64, d32 = load("generator_fid_latent_64px"), _merged("generator_fid_latent", "generator_fid_latent_b",
+                                                          "generator_fid_latent_former_default")
     if not d64 or not d32:
         return None
-    at32 = {r["label"]: r for r in d32["rows"]}
+    knobs = ("cfg_scale", "temperature", "top_k", "top_p", "cfg_schedule")
+    same = lambda a, b: a["label"] == b["label"] and all(a.get(k) == b.get(k) for k in knobs)  # noqa: E731
     ref = load("fid_reference")
     floor = [x for x in (ref or {}).get("rows", []) if x["pair"].startswith("train 1,000 vs val")]
     rows = []
     for r in d64["rows"]:
-        other = at32.get(r["label"])
+        other = next((x for x in d32["rows"] if same(r, x)), None)      # the same samples, scored at 32 px
         if r["kind"] == "real" and floor:
             other = {"fid": floor[0]["fid"]}                  # the 32 px originals: the floor row
-        rows.append((r["label"], f"{r['fid']:.1f}", f"{other['fid']:.1f}" if other else "-"))
+        label = r["label"] + (f" (CFG w={r['cfg_scale']}, τ={r['temperature']})" if r["kind"] == "generator" else "")
+        rows.append((label, f"{r['fid']:.1f}", f"{other['fid']:.1f}" if other else "-"))
     return (md(["samples (1,000, class-balanced)", "FID-1k scored at 64 px ↓", "FID-1k scored at 32 px (the reference's) ↓"],
                rows) +
             "\n\nStandard FID Inception against CIFAR-10 `val` (5,000 images, 32 px); the 32 px column downsamples each "
             "64 px image with a 2x2 box filter (`rdpm_gddcm.metrics.resize_uint8`), the default of `rdpm-eval` "
             "(`--fid-image-size reference`) and `bench_generator.py`. The real images' 32 px value is the floor row of "
-            "`fid_reference.json` (the same images, not upsampled). " + "; ".join(f"`{c}`" for c in d64.get("commands", [])))
+            "`fid_reference.json` (the same images, not upsampled). " + "; ".join(
+                f"`{c}`" for c in d64.get("commands", []) + (load("generator_fid_latent_former_default") or {}).get(
+                    "commands", [])))
 
 
 def t_headline():
