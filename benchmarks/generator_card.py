@@ -63,6 +63,8 @@ def write_card_md(card: dict, dst: Path):
         sampling, shown = "", "CFG 2, τ = 1"
     fid = card.get("fid")
     fid_md = (f"\n## Samples: FID\n{fid['num_images']:,} class-balanced samples with `rdpm-sample`'s defaults, "
+              + (f"scored at {fid['fid_image_size']} px (the reference's resolution), "
+                 if fid.get("fid_image_size") else "") +
               f"standard FID Inception against {fid['fid_reference']}: **FID-{fid['num_images'] // 1000}k "
               f"{fid['fid']:.1f}**, KID ×10³ {1e3 * fid['kid']:.1f}, class accuracy (the project's proxy "
               f"classifier) {100 * fid['class_accuracy']:.1f} %. Comparisons with the backbone's own sampler and "
@@ -129,7 +131,7 @@ def generator_fid(path: Path) -> dict:
     rel = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
     return {"fid": row["fid"], "kid": row["kid"], "num_images": row["num_images"], "fid_reference": row["fid_reference"],
             "class_accuracy": row.get("class accuracy"), "cfg_scale": row["cfg_scale"],
-            "temperature": row["temperature"], "source": str(rel)}
+            "temperature": row["temperature"], "source": str(rel), "fid_image_size": row.get("fid_image_size")}
 
 
 def backbone_summary(backbone: Path) -> dict:
