@@ -105,7 +105,7 @@ def rfid(originals: torch.Tensor, reconstructions: torch.Tensor) -> float:
 
     from .fid_weights import inception_features
     from .metrics import frechet_distance_features, to_uint8
-    orig = to_uint8(originals)
+    orig = to_uint8(originals.cpu())
     key = hashlib.sha256(orig.numpy().tobytes()).hexdigest()
     if key not in _ORIGINAL_FEATURES:            # one benchmark runs many rows on the same originals
         if len(_ORIGINAL_FEATURES) >= 4:
