@@ -35,16 +35,38 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   run env PY="$PY" STAGES=tables bash tokenizer/cifar10.sh          # the tokenizer's tables
   run $PY benchmarks/bench_jpeg.py --out benchmarks/results/jpeg.json
   # the shipped (latent) generator: sampling settings tuned against train features, then FID-1k against val
+  # (samples scored at 32 px: bench_generator's --fid-image-size default); the exact per-JSON commands are
+  # under each README table
   LATENT=(--generator assets/cifar10-generator --tokens runs/tokens-cifar10-edm-long-8x8
           --backbone assets/cifar10-taef2-edm-long --batch-size 50 --mixed-precision no)
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" --suite ablations --num-images 500 \
-    --fid-reference 'runs/fid-features/train-*.npy' --fid-reference-name 'CIFAR-10 train (first 20,000, class-balanced)' \
-    --cfg-sweep 1.5 2 3 4 --temperature-sweep --temperature 1.0 --out benchmarks/results/generator_tuning.json
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" --suite main --num-images 1000 --rows 0,3 \
-    --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
+  TUNE=(--suite ablations --num-images 500 --fid-reference 'runs/fid-features/train-*.npy'
+        --fid-reference-name 'CIFAR-10 train (first 20,000, class-balanced)' --features-dir runs/generator-features-tune)
+  VAL=(--fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val'
+       --features-dir runs/generator-features-latent)
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-sweep 1 1.5 2 3 4 --temperature-sweep \
+    --temperature 1.0 --rows 0,1,2,3,4 --out benchmarks/results/generator_tuning.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 3 --temperature 1.0 --cfg-sweep \
+    --temperature-sweep 0.5 0.7 --top-k-sweep 16 128 --rows 0,1,2,3 --out benchmarks/results/generator_tuning_b.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 2 --cfg-sweep --temperature-sweep 1.25 \
+    --rows 0 --out benchmarks/results/generator_tuning_c.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 1.5 --cfg-sweep --temperature-sweep 1.3 \
+    --rows 0 --out benchmarks/results/generator_tuning_c.json
+  # rows: the generator with its recorded defaults, random tokens, ancestral 100 steps, the decoded tokens,
+  # the autoencoder alone; then the same samples (and upsampled real images) scored at 64 px
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --rows 0 \
     --out benchmarks/results/generator_fid_latent.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --rows 3,5,7,8 \
+    --out benchmarks/results/generator_fid_latent_b.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --cfg-scale 3 \
+    --temperature 0.5 --rows 0 --out benchmarks/results/generator_fid_latent_former_default.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --fid-image-size 64 \
+    --cfg-scale 3 --temperature 0.5 --rows 0,3,7,8,9 --out benchmarks/results/generator_fid_latent_64px.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
-  run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --out benchmarks/results/generator.json
-  run $PY benchmarks/bench_generator.py --suite ablations --num-images 500 --out benchmarks/results/generator_ablations.json
+  run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
+    --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
+  run $PY benchmarks/bench_generator.py --suite ablations --num-images 250 --cfg-scale 2 --temperature 1.0 \
+    --cfg-sweep 1 2 3 4 --temperature-sweep 0.85 1.15 --rows 0,1,2,3,4,5,6 --fid-reference 'runs/fid-features/val-*.npy' \
+    --fid-reference-name 'CIFAR-10 val' --features-dir runs/generator-features-ablations \
+    --out benchmarks/results/generator_ablations_fid.json
   run $PY benchmarks/report.py
 fi
