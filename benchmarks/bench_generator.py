@@ -6,6 +6,9 @@ Rows (suite ``main``), all class-balanced, image i seeded by (--global-seed, i):
       ancestral sampler (``chain.ancestral_sample``) at 100 and 1,000 steps (rows 5, 6);
   (c) random tokens: the same chain and plan with uniformly random indices (DDCM-style generation);
   and real CIFAR-10 `train` images as the floor of the metric at this sample size.
+Suite ``diagnostics`` (where the generator loses FID): the generator's chain with the stored tokens of
+`train` images replacing its choices in some token rows (``true_rows``): of class-matched images, or of
+other images (``true_from``); score these against `val` (the tokens are `train`'s).
 Suite ``ablations`` (also the tuning of a checkpoint's sampling defaults): CFG scale sweep, temperature
 sweep, optional top-k / top-p sweeps, the linear CFG schedule, and other heads (``--head-variant
 LABEL=RUN_DIR``, e.g. an untied head trained with the same command). A knob a row does not set is the
@@ -60,6 +63,15 @@ def generator_rows(a) -> list[dict]:
             # the floor's images at the latent stack's 64 px (PIL bicubic, as the tokenizer's data loader):
             # what scoring at a resolution other than the reference's does to real images
             dict(label="real CIFAR-10 train images, upsampled to 64 px", kind="real", size=64),
+        ]
+    if a.suite == "diagnostics":
+        late, g0 = list(range(4, 11)), dict(kind="mixed", ckpt=a.generator)
+        return g + [
+            dict(label="true tokens in every row (a perfect generator)", true_rows=list(range(11)), **g0),
+            dict(label="true tokens in rows 0-1, the generator after", true_rows=[0, 1], **g0),
+            dict(label="the generator in rows 0-3, true tokens after", true_rows=late, **g0),
+            dict(label="the generator in rows 0-3, other images' true tokens after", true_rows=late,
+                 true_from="other images", **g0),
         ]
     rows = []
     for w in a.cfg_sweep:
@@ -136,8 +148,10 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
         imgs = decoded_tokens(a, labels)
         timing["backbone_and_chain_s"] = time.time() - t0          # the replay and the autoencoder's decode
         return imgs, timing
-    if row["kind"] == "generator":
+    if row["kind"] in ("generator", "mixed"):
         sampler = generator_sampler(row, a, cache)
+    if row["kind"] == "mixed":
+        return mixed_rows(row, a, labels, sampler), timing
     tok = baseline_tokenizer(a, cache)
     for b in range(0, n, a.batch_size):
         idx = np.arange(b, min(b + a.batch_size, n))
@@ -184,26 +198,72 @@ def train_images(a, labels: np.ndarray, size: int = 32) -> torch.Tensor:
     return x[idx]
 
 
+def train_token_rows(a, labels: np.ndarray, true_from: str = "same class") -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, labels) of --tokens images for ``labels``: the j-th image of class c for the j-th
+    occurrence of c, or (``other images``) a fixed random draw of images regardless of class."""
+    from rdpm_gddcm.token_io import TokenDataset
+    ds = TokenDataset(a.tokens)
+    if true_from == "other images":
+        sel = np.random.RandomState(0).permutation(len(ds))[:len(labels)]
+    else:
+        of_class = {c: np.flatnonzero(ds.labels == c) for c in np.unique(labels)}
+        seen: dict = {}
+        sel = []
+        for c in labels.tolist():
+            if seen.get(c, 0) >= len(of_class[c]):
+                raise SystemExit(f"--tokens {a.tokens}: fewer than {seen[c] + 1} images of class {c}")
+            sel.append(of_class[c][seen.get(c, 0)])
+            seen[c] = seen.get(c, 0) + 1
+        sel = np.asarray(sel)
+    return ds.tokens[sel], ds.labels[sel]
+
+
+class RowMixChooser:
+    """Stored tokens in the rows ``true_rows``, the generator's choices in the others (diagnostics)."""
+
+    def __init__(self, model_chooser, tokens: torch.Tensor, true_rows):
+        self.model_chooser, self.tokens, self.true_rows = model_chooser, tokens, set(true_rows)
+
+    def _choose(self, ctx):
+        m = ctx.spec.row_of_step(ctx.n)
+        if m in self.true_rows:
+            return self.tokens[:, m].to(ctx.state.device)
+        return self.model_chooser.choose(ctx)
+
+    init = step = _choose
+
+
+@torch.no_grad()
+def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> np.ndarray:
+    """The generator's chain (its tuned settings, class ``labels``) with stored train tokens in the row's
+    ``true_rows``."""
+    from rdpm_gddcm.chain import run_chain
+    from rdpm_gddcm.generator import ModelChooser
+    tokens, _ = train_token_rows(a, labels, row.get("true_from", "same class"))
+    tok, out = sampler.tokenizer, []
+    for b in range(0, len(labels), a.batch_size):
+        idx = np.arange(b, min(b + a.batch_size, len(labels)))
+        y = torch.from_numpy(labels[idx]).long()
+        mc = ModelChooser(sampler.model, y, [image_generator(a.global_seed, int(i)) for i in idx], row["cfg_scale"],
+                          row["cfg_schedule"], row["temperature"], row["top_k"], row["top_p"], sampler.autocast)
+        chain = run_chain(tok.backbone, tok.spec, RowMixChooser(mc, torch.from_numpy(tokens[idx]), row["true_rows"]),
+                          len(idx), y if tok.cfg.conditional else None, sampler.device)
+        out.append(to_uint8_nhwc(tok.autoencoder.decode(chain.latent)))
+    return np.concatenate(out)
+
+
 @torch.no_grad()
 def decoded_tokens(a, labels: np.ndarray) -> np.ndarray:
     """The stored --tokens of the first training images of each class (image j of class c for the
     j-th occurrence of c in ``labels``), decoded in the tokens' own precision (their header's)."""
     from rdpm_gddcm.token_io import TokenDataset
     from rdpm_gddcm.tokenizer import Tokenizer
-    ds = TokenDataset(a.tokens)
-    tok = Tokenizer.from_header(ds.header.to_json(), a.backbone, None, "cpu")
-    of_class = {c: np.flatnonzero(ds.labels == c) for c in np.unique(labels)}
-    seen: dict = {}
-    sel = []
-    for c in labels.tolist():
-        if seen.get(c, 0) >= len(of_class[c]):
-            raise SystemExit(f"--tokens {a.tokens}: fewer than {seen[c] + 1} images of class {c}")
-        sel.append(of_class[c][seen.get(c, 0)])
-        seen[c] = seen.get(c, 0) + 1
+    tok = Tokenizer.from_header(TokenDataset(a.tokens).header.to_json(), a.backbone, None, "cpu")
+    tokens, tlabels = train_token_rows(a, labels)
     out = []
-    for b in range(0, len(sel), a.batch_size):
-        idx = np.asarray(sel[b:b + a.batch_size])
-        out.append(to_uint8_nhwc(tok.decode(torch.from_numpy(ds.tokens[idx]), torch.from_numpy(ds.labels[idx]).long())))
+    for b in range(0, len(labels), a.batch_size):
+        sl = slice(b, b + a.batch_size)
+        out.append(to_uint8_nhwc(tok.decode(torch.from_numpy(tokens[sl]), torch.from_numpy(tlabels[sl]).long())))
     return np.concatenate(out)
 
 
@@ -252,7 +312,7 @@ def fid_kid(imgs: np.ndarray, row: dict, a) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--suite", default="main", choices=["main", "ablations"])
+    p.add_argument("--suite", default="main", choices=["main", "ablations", "diagnostics"])
     # the defaults are the previous (pixel-space) generator's, so the commands recorded in its tables reproduce them
     p.add_argument("--generator", default=str(ROOT / "assets" / "cifar10-generator-pixels"))
     p.add_argument("--tokens", default=str(ROOT / "runs" / "tokens-cifar10-vp-8x8"),
@@ -302,7 +362,7 @@ def main():
     for row in rows:
         if row["label"] in done:
             continue
-        if row["kind"] == "generator":
+        if row["kind"] in ("generator", "mixed"):
             generator_sampler(row, a, cache)     # the row's settings, also when its samples were kept earlier
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
         kept = Path(a.features_dir) / f"{a.suite}_{tag}_{len(labels)}_samples.npz"

@@ -22,6 +22,12 @@ say where the residual's *mean* points, and its samples pull every block towards
 while a late-step residual has mean ≈ 0 and a very non-isotropic covariance. So the model also
 predicts r vectors v_bj per block and adds ``½·Σ_j ⟨v_bj, C[k]_b⟩² / Db`` (Σ_b ∝ Σ_j v_bj v_bjᵀ, PSD).
 With the v's zero it is the plain tied head.
+
+Isotropic term (``head_isotropic``, ours): the isotropic part of that covariance, Σ_b = s_b·I + Σ_j v_bj v_bjᵀ,
+adds ``½·s_b·‖C[k]_b‖² / Db`` with a scalar s_b predicted per block (its layer starts at zero: the same
+function as without it). ``dot`` tokens are argmaxes of ⟨r_b, C⟩, so they favour *long* entries whatever
+the direction of r_b; where r_b is nearly unpredictable (the late maps) that preference is most of what can
+be known, and a rank-r term spans too few directions to express it.
 """
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ class GeneratorConfig:
     head: str = "tied"            # "tied" | "untied"
     head_rank: int = 0            # tied head: rank of the per-block quadratic (covariance) term, 0 = linear only
     score: str = "l2"             # tied head's rule, = the tokens' selection: "l2" | "dot" (SPEC §4)
+    head_isotropic: bool = False  # tied head: the isotropic covariance term ½·s_b·‖C_b‖²/Db (module docstring)
     dropout: float = 0.0
 
     def to_json(self):
@@ -115,6 +122,8 @@ class TokenGenerator(nn.Module):
         nn.init.zeros_(self.ada_out[1].bias)
         if cfg.head_rank < 0 or (cfg.head_rank and cfg.head != "tied"):
             raise ValueError(f"head_rank {cfg.head_rank} needs a tied head and must be >= 0")
+        if cfg.head_isotropic and cfg.head != "tied":
+            raise ValueError("head_isotropic needs a tied head")
         if cfg.head == "tied":
             # u (Db) then the quadratic term's r vectors (r·Db); their default init is deliberately
             # nonzero: at v = 0 the gradient of ⟨v, C⟩² vanishes and the term would never start
@@ -122,6 +131,10 @@ class TokenGenerator(nn.Module):
             # κ = 1/√Db at init: ‖C_k‖² of a Gaussian entry varies by ~√(2·Db) across k, so this keeps
             # the initial logits O(1) instead of starting with a huge, arbitrary preference
             self.log_kappa = nn.Parameter(torch.tensor(-0.5 * float(torch.log(torch.tensor(float(cfg.block_dim))))))
+            if cfg.head_isotropic:      # s_b; zero-initialised so a checkpoint without it loads as the same function
+                self.iso = nn.Linear(d, 1)
+                nn.init.zeros_(self.iso.weight)
+                nn.init.zeros_(self.iso.bias)
             if cfg.score not in ("l2", "dot"):
                 raise ValueError(f"unknown tied-head score {cfg.score!r}; use the tokens' selection, l2 or dot")
         elif cfg.head == "untied":
@@ -135,7 +148,10 @@ class TokenGenerator(nn.Module):
         for blk in self.blocks:
             h = blk(h, c)
         sh, sc = self.ada_out(c).chunk(2, dim=-1)
-        return self.out(modulate(self.norm_out(h), sh, sc))
+        h = modulate(self.norm_out(h), sh, sc)
+        if self.cfg.head_isotropic:                # features = [u, v_1..v_r, s]
+            return torch.cat([self.out(h), self.iso(h)], dim=-1)
+        return self.out(h)
 
     def resolve_precision(self, requested: str, device, batch: int = 64, train: bool = False):
         """``precision.resolve_precision`` for this model; the CPU timing probe is one forward
@@ -163,16 +179,18 @@ class TokenGenerator(nn.Module):
         if self.cfg.head == "untied":
             return features.float()
         f = features.float()
-        Db = self.cfg.block_dim
-        v = f[..., Db:].unflatten(-1, (self.cfg.head_rank, Db)) if self.cfg.head_rank else None
-        return tied_logits(f[..., :Db], codebook_blocks, self.log_kappa.exp(), self.cfg.score, v)
+        Db, r = self.cfg.block_dim, self.cfg.head_rank
+        v = f[..., Db:Db * (1 + r)].unflatten(-1, (r, Db)) if r else None
+        s = f[..., -1] if self.cfg.head_isotropic else None
+        return tied_logits(f[..., :Db], codebook_blocks, self.log_kappa.exp(), self.cfg.score, v, s)
 
 
 def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa, score: str = "l2",
-                v: torch.Tensor | None = None) -> torch.Tensor:
+                v: torch.Tensor | None = None, s: torch.Tensor | None = None) -> torch.Tensor:
     """For u (B, G, Db) and codebook_blocks (K, G, Db) -> (B, G, K), fp32: ``l2``: κ·(⟨u_b, C[k]_b⟩ -
     ½‖C[k]_b‖²) (= -κ/2·‖u_b - C[k]_b‖² up to a per-block constant); ``dot``: κ·⟨u_b, C[k]_b⟩.
-    With v (B, G, r, Db), plus the covariance term ½·Σ_j ⟨v_bj, C[k]_b⟩² / Db (module docstring)."""
+    With v (B, G, r, Db), plus the covariance term ½·Σ_j ⟨v_bj, C[k]_b⟩² / Db; with s (B, G), plus the
+    isotropic term ½·s_b·‖C[k]_b‖² / Db (module docstring)."""
     C = codebook_blocks.float()
     B, G, D = u.shape
     K = C.shape[0]
@@ -185,6 +203,8 @@ def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa, score: st
         logits = logits - kappa * 0.5 * (C * C).sum(-1).T.unsqueeze(1)
     if r:
         logits = logits + proj[:, :, 1:].square().sum(2) * (0.5 / D)
+    if s is not None:                                      # (G, B, 1) · (G, 1, K)
+        logits = logits + s.float().T.unsqueeze(-1) * (C * C).sum(-1).T.unsqueeze(1) * (0.5 / D)
     return logits.permute(1, 0, 2)
 
 

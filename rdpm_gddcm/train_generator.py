@@ -43,6 +43,7 @@ class GeneratorTrainConfig(TrainConfig):
     head: str = "tied"
     head_rank: int | None = None         # tied head's covariance term (generator.py): None = 4 when tied;
                                          # 0 = SPEC §9's linear tied head
+    head_isotropic: bool | None = None   # tied head's isotropic covariance term (generator.py): None = on when tied
     max_steps: int = 5000
     lr: float = 3e-4
     sample_every: int = 0
@@ -61,6 +62,9 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
     p.add_argument("--head-rank", type=nonneg_int, default=d.head_rank,
                    help="tied head: rank of its per-block covariance term; default 4 for the tied head (see the "
                         "README's 'Generator heads' table), 0 = the linear tied head of SPEC §9")
+    p.add_argument("--head-isotropic", action=argparse.BooleanOptionalAction, default=d.head_isotropic,
+                   help="tied head: the isotropic covariance term (dot tokens favour long codebook entries); "
+                        "default on for the tied head. --init-from a generator without it adds it (starting at zero)")
     add_train_args(p, d, unit="token sequences")
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
@@ -168,6 +172,7 @@ def train(cfg: GeneratorTrainConfig):
                               "block_dim": batcher.grid.block_dim, "num_rows": h.num_token_rows,
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
+                              "head_isotropic": cfg.head == "tied" if cfg.head_isotropic is None else cfg.head_isotropic,
                               "score": effective_score(h.selection, h.plan["kind"])})
     init = initial_weights(cfg, h, gcfg)                        # checked before the run folder exists
     precision = TokenGenerator(gcfg).resolve_precision(cfg.mixed_precision, device,
@@ -254,7 +259,8 @@ def train(cfg: GeneratorTrainConfig):
 
 def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) -> dict | None:
     """--init-from's weights, after checking they fit this run: tokens of the same tokenizer (the
-    header's checked fields) and the same generator configuration."""
+    header's checked fields) and the same generator configuration, except that a generator without the
+    isotropic head term may start one with it (the term's zero-initialised layer: the same function)."""
     if not cfg.init_from:
         return None
     from .header import TokenHeader
@@ -265,11 +271,15 @@ def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) ->
         raise ValueError(f"--init-from {cfg.init_from}: it was trained on tokens with another {diff[0]} "
                          f"({diff[2]} vs --tokens' {diff[1]}); continue only on tokens of the same tokenizer")
     mine, other = gcfg.to_json(), src.cfg.to_json()
+    adds_isotropic = mine["head_isotropic"] and not other["head_isotropic"]
+    if adds_isotropic:
+        other["head_isotropic"] = True
     if mine != other:
         what = sorted(k for k in set(mine) | set(other) if mine.get(k) != other.get(k))
         raise ValueError(f"--init-from {cfg.init_from}: its generator differs from this run's in {', '.join(what)}; "
-                         "pass the --model, --head and --head-rank it was trained with")
-    return src.state_dict()
+                         "pass the --model, --head, --head-rank and --head-isotropic it was trained with")
+    weights = TokenGenerator(gcfg).state_dict() if adds_isotropic else {}
+    return {**weights, **src.state_dict()}
 
 
 def validate(cfg: GeneratorTrainConfig, rd: Path, step: int, logger):

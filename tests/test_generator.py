@@ -116,6 +116,57 @@ def test_rank_head_fits_zero_mean_residual_picks_that_linear_head_cannot():
     assert quadratic < linear - 1.0
 
 
+def test_isotropic_head_formula_and_same_function_at_start():
+    """head_isotropic: the features end with one scalar s_b per block and the logits gain
+    ½·s_b·‖C[k]_b‖²/Db; its layer starts at zero, so a model without the term, copied into one with
+    it, gives the same logits (the --init-from case); an untied head refuses the term."""
+    plain = TokenGenerator(tiny_cfg(head_rank=2, score="dot"))
+    m = TokenGenerator(tiny_cfg(head_rank=2, score="dot", head_isotropic=True))
+    missing = m.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["iso.bias", "iso.weight"]
+    args = (torch.randn(3, 4, 12), torch.randn(3, 4, 12), torch.tensor([0, 1, 2]), torch.tensor([0, 4, 5]))
+    C = torch.randn(32, 4, 12) * torch.linspace(0.5, 2, 32)[:, None, None]
+    f = m(*args)
+    assert f.shape == (3, 4, 12 * 3 + 1)
+    assert torch.allclose(m.head_logits(f, C), plain.head_logits(plain(*args), C), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        m.iso.bias.fill_(3.0)
+    f = m(*args)
+    s = f[..., -1]
+    extra = 0.5 * s[..., None] * (C * C).sum(-1).T[None] / 12
+    assert torch.allclose(m.head_logits(f, C), plain.head_logits(f[..., :-1], C) + extra, atol=1e-4)
+    assert (m.head_logits(f, C).softmax(-1) * (C * C).sum(-1).T[None]).sum(-1).mean() > \
+        (plain.head_logits(f[..., :-1], C).softmax(-1) * (C * C).sum(-1).T[None]).sum(-1).mean()   # longer picks
+    with pytest.raises(ValueError, match="head_isotropic"):
+        TokenGenerator(tiny_cfg(head="untied", head_isotropic=True))
+
+
+def test_isotropic_term_fits_the_long_entry_preference_of_dot_picks():
+    """Why the isotropic term exists: ``dot`` picks of a residual with no predictable direction are
+    still the *long* entries. Linear and rank-1 tied heads cannot say so; one scalar s can."""
+    g = torch.Generator().manual_seed(0)
+    K, D, n = 64, 8, 4000
+    C = torch.randn(K, 1, D, generator=g)
+    r = torch.randn(n, D, generator=g)                             # isotropic: no direction to learn
+    target = torch.einsum("nd,kd->nk", r, C[:, 0]).argmax(-1)
+
+    def fit(rank, isotropic):
+        u = torch.zeros(1, 1, D, requires_grad=True)
+        v = (0.1 * torch.randn(1, 1, rank, D, generator=g)).requires_grad_(True)
+        s = torch.zeros(1, 1, requires_grad=True)
+        opt = torch.optim.Adam([u, v, s], lr=0.05)
+        for _ in range(300):
+            lg = tied_logits(u, C, 1.0, "dot", v if rank else None, s if isotropic else None)
+            ce = F.cross_entropy(lg[0].expand(n, K), target)
+            opt.zero_grad()
+            ce.backward()
+            opt.step()
+        return ce.item()
+
+    without, rank1, iso = fit(0, False), fit(1, False), fit(0, True)    # measured: 4.05, 3.48, 3.28 (uniform 4.16)
+    assert iso < min(without, rank1) - 0.1
+
+
 class _StepCoef:
     """Just what EncodeChooser.step reads of a StepCoefficients (a re-noising step)."""
     noise_scale = 0.5
@@ -242,7 +293,14 @@ def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_pa
     assert "codebook size" in cli_error(train_generator.main, ["--tokens", other] + base[2:] + [
         "--results-dir", tmp_path / "y", "--init-from", src])
     assert "nope" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "z", "--init-from", tmp_path / "nope"])
-    assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))          # refused before the run folder exists
+    # a generator without the isotropic head term may start one with it (same function at the start), not back
+    plain = _train(toy, "init-plain", ["--no-head-isotropic"])
+    train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "iso", "--init-from", plain]])
+    assert first_ce(tmp_path / "iso") < 0.2
+    assert json.loads((tmp_path / "iso" / "generator.json").read_text())["generator"]["head_isotropic"] is True
+    assert "head_isotropic" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "w", "--init-from", src,
+                                                                        "--no-head-isotropic"])
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "w"))     # refused before the run folder exists
 
 
 def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
