@@ -437,6 +437,30 @@ def t_generator_tuning():
             + "; ".join(f"`{c}`" for c in cmds))
 
 
+def t_generator_diagnostics():
+    """Where the generator loses FID: its chain with the stored tokens of `train` images in some rows."""
+    d = load("generator_diagnostics")
+    if not d:
+        return None
+    rows = []
+    for r in d["rows"]:
+        true = r.get("true_rows")
+        if true is None:
+            which = "none"
+        else:
+            which = f"{min(true)}-{max(true)}" if true == list(range(min(true), max(true) + 1)) else ", ".join(map(str, true))
+            which += f" ({r.get('true_from', 'same class')})"
+        rows.append((r["label"], which, f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %"))
+    n = d["rows"][0]["num_images"]
+    g = d["rows"][0]
+    return (md(["chain", "rows with stored `train` tokens", f"FID-{n} ↓", "KID ×10³ ↓", "class accuracy ↑ (proxy)"], rows) +
+            f"\n\n{n} class-balanced samples per row (image i seeded by (0, i)), 32 px, standard FID Inception against "
+            f"{g['fid_reference']} (the stored tokens are `train`'s). The generator's rows use its "
+            f"`rdpm-sample` defaults (CFG w = {g['cfg_scale']}, τ = {g['temperature']}); the class given to the chain "
+            "is the row's class also where other images' tokens (any class) fill rows. "
+            + "; ".join(f"`{c}`" for c in d["commands"]))
+
+
 def t_rfid():
     d = load("rfid")
     if not d:
@@ -520,7 +544,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),
