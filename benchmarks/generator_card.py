@@ -51,7 +51,8 @@ def write_card_md(card: dict, dst: Path):
            f"- Per token map (row 0 = the init map, then chain steps 1..N), held-out accuracy: "
            f"{', '.join(f'{100 * a:.1f}' for a in v['accuracy_per_row'])} %.\n") if v else ""
     r = g.get("head_rank", 0)
-    rank = f" plus a rank-{r} covariance term (`generator.py`)" if r else ""
+    terms = ([f"a rank-{r} covariance term"] if r else []) + (["the isotropic term"] if g.get("head_isotropic") else [])
+    rank = f" plus {' and '.join(terms)} (`generator.py`)" if terms else ""
     smp = card.get("sampling")
     if smp:
         knobs = f"CFG w = {smp['cfg_scale']}, τ = {smp['temperature']}" + \

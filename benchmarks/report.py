@@ -439,7 +439,7 @@ def t_generator_tuning():
 
 def t_generator_diagnostics():
     """Where the generator loses FID: its chain with the stored tokens of `train` images in some rows."""
-    d = load("generator_diagnostics")
+    d = _merged("generator_diagnostics", "generator_diagnostics_b")     # one run as two processes
     if not d:
         return None
     rows = []

@@ -57,10 +57,10 @@ if want generator; then   # the shipped generator: gen-mini over the latent toke
 fi
 
 if want generator-longer; then   # not in the default STAGES: continue the first generator's weights with the
-  # isotropic head term added (rdpm-train --init-from: a new run, fresh optimizer and cosine schedule); 3,800 steps
-  # x 64 (~5 more epochs of (image, row) draws), ~70 min as 2 CPU processes here, minutes on a GPU
+  # isotropic head term added (rdpm-train --init-from: a new run, fresh optimizer and cosine schedule); 2,500 steps
+  # x 64 (160,000 more (image, row) draws), ~50 min as 2 CPU processes here, minutes on a GPU
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-iso" \
-    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --head-isotropic --max-steps 3800 --global-batch-size 64 \
+    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --head-isotropic --max-steps 2500 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
     --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
 fi
