@@ -437,6 +437,39 @@ def t_generator_tuning():
             + "; ".join(f"`{c}`" for c in cmds))
 
 
+def t_generator_isotropic():
+    """The shipped generator against its continuation with the isotropic head term: held-out CE (each
+    run's val_metrics.json, copied to benchmarks/results/val_*.json) and FID."""
+    iso, base = load("generator_fid_latent_iso"), load("generator_fid_latent")
+    tune_iso = load("generator_tuning_iso")
+    tune = _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c")
+    ce = {k: load(f"val_cifar10-generator-{k}") for k in ("latent", "isotropic")}
+    if not iso or not base or not tune_iso or not all(ce.values()):
+        return None
+    knobs = ("cfg_scale", "temperature", "top_k", "top_p", "cfg_schedule")
+    rows = []
+    for name, fid_rows, tune_rows, v in (
+            ("shipped: 3,300 steps, no isotropic term", base["rows"], tune["rows"], ce["latent"][-1]),
+            ("+ 2,500 steps with the isotropic term (`--init-from`)", iso["rows"], tune_iso["rows"], ce["isotropic"][-1])):
+        g = next(r for r in fid_rows if r["kind"] == "generator")
+        for t in tune_rows:        # the settings tried for the continuation, for both
+            if not any(all(t.get(k) == x.get(k) for k in knobs) for x in tune_iso["rows"]):
+                continue
+            at_default = all(t.get(k) == g.get(k) for k in knobs)
+            rows.append((name, f"{v['ce']:.3f}", f"{v['ce_per_row'][-1]:.2f}",
+                         f"CFG w={t['cfg_scale']}, τ={t['temperature']}", f"{t['fid']:.1f}",
+                         f"**{g['fid']:.1f}**" if at_default else "-",
+                         f"{100 * g['class accuracy']:.1f} %" if at_default else "-"))
+    n1, n2 = tune_iso["rows"][0]["num_images"], iso["rows"][0]["num_images"]
+    return (md(["generator", "held-out CE (nats/token)", "CE, last map", "setting", f"FID-{n1} ↓ (vs train, tuning)",
+                f"FID-{n2 // 1000}k ↓ (vs val)", "class accuracy ↑ (proxy)"], rows) +
+            f"\n\nHeld-out CE: teacher-forced on the tokens of 500 `val` images (uniform guessing 8.318), from each run's "
+            f"`val_metrics.json` (copied to `benchmarks/results/val_cifar10-generator-{{latent,isotropic}}.json`). FID at "
+            f"32 px, standard FID Inception; FID-{n1} against {tune_iso['rows'][0]['fid_reference']}, FID-{n2 // 1000}k "
+            f"against {iso['rows'][0]['fid_reference']} at CFG w = 2, τ = 1 (the shipped default). "
+            + "; ".join(f"`{c}`" for c in iso.get("commands", []) + tune_iso.get("commands", [])))
+
+
 def t_generator_diagnostics():
     """Where the generator loses FID: its chain with the stored tokens of `train` images in some rows."""
     d = _merged("generator_diagnostics", "generator_diagnostics_b")     # one run as two processes
@@ -544,7 +577,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

@@ -43,7 +43,8 @@ class GeneratorTrainConfig(TrainConfig):
     head: str = "tied"
     head_rank: int | None = None         # tied head's covariance term (generator.py): None = 4 when tied;
                                          # 0 = SPEC §9's linear tied head
-    head_isotropic: bool | None = None   # tied head's isotropic covariance term (generator.py): None = on when tied
+    head_isotropic: bool = False         # tied head's isotropic covariance term (generator.py): off, it lowers
+                                         # the CE but raised FID (README, Design)
     max_steps: int = 5000
     lr: float = 3e-4
     sample_every: int = 0
@@ -63,8 +64,9 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
                    help="tied head: rank of its per-block covariance term; default 4 for the tied head (see the "
                         "README's 'Generator heads' table), 0 = the linear tied head of SPEC §9")
     p.add_argument("--head-isotropic", action=argparse.BooleanOptionalAction, default=d.head_isotropic,
-                   help="tied head: the isotropic covariance term (dot tokens favour long codebook entries); "
-                        "default on for the tied head. --init-from a generator without it adds it (starting at zero)")
+                   help="tied head: add the isotropic covariance term (dot tokens favour long codebook entries): a "
+                        "lower cross-entropy but a worse FID on CIFAR-10 (README, Design). --init-from a generator "
+                        "without it adds it (starting at zero)")
     add_train_args(p, d, unit="token sequences")
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
@@ -172,7 +174,7 @@ def train(cfg: GeneratorTrainConfig):
                               "block_dim": batcher.grid.block_dim, "num_rows": h.num_token_rows,
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
-                              "head_isotropic": cfg.head == "tied" if cfg.head_isotropic is None else cfg.head_isotropic,
+                              "head_isotropic": cfg.head_isotropic,
                               "score": effective_score(h.selection, h.plan["kind"])})
     init = initial_weights(cfg, h, gcfg)                        # checked before the run folder exists
     precision = TokenGenerator(gcfg).resolve_precision(cfg.mixed_precision, device,

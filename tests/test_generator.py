@@ -294,12 +294,12 @@ def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_pa
         "--results-dir", tmp_path / "y", "--init-from", src])
     assert "nope" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "z", "--init-from", tmp_path / "nope"])
     # a generator without the isotropic head term may start one with it (same function at the start), not back
-    plain = _train(toy, "init-plain", ["--no-head-isotropic"])
-    train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "iso", "--init-from", plain]])
+    train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "iso", "--init-from", src,
+                                                  "--head-isotropic"]])
     assert first_ce(tmp_path / "iso") < 0.2
     assert json.loads((tmp_path / "iso" / "generator.json").read_text())["generator"]["head_isotropic"] is True
-    assert "head_isotropic" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "w", "--init-from", src,
-                                                                        "--no-head-isotropic"])
+    assert "head_isotropic" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "w", "--init-from",
+                                                                        tmp_path / "iso"])
     assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "w"))     # refused before the run folder exists
 
 

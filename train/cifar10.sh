@@ -16,7 +16,7 @@ STAGES=${STAGES:-"backbones classifier tokenize generator"}
 TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
 GEN_STEPS=${GEN_STEPS:-2800}
 PY=${PY:-python}
-# the generator-longer stage continues this generator (the generator stage's run)
+# the generator-isotropic stage continues this generator (the generator stage's run)
 GEN_INIT=${GEN_INIT:-$RUNS/gen-latent}
 # tokens are made with the shipped backbones (their weights hash is in every token header); the latent
 # EDM backbone is the long run's (README: 'The long backbone run'; its CARD.md has the command and how
@@ -51,14 +51,14 @@ fi
 if want generator; then   # the shipped generator: gen-mini over the latent tokens of all 50,000 train images, 2
   # CPU processes (accelerate launch --multi_gpu --num_processes 2 here); its card has the measured wall time
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent" \
-    --model gen-mini --head-rank 4 --no-head-isotropic --max-steps 3300 --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
+    --model gen-mini --head-rank 4 --max-steps 3300 --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
     --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
     --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
 fi
 
-if want generator-longer; then   # not in the default STAGES: continue the first generator's weights with the
-  # isotropic head term added (rdpm-train --init-from: a new run, fresh optimizer and cosine schedule); 2,500 steps
-  # x 64 (160,000 more (image, row) draws), ~50 min as 2 CPU processes here, minutes on a GPU
+if want generator-isotropic; then   # an ablation, not in the default STAGES: continue the generator stage's weights
+  # with the isotropic head term added (rdpm-train --init-from: a new run, fresh optimizer and cosine schedule);
+  # 2,500 steps x 64, ~50 min as 2 CPU processes here. Lower held-out CE, worse FID (README, Design)
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-iso" \
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --head-isotropic --max-steps 2500 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
@@ -72,7 +72,7 @@ fi
 
 if want generator-pixels; then   # gen-mini, fp32 (bf16 autocast is slower on CPUs without bf16 instructions)
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-vp-8x8" --results-dir "$RUNS/cifar10-generator" \
-    --model gen-mini --head-rank 4 --no-head-isotropic --max-steps "$GEN_STEPS" --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
+    --model gen-mini --head-rank 4 --max-steps "$GEN_STEPS" --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
     --mixed-precision no --log-every 50 --ckpt-every 500 --sample-every 1000 --backbone "$BACKBONE_PIXELS" \
     --val-tokens "$RUNS/tokens-cifar10-val-8x8"
 fi
