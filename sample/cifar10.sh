@@ -61,6 +61,19 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --temperature 0.5 --rows 0 --out benchmarks/results/generator_fid_latent_former_default.json
   run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --fid-image-size 64 \
     --cfg-scale 3 --temperature 0.5 --rows 0,3,7,8,9 --out benchmarks/results/generator_fid_latent_64px.json
+  # where the generator loses FID (stored train tokens in some token maps), against val
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" --suite diagnostics --num-images 500 \
+    --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
+    --features-dir runs/generator-features-diagnostics --rows 0,1,2,3,4 --out benchmarks/results/generator_diagnostics.json
+  # the isotropic head term's continuation (train/cifar10.sh stage generator-isotropic -> runs/gen-latent-iso)
+  ISO=(--generator runs/gen-latent-iso --tokens runs/tokens-cifar10-edm-long-8x8 --backbone assets/cifar10-taef2-edm-long
+       --batch-size 50 --mixed-precision no)
+  run $PY benchmarks/bench_generator.py "${ISO[@]}" --suite main --num-images 1000 --cfg-scale 2 --temperature 1.0 \
+    --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
+    --features-dir runs/generator-features-latent-iso --rows 0 --out benchmarks/results/generator_fid_latent_iso.json
+  run $PY benchmarks/bench_generator.py "${ISO[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-iso \
+    --cfg-scale 2 --temperature 1.0 --cfg-sweep 2 1.5 --temperature-sweep 0.85 --rows 0,1,2 \
+    --out benchmarks/results/generator_tuning_iso.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
