@@ -151,7 +151,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
     if row["kind"] in ("generator", "mixed"):
         sampler = generator_sampler(row, a, cache)
     if row["kind"] == "mixed":
-        return mixed_rows(row, a, labels, sampler), timing
+        return mixed_rows(row, a, labels, sampler)
     tok = baseline_tokenizer(a, cache)
     for b in range(0, n, a.batch_size):
         idx = np.arange(b, min(b + a.batch_size, n))
@@ -234,22 +234,21 @@ class RowMixChooser:
 
 
 @torch.no_grad()
-def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> np.ndarray:
+def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> tuple[np.ndarray, dict]:
     """The generator's chain (its tuned settings, class ``labels``) with stored train tokens in the row's
-    ``true_rows``."""
-    from rdpm_gddcm.chain import run_chain
-    from rdpm_gddcm.generator import ModelChooser
+    ``true_rows``: (uint8 NHWC images, timing seconds)."""
     tokens, _ = train_token_rows(a, labels, row.get("true_from", "same class"))
-    tok, out = sampler.tokenizer, []
+    out, timing = [], {"backbone_and_chain_s": 0.0, "transformer_s": 0.0, "autoencoder_s": 0.0}
     for b in range(0, len(labels), a.batch_size):
         idx = np.arange(b, min(b + a.batch_size, len(labels)))
-        y = torch.from_numpy(labels[idx]).long()
-        mc = ModelChooser(sampler.model, y, [image_generator(a.global_seed, int(i)) for i in idx], row["cfg_scale"],
-                          row["cfg_schedule"], row["temperature"], row["top_k"], row["top_p"], sampler.autocast)
-        chain = run_chain(tok.backbone, tok.spec, RowMixChooser(mc, torch.from_numpy(tokens[idx]), row["true_rows"]),
-                          len(idx), y if tok.cfg.conditional else None, sampler.device)
-        out.append(to_uint8_nhwc(tok.autoencoder.decode(chain.latent)))
-    return np.concatenate(out)
+        stored = torch.from_numpy(tokens[idx])
+        imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"], row["temperature"],
+                                 row["top_k"], row["top_p"], a.global_seed,
+                                 wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
+        out.append(to_uint8_nhwc(imgs))
+        for k in timing:
+            timing[k] += t[k]
+    return np.concatenate(out), timing
 
 
 @torch.no_grad()

@@ -164,8 +164,9 @@ class Sampler:
 
     @torch.no_grad()
     def sample(self, indices, labels, cfg_scale=None, cfg_schedule=None, temperature=None, top_k=None, top_p=None,
-               global_seed=0, return_tokens=False):
-        """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting."""
+               global_seed=0, return_tokens=False, wrap_chooser=None):
+        """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting.
+        ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics)."""
         from .chain import run_chain
         d = self.defaults
         cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
@@ -178,7 +179,8 @@ class Sampler:
         y = torch.as_tensor(np.asarray(labels)).long()
         chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast)
         t0 = time.time()
-        out = run_chain(tok.backbone, tok.spec, chooser, len(indices), y if tok.cfg.conditional else None, self.device)
+        out = run_chain(tok.backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
+                        y if tok.cfg.conditional else None, self.device)
         t_chain = time.time() - t0
         t1 = time.time()
         images = tok.autoencoder.decode(out.latent)
