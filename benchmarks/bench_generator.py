@@ -72,6 +72,14 @@ def generator_rows(a) -> list[dict]:
             dict(label="the generator in rows 0-3, true tokens after", true_rows=late, **g0),
             dict(label="the generator in rows 0-3, other images' true tokens after", true_rows=late,
                  true_from="other images", **g0),
+            # which property of the other images' late tokens helps: the rows, and their coherence
+            dict(label="other images' true tokens in rows 4-6 only", true_rows=[4, 5, 6], true_from="other images", **g0),
+            dict(label="other images' true tokens in rows 7-10 only", true_rows=[7, 8, 9, 10], true_from="other images",
+                 **g0),
+            dict(label="the generator in rows 0-3, each later map from a different image", true_rows=late,
+                 true_from="other images, one per map", **g0),
+            dict(label="the generator in rows 0-3, each later token from a different image", true_rows=late,
+                 true_from="other images, one per token", **g0),
         ]
     rows = []
     for w in a.cfg_sweep:
@@ -85,6 +93,9 @@ def generator_rows(a) -> list[dict]:
     for q in a.top_p_sweep:
         rows.append(dict(label=f"top-p {q}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=a.temperature, top_p=q))
+    for m in a.min_norm_maps_sweep:
+        rows.append(dict(label=f"minimum-norm last {m} maps", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                         temperature=a.temperature, min_norm_maps=m))
     rows.append(dict(label="CFG linear schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                      temperature=a.temperature, cfg_schedule="linear"))
     for variant in a.head_variant:
@@ -158,7 +169,8 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
         y = torch.from_numpy(labels[idx]).long()
         if row["kind"] == "generator":
             imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"],
-                                     row["temperature"], row["top_k"], row["top_p"], a.global_seed)
+                                     row["temperature"], row["top_k"], row["top_p"], a.global_seed,
+                                     min_norm_maps=row["min_norm_maps"])
             for k in timing:
                 timing[k] += t[k]
         else:
@@ -198,13 +210,28 @@ def train_images(a, labels: np.ndarray, size: int = 32) -> torch.Tensor:
     return x[idx]
 
 
+# where the stored tokens of the diagnostics come from: class-matched images, or a fixed random draw of
+# images regardless of class, whole (one image per sample), one image per token map, or one per token
+TRUE_FROM = ("same class", "other images", "other images, one per map", "other images, one per token")
+
+
 def train_token_rows(a, labels: np.ndarray, true_from: str = "same class") -> tuple[np.ndarray, np.ndarray]:
-    """(tokens, labels) of --tokens images for ``labels``: the j-th image of class c for the j-th
-    occurrence of c, or (``other images``) a fixed random draw of images regardless of class."""
+    """(tokens, labels) of --tokens images for ``labels`` (``TRUE_FROM``): the j-th image of class c for
+    the j-th occurrence of c, or other images drawn at random regardless of class. The recombined draws
+    (one image per map or per token) keep each token at its own row and block, whose codebook it indexes;
+    their labels are those of the images drawn for the first map's first block."""
     from rdpm_gddcm.token_io import TokenDataset
     ds = TokenDataset(a.tokens)
+    if true_from not in TRUE_FROM:
+        raise SystemExit(f"true_from {true_from!r}: use one of {', '.join(TRUE_FROM)}")
     if true_from == "other images":
         sel = np.random.RandomState(0).permutation(len(ds))[:len(labels)]
+    elif true_from.startswith("other images, "):
+        R, G = ds.tokens.shape[1:]
+        shape = (len(labels), R, 1) if true_from.endswith("per map") else (len(labels), R, G)
+        src = np.broadcast_to(np.random.RandomState(0).randint(0, len(ds), size=shape), (len(labels), R, G))
+        tokens = np.asarray(ds.tokens[:])[src, np.arange(R)[None, :, None], np.arange(G)[None, None, :]]
+        return tokens, ds.labels[src[:, 0, 0]]
     else:
         of_class = {c: np.flatnonzero(ds.labels == c) for c in np.unique(labels)}
         seen: dict = {}
@@ -243,7 +270,7 @@ def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> tuple[np.n
         idx = np.arange(b, min(b + a.batch_size, len(labels)))
         stored = torch.from_numpy(tokens[idx])
         imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"], row["temperature"],
-                                 row["top_k"], row["top_p"], a.global_seed,
+                                 row["top_k"], row["top_p"], a.global_seed, min_norm_maps=row["min_norm_maps"],
                                  wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
         out.append(to_uint8_nhwc(imgs))
         for k in timing:
@@ -332,6 +359,10 @@ def main():
     p.add_argument("--temperature-sweep", type=float, nargs="*", default=[0.7, 0.85, 1.15])
     p.add_argument("--top-k-sweep", type=int, nargs="*", default=[], help="ablations: top-k values (after the τ rows)")
     p.add_argument("--top-p-sweep", type=float, nargs="*", default=[], help="ablations: top-p values (after top-k)")
+    p.add_argument("--min-norm-maps-sweep", type=int, nargs="*", default=[],
+                   help="ablations: numbers of final token maps given the shortest codebook entry (after top-p)")
+    p.add_argument("--min-norm-maps", type=int, default=None,
+                   help="the generator rows' --min-norm-maps; default: the checkpoint's rdpm-sample default")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
                    help="backbone and generator precision (rdpm_gddcm.precision)")
     p.add_argument("--fid-reference", default=None, metavar="GLOB",
@@ -353,16 +384,21 @@ def main():
     res = json.loads(out.read_text()) if out.exists() else {"rows": []}
     done = {r["label"] for r in res["rows"]}
     rows = generator_rows(a)
+    for r in rows:                         # --min-norm-maps applies to every generator row that does not set it
+        if r["kind"] in ("generator", "mixed") and "min_norm_maps" not in r:
+            r["min_norm_maps"] = a.min_norm_maps
     if a.rows:
         rows = [rows[int(i)] for i in a.rows.split(",")]
     labels = labels_for(a.num_images, 10, None)
     reference = load_source(a.val_path, "reference")
     cache: dict = {}
     for row in rows:
-        if row["label"] in done:
-            continue
         if row["kind"] in ("generator", "mixed"):
             generator_sampler(row, a, cache)     # the row's settings, also when its samples were kept earlier
+            if row["min_norm_maps"] and "minimum-norm" not in row["label"]:    # rows differ only by it otherwise
+                row["label"] += f", minimum-norm last {row['min_norm_maps']} maps"
+        if row["label"] in done:
+            continue
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
         kept = Path(a.features_dir) / f"{a.suite}_{tag}_{len(labels)}_samples.npz"
         settings = sample_key(row, a)

@@ -56,7 +56,8 @@ def write_card_md(card: dict, dst: Path):
     smp = card.get("sampling")
     if smp:
         knobs = f"CFG w = {smp['cfg_scale']}, τ = {smp['temperature']}" + \
-            (f", top-k {smp['top_k']}" if smp.get("top_k") else "") + (f", top-p {smp['top_p']}" if smp.get("top_p", 1) < 1 else "")
+            (f", top-k {smp['top_k']}" if smp.get("top_k") else "") + (f", top-p {smp['top_p']}" if smp.get("top_p", 1) < 1 else "") + \
+            (f", the last {smp['min_norm_maps']} token maps minimum-norm" if smp.get("min_norm_maps") else "")
         sampling = (f"`rdpm-sample` defaults to this checkpoint's tuned setting ({knobs}; recorded in generator.json "
                     f"\"sampling\", chosen as the {smp['tuned_by']}); flags override it.\n")
         shown = knobs
@@ -109,30 +110,47 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
     (dst / "CARD.md").write_text(text)
 
 
-def tuned_sampling(paths: list[Path]) -> dict:
-    """The setting of the lowest-FID generator row of bench_generator.py JSONs, as generator.json's
+def tuned_sampling(paths: list[Path], min_class_accuracy: float = 0.0) -> dict:
+    """The setting of the lowest-FID generator row of bench_generator.py JSONs among those whose samples'
+    class accuracy (the proxy classifier) is at least ``min_class_accuracy``, as generator.json's
     "sampling" record (what rdpm-sample uses when no flag is given)."""
     rows = [r for path in paths for r in json.loads(path.read_text())["rows"]
             if r.get("kind") == "generator" and r.get("fid") is not None]
+    total = len(rows)
+    rows = [r for r in rows if (r.get("class accuracy") or 0.0) >= min_class_accuracy]
     if not rows:
-        raise SystemExit(f"--sampling-from {' '.join(map(str, paths))}: no generator row with an FID")
+        raise SystemExit(f"--sampling-from {' '.join(map(str, paths))}: no generator row with an FID"
+                         + (f" and class accuracy >= {min_class_accuracy}" if min_class_accuracy else ""))
     best = min(rows, key=lambda r: r["fid"])
+    floor = (f" with class accuracy >= {100 * min_class_accuracy:.0f} % ({len(rows)} of {total} settings)"
+             if min_class_accuracy else "")
     rel = [str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in paths]
     return {"cfg_scale": best["cfg_scale"], "cfg_schedule": best.get("cfg_schedule", "constant"),
             "temperature": best["temperature"], "top_k": best.get("top_k") or 0, "top_p": best.get("top_p") or 1.0,
-            "tuned_by": f"lowest FID of {len(rows)} settings, {best['num_images']} samples each against "
+            "min_norm_maps": best.get("min_norm_maps") or 0,
+            "tuned_by": f"lowest FID of {total} settings{floor}, {best['num_images']} samples each against "
                         f"{best['fid_reference']}, in {', '.join(rel)} (row '{best['label']}')"}
 
 
-def generator_fid(path: Path) -> dict:
+def generator_fid(path: Path, sampling: dict | None = None) -> dict:
+    """The FID row of the generator at ``sampling`` (the recorded defaults), else the 'RDPM generator (ours)' row."""
     res = json.loads(path.read_text())
-    row = next((r for r in res["rows"] if r["label"] == "RDPM generator (ours)"), None)
+    if sampling:
+        knobs = {k: v for k, v in sampling.items() if k != "tuned_by"}
+        value = lambda r, k: (r.get(k) or 0) if k == "min_norm_maps" else r.get(k)  # noqa: E731  (0 before the knob)
+        row = next((r for r in res["rows"] if r["kind"] == "generator"
+                    and all(value(r, k) == value(knobs, k) for k in knobs)), None)
+        what = f"generator row at the recorded setting {knobs}"
+    else:
+        row = next((r for r in res["rows"] if r["label"] == "RDPM generator (ours)"), None)
+        what = "'RDPM generator (ours)' row"
     if row is None or row.get("fid") is None:
-        raise SystemExit(f"--fid-from {path}: no 'RDPM generator (ours)' row with an FID")
+        raise SystemExit(f"--fid-from {path}: no {what} with an FID")
     rel = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
     return {"fid": row["fid"], "kid": row["kid"], "num_images": row["num_images"], "fid_reference": row["fid_reference"],
             "class_accuracy": row.get("class accuracy"), "cfg_scale": row["cfg_scale"],
-            "temperature": row["temperature"], "source": str(rel), "fid_image_size": row.get("fid_image_size")}
+            "temperature": row["temperature"], "min_norm_maps": row.get("min_norm_maps") or 0, "source": str(rel),
+            "fid_image_size": row.get("fid_image_size")}
 
 
 def backbone_summary(backbone: Path) -> dict:
@@ -165,8 +183,11 @@ def main():
     p.add_argument("--note", default="", help="how the run went, for the card (interruptions, shared CPU, ...)")
     p.add_argument("--sampling-from", nargs="+", default=None, metavar="JSON",
                    help="bench_generator.py tuning JSONs: their lowest-FID generator row becomes rdpm-sample's default")
+    p.add_argument("--min-class-accuracy", type=float, default=0.0,
+                   help="--sampling-from: only settings whose samples reach this class accuracy (proxy classifier)")
     p.add_argument("--fid-from", default=None, metavar="JSON",
-                   help="a bench_generator.py JSON whose 'RDPM generator (ours)' row is the card's FID")
+                   help="a bench_generator.py JSON whose generator row at the recorded setting (--sampling-from) is the "
+                        "card's FID, else its 'RDPM generator (ours)' row")
     a = p.parse_args()
     run, dst = Path(a.run), ROOT / "assets" / a.name
     meta = json.loads((run / "generator.json").read_text())
@@ -181,7 +202,7 @@ def main():
     meta["backbone"] = f"../{a.backbone_asset}"          # resolved relative to the asset by rdpm-sample
     meta["train_config"] = {k: (v if not isinstance(v, str) or not Path(v).is_absolute() else Path(v).name)
                             for k, v in meta["train_config"].items()}
-    sampling = tuned_sampling([Path(f) for f in a.sampling_from]) if a.sampling_from else None
+    sampling = tuned_sampling([Path(f) for f in a.sampling_from], a.min_class_accuracy) if a.sampling_from else None
     if sampling:
         meta["sampling"] = sampling
     (dst / "generator.json").write_text(json.dumps(meta, indent=2))
@@ -206,7 +227,7 @@ def main():
             "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit, "note": a.note,
             "backbone": backbone_summary(backbone), "sampling": sampling,
             "precision": cfg["resolved"].get("precision"),
-            "fid": generator_fid(Path(a.fid_from)) if a.fid_from else None}
+            "fid": generator_fid(Path(a.fid_from), sampling) if a.fid_from else None}
     if grid_note:
         card["grid_note"] = grid_note
     (dst / "card.json").write_text(json.dumps(card, indent=2))

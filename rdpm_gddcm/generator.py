@@ -28,6 +28,13 @@ adds ``½·s_b·‖C[k]_b‖² / Db`` with a scalar s_b predicted per block (its
 function as without it). ``dot`` tokens are argmaxes of ⟨r_b, C⟩, so they favour *long* entries whatever
 the direction of r_b; where r_b is nearly unpredictable (the late maps) that preference is most of what can
 be known, and a rank-r term spans too few directions to express it.
+
+Minimum-norm maps (``min_norm_maps`` = M, a sampling setting, ours): the last M token maps take each
+block's shortest codebook entry instead of a sampled token. A chain step adds ``noise_scale·C[k]``
+(Eq. 22); a data token is long *and* aligned with the image's residual, while a token drawn from a
+near-uniform prediction is a random direction, i.e. noise. Where the generator cannot predict the
+residual, the shortest entry adds the least of that noise: a deterministic, lower-noise end of the
+chain, as DDIM's η < 1 is of an ancestral sampler. Those maps need no transformer call. M = 0 is SPEC §9.
 """
 from __future__ import annotations
 
@@ -223,6 +230,11 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
+def min_norm_entries(codebook_blocks: torch.Tensor) -> torch.Tensor:
+    """(K, G, Db) -> (1, G): each block's shortest codebook entry (the minimum-norm maps' token)."""
+    return codebook_blocks.float().square().sum(-1).argmin(0).unsqueeze(0)
+
+
 class ModelChooser:
     """The chain's chooser for RDPM sampling (SPEC §9): CFG on logits l = l_u + w·(l_c - l_u),
     then Gumbel-max argmax(l/τ + G) with image i's noise from its own generator (τ = 0: greedy).
@@ -230,10 +242,13 @@ class ModelChooser:
 
     def __init__(self, model: TokenGenerator, labels: torch.Tensor, generators: list, cfg_scale: float = 1.0,
                  cfg_schedule: str = "constant", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 autocast_dtype=None):
+                 autocast_dtype=None, min_norm_maps: int = 0):
+        if not 0 <= min_norm_maps <= model.cfg.num_rows:
+            raise ValueError(f"min_norm_maps {min_norm_maps} outside [0, {model.cfg.num_rows}] (the token maps)")
         self.model, self.labels, self.generators = model, labels.long(), generators
         self.cfg_scale, self.cfg_schedule = cfg_scale, cfg_schedule
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.min_norm_maps = min_norm_maps
         self.autocast_dtype = autocast_dtype
         self.time_in_model = 0.0
         self._device_generators: list | None = None
@@ -260,6 +275,11 @@ class ModelChooser:
         return out.float()
 
     def choose(self, ctx) -> torch.Tensor:
+        if self.min_norm_maps:                                     # module docstring: minimum-norm maps
+            m = ctx.spec.row_of_step(ctx.n)
+            if m >= self.model.cfg.num_rows - self.min_norm_maps:
+                shortest = min_norm_entries(ctx.spec.codebook_blocks(m, ctx.state.device))
+                return shortest.expand(ctx.state.shape[0], -1)
         logits = filter_logits(self.logits(ctx), self.top_k, self.top_p)
         if self.temperature <= 0:
             return logits.argmax(-1)

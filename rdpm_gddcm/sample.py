@@ -41,7 +41,8 @@ from .files import write_json_atomic
 
 
 # Used where neither the command line nor the checkpoint's generator.json sets a sampling knob.
-SAMPLING_DEFAULTS = {"cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+SAMPLING_DEFAULTS = {"cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                     "min_norm_maps": 0}
 
 
 def _schedule(text: str) -> str:
@@ -52,7 +53,7 @@ def _schedule(text: str) -> str:
 
 # how a recorded value is checked: the command line's own parsers
 _RECORDED = {"cfg_scale": nonneg_float, "cfg_schedule": _schedule, "temperature": nonneg_float, "top_k": nonneg_int,
-             "top_p": open_probability}
+             "top_p": open_probability, "min_norm_maps": nonneg_int}
 
 
 def recorded_sampling(meta: dict, source: str) -> dict:
@@ -92,6 +93,9 @@ def parse_args(argv=None):
                    help=f"keep the k best entries per block, 0 = all ({recorded.format(SAMPLING_DEFAULTS['top_k'])})")
     p.add_argument("--top-p", type=open_probability, default=argparse.SUPPRESS,
                    help=f"nucleus sampling mass, 1 = off ({recorded.format(SAMPLING_DEFAULTS['top_p'])})")
+    p.add_argument("--min-norm-maps", type=nonneg_int, default=argparse.SUPPRESS,
+                   help="the last M token maps take each block's shortest codebook entry, the least injected noise, "
+                        f"instead of a sampled token (generator.py) ({recorded.format(SAMPLING_DEFAULTS['min_norm_maps'])})")
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (in fp32 results do not depend on it; under bf16 autocast the last bits can, see above)")
     p.add_argument("--sample-dir", required=True)
@@ -164,7 +168,7 @@ class Sampler:
 
     @torch.no_grad()
     def sample(self, indices, labels, cfg_scale=None, cfg_schedule=None, temperature=None, top_k=None, top_p=None,
-               global_seed=0, return_tokens=False, wrap_chooser=None):
+               global_seed=0, return_tokens=False, wrap_chooser=None, min_norm_maps=None):
         """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting.
         ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics)."""
         from .chain import run_chain
@@ -174,10 +178,12 @@ class Sampler:
         temperature = d["temperature"] if temperature is None else temperature
         top_k = d["top_k"] if top_k is None else top_k
         top_p = d["top_p"] if top_p is None else top_p
+        min_norm_maps = d["min_norm_maps"] if min_norm_maps is None else min_norm_maps
         tok = self.tokenizer
         gens = [image_generator(global_seed, int(i)) for i in indices]
         y = torch.as_tensor(np.asarray(labels)).long()
-        chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast)
+        chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast,
+                               min_norm_maps)
         t0 = time.time()
         out = run_chain(tok.backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
                         y if tok.cfg.conditional else None, self.device)
@@ -238,6 +244,9 @@ def run(a):
     sampler.share_precision(state)               # every process samples as sample_settings.json records
     for k, v in sampler.settings(a).items():        # resolved before anything is recorded
         setattr(a, k, v)
+    if a.min_norm_maps > sampler.model.cfg.num_rows:
+        raise ValueError(f"--min-norm-maps {a.min_norm_maps}: this generator's tokens have {sampler.model.cfg.num_rows} "
+                         "maps; pass at most that (0 samples every map)")
     out = Path(a.sample_dir)
     settings = json.loads(json.dumps(sample_settings(a, sampler), default=str))
     check_resumable(out, settings)              # every process checks, so all fail together
@@ -266,7 +275,8 @@ def run(a):
     t0 = time.time()
     for b in tqdm(range(0, len(mine), a.batch_size), disable=not state.is_local_main_process, desc="sampling"):
         idx = mine[b:b + a.batch_size]
-        imgs, t = sampler.sample(idx, labels[idx], a.cfg_scale, a.cfg_schedule, a.temperature, a.top_k, a.top_p, a.global_seed)
+        imgs, t = sampler.sample(idx, labels[idx], a.cfg_scale, a.cfg_schedule, a.temperature, a.top_k, a.top_p, a.global_seed,
+                                 min_norm_maps=a.min_norm_maps)
         for k in timing:
             timing[k] += t[k]
         save_images(imgs.cpu(), [str(out / f"{i:06d}.png") for i in idx])

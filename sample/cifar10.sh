@@ -43,28 +43,48 @@ if want benchmarks; then  # every README table and plot; each script resumes row
         --fid-reference-name 'CIFAR-10 train (first 20,000, class-balanced)' --features-dir runs/generator-features-tune)
   VAL=(--fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val'
        --features-dir runs/generator-features-latent)
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-sweep 1 1.5 2 3 4 --temperature-sweep \
+  # (these first rows sample every token map: --min-norm-maps 0, the setting before minimum-norm maps existed)
+  EVERY=(--min-norm-maps 0)
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" "${EVERY[@]}" --cfg-sweep 1 1.5 2 3 4 --temperature-sweep \
     --temperature 1.0 --rows 0,1,2,3,4 --out benchmarks/results/generator_tuning.json
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 3 --temperature 1.0 --cfg-sweep \
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" "${EVERY[@]}" --cfg-scale 3 --temperature 1.0 --cfg-sweep \
     --temperature-sweep 0.5 0.7 --top-k-sweep 16 128 --rows 0,1,2,3 --out benchmarks/results/generator_tuning_b.json
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 2 --cfg-sweep --temperature-sweep 1.25 \
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" "${EVERY[@]}" --cfg-scale 2 --cfg-sweep --temperature-sweep 1.25 \
     --rows 0 --out benchmarks/results/generator_tuning_c.json
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 1.5 --cfg-sweep --temperature-sweep 1.3 \
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" "${EVERY[@]}" --cfg-scale 1.5 --cfg-sweep --temperature-sweep 1.3 \
     --rows 0 --out benchmarks/results/generator_tuning_c.json
+  # the last M token maps minimum-norm (rdpm-sample --min-norm-maps), then CFG and τ at the best M; the shipped
+  # default is the lowest FID with class accuracy >= 60 % (generator_card.py --min-class-accuracy 0.6)
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 2 --temperature 1.0 --cfg-sweep \
+    --temperature-sweep --min-norm-maps-sweep 2 3 4 5 --rows 1,2 --out benchmarks/results/generator_tuning_d.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 2 --temperature 1.0 --cfg-sweep \
+    --temperature-sweep --min-norm-maps-sweep 2 3 4 5 --rows 0,3 --out benchmarks/results/generator_tuning_e.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 \
+    --cfg-sweep 1.5 --temperature-sweep 0.85 --rows 0,1 --out benchmarks/results/generator_tuning_d.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 \
+    --cfg-sweep 3 --temperature-sweep --rows 0 --out benchmarks/results/generator_tuning_e.json
   # rows: the generator with its recorded defaults, random tokens, ancestral 100 steps, the decoded tokens,
   # the autoencoder alone; then the same samples (and upsampled real images) scored at 64 px
   run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --rows 0 \
-    --out benchmarks/results/generator_fid_latent.json
+    --out benchmarks/results/generator_fid_latent_c.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" "${EVERY[@]}" --suite main --num-images 1000 \
+    --cfg-scale 2 --temperature 1.0 --rows 0 --out benchmarks/results/generator_fid_latent.json
   run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --rows 3,5,7,8 \
     --out benchmarks/results/generator_fid_latent_b.json
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --cfg-scale 3 \
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${EVERY[@]}" "${VAL[@]}" --suite main --num-images 1000 --cfg-scale 3 \
     --temperature 0.5 --rows 0 --out benchmarks/results/generator_fid_latent_former_default.json
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --fid-image-size 64 \
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${EVERY[@]}" "${VAL[@]}" --suite main --num-images 1000 --fid-image-size 64 \
     --cfg-scale 3 --temperature 0.5 --rows 0,3,7,8,9 --out benchmarks/results/generator_fid_latent_64px.json
   # where the generator loses FID (stored train tokens in some token maps), against val
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" --suite diagnostics --num-images 500 \
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${EVERY[@]}" --suite diagnostics --num-images 500 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
     --features-dir runs/generator-features-diagnostics --rows 0,1,2,3,4 --out benchmarks/results/generator_diagnostics.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${EVERY[@]}" --suite diagnostics --num-images 500 \
+    --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
+    --features-dir runs/generator-features-diagnostics --rows 5,6 --out benchmarks/results/generator_diagnostics_c.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${EVERY[@]}" --suite diagnostics --num-images 500 \
+    --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
+    --features-dir runs/generator-features-diagnostics --rows 7,8 --out benchmarks/results/generator_diagnostics_d.json
   # the isotropic head term's continuation (train/cifar10.sh stage generator-isotropic -> runs/gen-latent-iso)
   ISO=(--generator runs/gen-latent-iso --tokens runs/tokens-cifar10-edm-long-8x8 --backbone assets/cifar10-taef2-edm-long
        --batch-size 50 --mixed-precision no)
@@ -73,6 +93,9 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --features-dir runs/generator-features-latent-iso --rows 0 --out benchmarks/results/generator_fid_latent_iso.json
   run $PY benchmarks/bench_generator.py "${ISO[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-iso \
     --cfg-scale 2 --temperature 1.0 --cfg-sweep 2 1.5 --temperature-sweep 0.85 --rows 0,1,2 \
+    --out benchmarks/results/generator_tuning_iso.json
+  run $PY benchmarks/bench_generator.py "${ISO[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-iso \
+    --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --cfg-sweep 2 --temperature-sweep --rows 0 \
     --out benchmarks/results/generator_tuning_iso.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \

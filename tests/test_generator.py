@@ -446,3 +446,58 @@ def test_gumbel_max_sampler_draws_from_the_softmax(tau):
     assert stats.chisquare(counts, expected).pvalue > 1e-3
     inverted = torch.softmax(-lg.double() / tau, 0).numpy() * G
     assert stats.chisquare(counts, inverted).pvalue < 1e-12                  # a sign error would be caught
+
+
+def test_diagnostics_recombined_tokens_keep_row_and_block(toy):
+    """bench_generator's diagnostics draw other images' stored tokens whole, one image per map or one per
+    token: every token stays at its own row and block (the codebook it indexes) and is a stored token there."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generator.py"
+    spec = importlib.util.spec_from_file_location("bench_generator_for_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    _, _, tok = toy
+    data = TokenDataset(tok)
+    stored = data.tokens[:]                                            # (M, R, G)
+    a = argparse.Namespace(tokens=str(tok))
+    labels = np.array([0, 1, 2, 3])
+    for mode in bench.TRUE_FROM[1:]:
+        got, got_labels = bench.train_token_rows(a, labels, mode)
+        assert got.shape == (len(labels),) + stored.shape[1:] and len(got_labels) == len(labels)
+        again, _ = bench.train_token_rows(a, labels, mode)
+        assert np.array_equal(got, again)                              # a fixed draw
+        for i in range(len(labels)):
+            if mode == "other images, one per token":                  # each (row, block) some image's token there
+                assert ((stored == got[i][None]).any(0)).all()
+            elif mode == "other images, one per map":                  # each map some image's whole map
+                assert all((stored[:, m] == got[i, m][None]).all(-1).any() for m in range(stored.shape[1]))
+            else:                                                      # the whole sequence of one image
+                assert (stored == got[i][None]).all((1, 2)).any()
+    with pytest.raises(SystemExit, match="true_from"):
+        bench.train_token_rows(a, labels, "nonsense")
+
+
+def test_min_norm_maps_take_each_blocks_shortest_entry(toy, tmp_path, cli_error):
+    """--min-norm-maps M: the last M token maps are each block's shortest codebook entry (the same for every
+    image), the earlier maps are sampled exactly as without it; M beyond the maps is one clear error."""
+    from rdpm_gddcm.generator import min_norm_entries
+    root, bb, tok = toy
+    run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    s = sample.Sampler(str(run))
+    R = s.model.cfg.num_rows
+    idx, labels = np.arange(4), np.arange(4) % 4
+    _, plain, _ = s.sample(idx, labels, cfg_scale=2.0, temperature=1.0, global_seed=5, return_tokens=True)
+    for M in (1, R):
+        _, got, _ = s.sample(idx, labels, cfg_scale=2.0, temperature=1.0, global_seed=5, return_tokens=True,
+                             min_norm_maps=M)
+        assert torch.equal(got[:, :R - M], plain[:, :R - M])
+        for m in range(R - M, R):
+            cb = s.tokenizer.spec.codebook_blocks(m, "cpu")                      # (K, G, Db)
+            norms = cb.square().sum(-1)                                          # (K, G)
+            assert torch.equal(got[:, m], min_norm_entries(cb).expand(len(idx), -1))
+            assert (norms.gather(0, got[:1, m]) <= norms.min(0).values + 1e-6).all()
+    err = cli_error(sample.main, ["--ckpt", str(run), "--num-samples", "2", "--min-norm-maps", str(R + 1),
+                                  "--sample-dir", str(tmp_path / "bad")])
+    assert "--min-norm-maps" in err and not (tmp_path / "bad").exists()
