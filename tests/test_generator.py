@@ -337,6 +337,9 @@ def test_sampling_resumes_and_refuses_other_settings(toy, tmp_path, cli_error, m
     part = tmp_path / "part"
     sample.main(common + ["--num-samples", "4", "--sample-dir", str(part)])
     (part / "000001.png").unlink()                                   # as if interrupted before image 1 was written
+    recorded = json.loads((part / "sample_settings.json").read_text())
+    del recorded["min_norm_maps"]                                    # written before that knob existed: its default
+    (part / "sample_settings.json").write_text(json.dumps(recorded))
     monkeypatch.chdir(run.parent)                                    # the same generator by a relative path resumes
     sample.main(["--ckpt", run.name, *common[2:], "--num-samples", "6", "--sample-dir", str(part)])
     assert (part / "000001.png").exists()
