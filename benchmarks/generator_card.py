@@ -136,11 +136,9 @@ def generator_fid(path: Path, sampling: dict | None = None) -> dict:
     """The FID row of the generator at ``sampling`` (the recorded defaults), else the 'RDPM generator (ours)' row."""
     res = json.loads(path.read_text())
     if sampling:
-        knobs = {k: v for k, v in sampling.items() if k != "tuned_by"}
-        value = lambda r, k: (r.get(k) or 0) if k == "min_norm_maps" else r.get(k)  # noqa: E731  (0 before the knob)
-        row = next((r for r in res["rows"] if r["kind"] == "generator"
-                    and all(value(r, k) == value(knobs, k) for k in knobs)), None)
-        what = f"generator row at the recorded setting {knobs}"
+        from report import same_setting          # benchmarks/report.py: how two rows' sampling settings compare
+        row = next((r for r in res["rows"] if r["kind"] == "generator" and same_setting(r, sampling)), None)
+        what = f"generator row at the recorded setting {({k: v for k, v in sampling.items() if k != 'tuned_by'})}"
     else:
         row = next((r for r in res["rows"] if r["label"] == "RDPM generator (ours)"), None)
         what = "'RDPM generator (ours)' row"

@@ -228,7 +228,7 @@ def check_resumable(out: Path, settings: dict) -> None:
     except json.JSONDecodeError as e:
         raise ValueError(f"{f} is not valid JSON ({e}): pass a new --sample-dir or delete it") from None
     # a directory written before a knob existed was sampled at that knob's default (min_norm_maps: 0)
-    old = {**{k: v for k, v in SAMPLING_DEFAULTS.items() if k == "min_norm_maps"}, **old}
+    old.setdefault("min_norm_maps", SAMPLING_DEFAULTS["min_norm_maps"])
     diff = {k: (old.get(k), settings.get(k)) for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)}
     if diff:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
