@@ -427,6 +427,10 @@ def main():
              PROXY_ACC: values.get(PROXY_ACC), "num_images": len(imgs), "wall_s": wall,
              "seconds_per_image": {k: v / len(imgs) for k, v in timing.items()},
              "generator": str(Path(row["ckpt"]).relative_to(ROOT)) if row.get("ckpt", "").startswith(str(ROOT)) else row.get("ckpt")}
+        if row.get("ckpt") in cache:         # which generator (a path's weights change when an asset is replaced)
+            sampler = cache[row["ckpt"]]
+            r["generator_model"] = sampler.meta.get("train_config", {}).get("model")
+            r["generator_parameters_m"] = round(sum(p.numel() for p in sampler.model.parameters()) / 1e6, 3)
         res["rows"].append(r)
         grid_dir = ROOT / "benchmarks" / "results" / "generator_grids" / out.stem    # one folder per results JSON
         grid_dir.mkdir(parents=True, exist_ok=True)

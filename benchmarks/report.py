@@ -331,14 +331,32 @@ def _merged(*names):
 def _latent_fid():
     """generator_fid_latent.json (the generator row) + generator_fid_latent_b.json (the baselines, run
     as a second process at the same time) + generator_fid_latent_c.json (the generator at later
-    defaults), one table."""
-    return _merged("generator_fid_latent", "generator_fid_latent_b", "generator_fid_latent_c")
+    defaults) + generator_fid_latent_xs.json (the larger generator), one table."""
+    return _merged("generator_fid_latent", "generator_fid_latent_b", "generator_fid_latent_c",
+                   "generator_fid_latent_xs")
+
+
+# bench_generator rows record which generator they sampled (`generator_model`, `generator_parameters_m`)
+# since the second latent generator; every latent-generator row benchmarked before sampled gen-mini
+# (runs/gen-latent, then the shipped asset)
+GEN_MINI = {"generator_model": "gen-mini", "generator_parameters_m": 1.260321}
+
+
+def generator_of(r: dict) -> dict:
+    """The size name and parameters (millions) of the generator a latent bench_generator row sampled."""
+    return {k: r.get(k, v) for k, v in GEN_MINI.items()}
+
+
+def is_shipped_generator(r: dict) -> bool:
+    """Whether a latent bench_generator row sampled the shipped generator (same size as its card's)."""
+    size = json.loads((ROOT / "assets" / "cifar10-generator" / "card.json").read_text())["parameters_m"]
+    return abs(generator_of(r)["generator_parameters_m"] - size) < 1e-3
 
 
 def shipped_row(rows: list) -> dict | None:
-    """The generator row sampled with the shipped generator's recorded `rdpm-sample` defaults."""
+    """The shipped generator's row sampled with its recorded `rdpm-sample` defaults."""
     rec = json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text()).get("sampling") or {}
-    return next((r for r in rows if r["kind"] == "generator" and same_setting(r, rec)), None)
+    return next((r for r in rows if r["kind"] == "generator" and same_setting(r, rec) and is_shipped_generator(r)), None)
 
 
 def t_generator_fid_latent():
@@ -439,28 +457,70 @@ def t_headline():
 
 
 def t_generator_tuning():
-    """The sampling settings tried for the shipped generator, scored against `train` features (the
+    """The sampling settings tried for each latent generator, scored against `train` features (the
     tuning set; results are reported against `val`)."""
     d = _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c", "generator_tuning_d",
-                "generator_tuning_e")
+                "generator_tuning_e", "generator_tuning_xs", "generator_tuning_xs_b")
     if not d:
         return None
-    rs = sorted(d["rows"], key=lambda r: r["fid"])
+    rs = sorted(d["rows"], key=lambda r: (not is_shipped_generator(r), r["fid"]))
     rec = json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text()).get("sampling") or {}
-    chosen = lambda r: bool(rec) and same_setting(r, rec)  # noqa: E731  (generator.json's)
-    rows = [(r["label"], _gen_rows({"rows": [r]})[0][1] + (f", top-k {r['top_k']}" if r.get("top_k") else ""),
+    chosen = lambda r: bool(rec) and same_setting(r, rec) and is_shipped_generator(r)  # noqa: E731
+    rows = [(generator_of(r)["generator_model"], r["label"],
+             _gen_rows({"rows": [r]})[0][1] + (f", top-k {r['top_k']}" if r.get("top_k") else ""),
              f"{r['fid']:.1f}" + (" (chosen)" if chosen(r) else ""), f"{r['kid'] * 1e3:.1f}",
              f"{100 * r['class accuracy']:.1f} %") for r in rs]
     n = rs[0]["num_images"]
     cmds = d["commands"]
-    return (md(["row", "setting", f"FID-{n}" + " ↓ (vs train)", "KID ×10³ ↓", "class accuracy ↑ (proxy)"], rows) +
+    return (md(["generator", "row", "setting", f"FID-{n}" + " ↓ (vs train)", "KID ×10³ ↓", "class accuracy ↑ (proxy)"],
+               rows) +
             f"\n\n{n} class-balanced samples per setting against {rs[0]['fid_reference']}: the tuning set, not the "
-            "`val` images results are reported on. Best first; the chosen setting, the lowest FID among those whose "
+            "`val` images results are reported on. The shipped generator first, best first within each; the chosen "
+            "setting, the lowest FID among those whose "
             "samples reach 60 % class accuracy (the issue's bar), is recorded in the shipped generator.json as "
             "`rdpm-sample`'s default (`benchmarks/generator_card.py --sampling-from ... --min-class-accuracy 0.6`). "
             "Rows without \"minimum-norm\" sample every token map (`--min-norm-maps 0`; they were run before that "
             "setting existed, so their commands do not pass it). "
             + "; ".join(f"`{c}`" for c in cmds))
+
+
+def t_generator_sizes():
+    """gen-mini against the larger gen-xs, trained on the same tokens: held-out CE (each run's
+    val_metrics.json, copied to benchmarks/results/val_cifar10-generator-*.json), FID-500 against
+    `train` at the setting tuned for each (the lowest with >= 60 % class accuracy), FID-1k against `val`
+    there."""
+    runs = [("gen-mini", "latent"), ("gen-xs", "xs")]
+    ce = {name: load(f"val_cifar10-generator-{key}") for name, key in runs}
+    tune = _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c", "generator_tuning_d",
+                   "generator_tuning_e", "generator_tuning_xs", "generator_tuning_xs_b")
+    fid = _latent_fid()
+    if not all(ce.values()) or not tune or not fid:
+        return None
+    shipped = shipped_row(fid["rows"])
+    rows = []
+    for name, _ in runs:
+        v = ce[name][-1]
+        mine = lambda rs: [r for r in rs if r["kind"] == "generator" and generator_of(r)["generator_model"] == name]  # noqa: E731
+        at = min((r for r in mine(tune["rows"]) if r["class accuracy"] >= 0.6), key=lambda r: r["fid"])
+        best = next((r for r in mine(fid["rows"]) if same_setting(r, at)), None)
+        if best is None:
+            return None
+        params = generator_of(best)["generator_parameters_m"]
+        rows.append((f"{name}" + (" (shipped)" if best is shipped else ""), f"{params:.2f}M",
+                     f"{v['step']:,}", f"{v['ce']:.3f}", " / ".join(f"{c:.2f}" for c in v["ce_per_row"][4:7]),
+                     " / ".join(f"{100 * a:.1f}" for a in v["accuracy_per_row"][4:7]),
+                     _gen_rows({"rows": [best]})[0][1], f"{at['fid']:.1f}",
+                     f"**{best['fid']:.1f}**" if best is shipped else f"{best['fid']:.1f}",
+                     f"{100 * best['class accuracy']:.1f} %"))
+    n1, n2 = at["num_images"], best["num_images"]
+    return (md(["generator", "parameters", "steps (×64)", "held-out CE ↓", "CE, maps 4 / 5 / 6 ↓",
+                "token accuracy, maps 4 / 5 / 6 (%) ↑", "its tuned setting", f"FID-{n1} ↓ (vs train, tuning)",
+                f"FID-{n2 // 1000}k ↓ (vs val)", "class accuracy ↑ (proxy)"], rows) +
+            f"\n\nBoth trained on the same tokens (all 50,000 `train` images), batch 64, LR 1e-3 cosine, from scratch, "
+            f"as two 1-thread CPU processes. Held-out CE and token accuracy: teacher-forced on the tokens of 500 `val` "
+            f"images (uniform guessing 8.318). Each generator's setting: the lowest tuning FID with class accuracy "
+            f">= 60 % (tuning table below). FID at 32 px, standard FID Inception, FID-{n1} against "
+            f"{at['fid_reference']}, FID-{n2 // 1000}k against {best['fid_reference']}.")
 
 
 def t_generator_isotropic():
@@ -606,7 +666,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),
