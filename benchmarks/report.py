@@ -372,7 +372,11 @@ def t_generator_fid_latent():
         setting = _gen_rows({"rows": [r]})[0][1]
         calls = {"generator": "10 + 1", "random": "10 + 1", "tokens": "10 + 1", "real": "-", "autoencoder": "-"}.get(
             r["kind"], r.get("steps"))
-        rows.append((r["label"] + (" (earlier default)" if r["kind"] == "generator" and r is not shipped else ""),
+        if r["kind"] == "generator" and not is_shipped_generator(r):
+            note = f" ({generator_of(r)['generator_model']}, {generator_of(r)['generator_parameters_m']:.2f}M: not shipped)"
+        else:
+            note = " (earlier default)" if r["kind"] == "generator" and r is not shipped else ""
+        rows.append((r["label"] + note,
                      setting, calls, f"**{r['fid']:.1f}**" if r is shipped else f"{r['fid']:.1f}",
                      f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",
                      f"{total(r):.3f}" if r["kind"] != "real" else "-"))
@@ -460,7 +464,7 @@ def t_generator_tuning():
     """The sampling settings tried for each latent generator, scored against `train` features (the
     tuning set; results are reported against `val`)."""
     d = _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c", "generator_tuning_d",
-                "generator_tuning_e", "generator_tuning_xs", "generator_tuning_xs_b")
+                "generator_tuning_e", "generator_tuning_xs")
     if not d:
         return None
     rs = sorted(d["rows"], key=lambda r: (not is_shipped_generator(r), r["fid"]))
@@ -487,40 +491,46 @@ def t_generator_tuning():
 def t_generator_sizes():
     """gen-mini against the larger gen-xs, trained on the same tokens: held-out CE (each run's
     val_metrics.json, copied to benchmarks/results/val_cifar10-generator-*.json), FID-500 against
-    `train` at the setting tuned for each (the lowest with >= 60 % class accuracy), FID-1k against `val`
-    there."""
+    `train` (the tuning set) and FID-1k against `val`, both at the shipped generator's recorded setting,
+    and each one's best tuning row."""
     runs = [("gen-mini", "latent"), ("gen-xs", "xs")]
     ce = {name: load(f"val_cifar10-generator-{key}") for name, key in runs}
     tune = _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c", "generator_tuning_d",
-                   "generator_tuning_e", "generator_tuning_xs", "generator_tuning_xs_b")
+                   "generator_tuning_e", "generator_tuning_xs")
     fid = _latent_fid()
     if not all(ce.values()) or not tune or not fid:
         return None
-    shipped = shipped_row(fid["rows"])
+    rec = json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text()).get("sampling") or {}
     rows = []
     for name, _ in runs:
         v = ce[name][-1]
         mine = lambda rs: [r for r in rs if r["kind"] == "generator" and generator_of(r)["generator_model"] == name]  # noqa: E731
-        at = min((r for r in mine(tune["rows"]) if r["class accuracy"] >= 0.6), key=lambda r: r["fid"])
-        best = next((r for r in mine(fid["rows"]) if same_setting(r, at)), None)
-        if best is None:
+        at = next((r for r in mine(tune["rows"]) if same_setting(r, rec)), None)
+        val = next((r for r in mine(fid["rows"]) if same_setting(r, rec)), None)
+        best = min((r for r in mine(tune["rows"]) if r["class accuracy"] >= 0.6), key=lambda r: r["fid"], default=None)
+        if at is None or val is None or best is None:
             return None
-        params = generator_of(best)["generator_parameters_m"]
-        rows.append((f"{name}" + (" (shipped)" if best is shipped else ""), f"{params:.2f}M",
-                     f"{v['step']:,}", f"{v['ce']:.3f}", " / ".join(f"{c:.2f}" for c in v["ce_per_row"][4:7]),
+        rows.append((name + (" (shipped)" if is_shipped_generator(val) else ""),
+                     f"{generator_of(val)['generator_parameters_m']:.2f}M", f"{v['step']:,}", f"{v['ce']:.3f}",
+                     " / ".join(f"{c:.2f}" for c in v["ce_per_row"][4:7]),
                      " / ".join(f"{100 * a:.1f}" for a in v["accuracy_per_row"][4:7]),
-                     _gen_rows({"rows": [best]})[0][1], f"{at['fid']:.1f}",
-                     f"**{best['fid']:.1f}**" if best is shipped else f"{best['fid']:.1f}",
-                     f"{100 * best['class accuracy']:.1f} %"))
-    n1, n2 = at["num_images"], best["num_images"]
+                     f"{at['fid']:.1f}", f"{val['fid']:.1f}", f"{100 * val['class accuracy']:.1f} %",
+                     f"{sum(val['seconds_per_image'].values()):.3f}",
+                     f"{best['fid']:.1f} ({_gen_rows({'rows': [best]})[0][1]})"))
+    n1, n2 = at["num_images"], val["num_images"]
     return (md(["generator", "parameters", "steps (×64)", "held-out CE ↓", "CE, maps 4 / 5 / 6 ↓",
-                "token accuracy, maps 4 / 5 / 6 (%) ↑", "its tuned setting", f"FID-{n1} ↓ (vs train, tuning)",
-                f"FID-{n2 // 1000}k ↓ (vs val)", "class accuracy ↑ (proxy)"], rows) +
-            f"\n\nBoth trained on the same tokens (all 50,000 `train` images), batch 64, LR 1e-3 cosine, from scratch, "
-            f"as two 1-thread CPU processes. Held-out CE and token accuracy: teacher-forced on the tokens of 500 `val` "
-            f"images (uniform guessing 8.318). Each generator's setting: the lowest tuning FID with class accuracy "
-            f">= 60 % (tuning table below). FID at 32 px, standard FID Inception, FID-{n1} against "
-            f"{at['fid_reference']}, FID-{n2 // 1000}k against {best['fid_reference']}.")
+                "token accuracy, maps 4 / 5 / 6 (%) ↑", f"FID-{n1} ↓ (vs train, tuning)", f"FID-{n2 // 1000}k ↓ (vs val)",
+                "class accuracy ↑ (proxy)", "s/image", f"best FID-{n1} tried (setting)"], rows) +
+            f"\n\nBoth trained on the same tokens (all 50,000 `train` images), batch 64, LR 1e-3 with warm-up and cosine "
+            f"decay, from scratch, as two 1-thread CPU processes (`train/cifar10.sh` stages `generator` and "
+            f"`generator-xs`). Held-out CE and token accuracy: teacher-forced on the tokens of 500 `val` images "
+            f"(uniform guessing 8.318). FID columns at the shipped setting (CFG w = {rec.get('cfg_scale')}, "
+            f"τ = {rec.get('temperature')}, the last {rec.get('min_norm_maps') or 0} token maps minimum-norm), 32 px, "
+            f"standard FID Inception, FID-{n1} against {at['fid_reference']}, FID-{n2 // 1000}k against "
+            f"{val['fid_reference']}; seconds per image in fp32 on one thread (two processes shared the 2 cores); the "
+            f"last column: the lowest tuning FID among the settings tried for that generator with class accuracy "
+            f">= 60 %. " + "; ".join(f"`{c}`" for c in (load("generator_tuning_xs") or {}).get("commands", [])
+                                     + (load("generator_fid_latent_xs") or {}).get("commands", [])))
 
 
 def t_generator_isotropic():

@@ -97,6 +97,16 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   run $PY benchmarks/bench_generator.py "${ISO[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-iso \
     --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --cfg-sweep 2 --temperature-sweep --rows 0 \
     --out benchmarks/results/generator_tuning_iso.json
+  # the next generator size on the same tokens (train/cifar10.sh stage generator-xs -> runs/gen-xs): the minimum-norm
+  # sweep against train, then FID-1k against val at the shipped generator's setting
+  XS=(--generator runs/gen-xs --tokens runs/tokens-cifar10-edm-long-8x8 --backbone assets/cifar10-taef2-edm-long
+      --batch-size 50 --mixed-precision no)
+  run $PY benchmarks/bench_generator.py "${XS[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-xs \
+    --cfg-scale 2 --temperature 1.0 --cfg-sweep --temperature-sweep --min-norm-maps-sweep 4 3 5 --rows 0,1,2 \
+    --out benchmarks/results/generator_tuning_xs.json
+  run $PY benchmarks/bench_generator.py "${XS[@]}" "${VAL[@]}" --features-dir runs/generator-features-latent-xs \
+    --suite main --num-images 1000 --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --rows 0 \
+    --out benchmarks/results/generator_fid_latent_xs.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
