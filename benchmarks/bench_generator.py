@@ -36,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rdpm_gddcm.generator import count_params  # noqa: E402
 from rdpm_gddcm.image_sources import ArrayImages, Source, load_source  # noqa: E402
 from rdpm_gddcm.proxy_metrics import PROXY_ACC, PROXY_FD, proxy_metrics  # noqa: E402
 from rdpm_gddcm.sample import Sampler, image_generator, labels_for  # noqa: E402
@@ -430,7 +431,7 @@ def main():
         if row.get("ckpt") in cache:         # which generator (a path's weights change when an asset is replaced)
             sampler = cache[row["ckpt"]]
             r["generator_model"] = sampler.meta.get("train_config", {}).get("model")
-            r["generator_parameters_m"] = round(sum(p.numel() for p in sampler.model.parameters()) / 1e6, 3)
+            r["generator_parameters_m"] = round(count_params(sampler.model) / 1e6, 3)
         res["rows"].append(r)
         grid_dir = ROOT / "benchmarks" / "results" / "generator_grids" / out.stem    # one folder per results JSON
         grid_dir.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ fi
 
 if want generator-xs; then   # an ablation, not in the default STAGES: the next size up (gen-xs, 7.31M) on the same
   # tokens, same batch and LR, from scratch; 3,800 steps x 64, ~1 h 45 min as 2 CPU processes here
-  # (README: generator sizes)
+  # (README: Generator size)
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-xs" \
     --model gen-xs --head-rank 4 --max-steps 3800 --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
     --log-every 25 --ckpt-every 200 --sample-every 0 --backbone "$BACKBONE" \
