@@ -347,6 +347,11 @@ def generator_of(r: dict) -> dict:
     return {k: r.get(k, v) for k, v in GEN_MINI.items()}
 
 
+def shipped_sampling() -> dict:
+    """The shipped generator's recorded `rdpm-sample` defaults (generator.json "sampling")."""
+    return json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text()).get("sampling") or {}
+
+
 def is_shipped_generator(r: dict) -> bool:
     """Whether a latent bench_generator row sampled the shipped generator (same size as its card's)."""
     size = json.loads((ROOT / "assets" / "cifar10-generator" / "card.json").read_text())["parameters_m"]
@@ -355,7 +360,7 @@ def is_shipped_generator(r: dict) -> bool:
 
 def shipped_row(rows: list) -> dict | None:
     """The shipped generator's row sampled with its recorded `rdpm-sample` defaults."""
-    rec = json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text()).get("sampling") or {}
+    rec = shipped_sampling()
     return next((r for r in rows if r["kind"] == "generator" and same_setting(r, rec) and is_shipped_generator(r)), None)
 
 
@@ -468,7 +473,7 @@ def t_generator_tuning():
     if not d:
         return None
     rs = sorted(d["rows"], key=lambda r: (not is_shipped_generator(r), r["fid"]))
-    rec = json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text()).get("sampling") or {}
+    rec = shipped_sampling()
     chosen = lambda r: bool(rec) and same_setting(r, rec) and is_shipped_generator(r)  # noqa: E731
     rows = [(generator_of(r)["generator_model"], r["label"],
              _gen_rows({"rows": [r]})[0][1] + (f", top-k {r['top_k']}" if r.get("top_k") else ""),
@@ -500,7 +505,7 @@ def t_generator_sizes():
     fid = _latent_fid()
     if not all(ce.values()) or not tune or not fid:
         return None
-    rec = json.loads((ROOT / "assets" / "cifar10-generator" / "generator.json").read_text()).get("sampling") or {}
+    rec = shipped_sampling()
     rows = []
     for name, _ in runs:
         v = ce[name][-1]
