@@ -343,8 +343,12 @@ GEN_MINI = {"generator_model": "gen-mini", "generator_parameters_m": 1.260321}
 
 
 def generator_of(r: dict) -> dict:
-    """The size name and parameters (millions) of the generator a latent bench_generator row sampled."""
-    return {k: r.get(k, v) for k, v in GEN_MINI.items()}
+    """The name (size, and its token history when it has one) and parameters (millions) of the generator
+    a latent bench_generator row sampled."""
+    g = {k: r.get(k, v) for k, v in GEN_MINI.items()}
+    if r.get("generator_history_maps"):
+        g["generator_model"] += f" + history {r['generator_history_maps']}"
+    return g
 
 
 def shipped_sampling() -> dict:

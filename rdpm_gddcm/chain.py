@@ -96,6 +96,7 @@ class StepContext:
     coef: StepCoefficients | None
     labels: torch.Tensor | None
     backbone: object = None             # the chain's backbone (the jacobian selection calls it)
+    earlier: list = field(default_factory=list)   # the indices (B, G) chosen at this chain's earlier rows
     _entries: torch.Tensor | None = None
 
     @property
@@ -273,7 +274,7 @@ def run_chain(backbone, spec: ChainSpec, chooser, batch: int, labels=None, devic
     states, xhs = [], []
     for n, coef in enumerate(coefs):
         xh, eh = backbone.predict(state, coef.t_from, labels)
-        ctx = StepContext(n, spec, state, xh, eh, coef, labels, backbone)
+        ctx = StepContext(n, spec, state, xh, eh, coef, labels, backbone, list(tokens))
         idx = chooser.step(ctx)
         tokens.append(idx)
         if record:

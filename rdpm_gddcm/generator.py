@@ -35,6 +35,14 @@ block's shortest codebook entry instead of a sampled token. A chain step adds ``
 near-uniform prediction is a random direction, i.e. noise. Where the generator cannot predict the
 residual, the shortest entry adds the least of that noise: a deterministic, lower-noise end of the
 chain, as DDIM's η < 1 is of an ancestral sampler. Those maps need no transformer call. M = 0 is SPEC §9.
+
+Token history (``history_maps`` = H > 0, ours): the input of block b at row m also gets the codebook
+vectors the previous H maps chose there, C_{m-k}[z_{m-k,b}]_b for k = 1..H (zeros where m-k < 0), through
+a zero-initialised linear layer. The state already holds their sum, scaled and mixed with every other
+block's through the backbone, so the Markov property makes this redundant for an ideal model; a small
+one reads which direction each block took much more easily from the vectors themselves, and that is
+what makes a late map coherent with the earlier ones. Training reads the history from the shards'
+tokens (teacher forcing); sampling from the tokens the chooser drew (``ModelChooser``). H = 0 is SPEC §9.
 """
 from __future__ import annotations
 
@@ -64,6 +72,7 @@ class GeneratorConfig:
     head_rank: int = 0            # tied head: rank of the per-block quadratic (covariance) term, 0 = linear only
     score: str = "l2"             # tied head's rule, = the tokens' selection: "l2" | "dot" (SPEC §4)
     head_isotropic: bool = False  # tied head: the isotropic covariance term ½·s_b·‖C_b‖²/Db (module docstring)
+    history_maps: int = 0         # H: the previous H maps' chosen codebook vectors per block as input (module docstring)
     dropout: float = 0.0
 
     def to_json(self):
@@ -108,7 +117,8 @@ class TokenGenerator(nn.Module):
     """``forward(state_blocks, xh_blocks, row, y) -> head features`` and
     ``head_logits(features, codebook_blocks) -> logits (B, G, K)``.
 
-    state_blocks, xh_blocks: (B, G, Db); row: (B,) long; y: (B,) long (num_classes = null).
+    state_blocks, xh_blocks: (B, G, Db); row: (B,) long; y: (B,) long (num_classes = null);
+    history: (B, G, H·Db) from ``token_history`` when ``history_maps`` = H > 0 (None: no history, zeros).
     Features are u (B, G, Db) for the tied head, logits (B, G, K) for the untied one;
     codebook_blocks: (K, G, Db) is the row's codebook restricted to each block (tied head only).
     """
@@ -118,6 +128,12 @@ class TokenGenerator(nn.Module):
         self.cfg = cfg
         d = cfg.hidden
         self.inp = nn.Linear(2 * cfg.block_dim, d)
+        if cfg.history_maps < 0:
+            raise ValueError(f"history_maps {cfg.history_maps} must be >= 0")
+        if cfg.history_maps:            # zero-initialised: a model without it loads as the same function
+            self.hist = nn.Linear(cfg.history_maps * cfg.block_dim, d)
+            nn.init.zeros_(self.hist.weight)
+            nn.init.zeros_(self.hist.bias)
         self.pos = nn.Parameter(torch.zeros(1, cfg.num_blocks, d))
         nn.init.normal_(self.pos, std=0.02)
         self.row_emb = nn.Embedding(cfg.num_rows, d)
@@ -149,8 +165,12 @@ class TokenGenerator(nn.Module):
         else:
             raise ValueError(f"unknown head {cfg.head!r}; use tied or untied")
 
-    def forward(self, state_blocks, xh_blocks, row, y):
+    def forward(self, state_blocks, xh_blocks, row, y, history=None):
         h = self.inp(torch.cat([state_blocks, xh_blocks], dim=-1)) + self.pos
+        if self.cfg.history_maps:              # None: no earlier maps (the first row), the same as zeros
+            h = h + (self.hist(history) if history is not None else self.hist.bias)
+        elif history is not None:
+            raise ValueError("a token history was given to a generator without history_maps")
         c = self.row_emb(row) + self.class_emb(y)
         for blk in self.blocks:
             h = blk(h, c)
@@ -174,7 +194,9 @@ class TokenGenerator(nn.Module):
         def probe(dtype):
             with torch.set_grad_enabled(train), torch.autocast(torch.device(device).type, dtype=dtype or torch.float32,
                                                                enabled=dtype is not None):
-                out = self.head_logits(self(z, z, row, row), cb)
+                hist = z.new_zeros(batch, cfg.num_blocks, cfg.history_maps * cfg.block_dim) \
+                    if cfg.history_maps else None       # the layer's real cost, not its bias-only shortcut
+                out = self.head_logits(self(z, z, row, row, hist), cb)
             if train:
                 out.float().mean().backward()
                 self.zero_grad(set_to_none=True)
@@ -215,6 +237,25 @@ def tied_logits(u: torch.Tensor, codebook_blocks: torch.Tensor, kappa, score: st
     return logits.permute(1, 0, 2)
 
 
+def token_history(spec, tokens: torch.Tensor, rows: torch.Tensor, maps: int) -> torch.Tensor:
+    """The generator's history input (module docstring): for each example i at token row rows[i], the
+    codebook vectors its previous ``maps`` rows chose per block, C_{r-k}[tokens[i, r-k, b]]_b for
+    k = 1..maps, concatenated over k -> (B, G, maps·Db) float32 (zeros where r-k < 0). ``tokens``
+    (B, R', G) holds at least the rows before each rows[i]; ``spec`` is the tokens' ChainSpec."""
+    tokens, rows = tokens.long(), rows.long().to(tokens.device)
+    B, _, G = tokens.shape
+    Db = spec.grid.block_dim
+    out = torch.zeros(B, G, maps * Db, device=tokens.device)
+    blocks = torch.arange(G, device=tokens.device)
+    for k in range(1, maps + 1):
+        prev = rows - k
+        for r in prev[prev >= 0].unique().tolist():
+            sel = (prev == r).nonzero().squeeze(1)
+            cb = spec.codebook_blocks(r, tokens.device)                           # (K, G, Db)
+            out[sel, :, (k - 1) * Db:k * Db] = cb[tokens[sel, r], blocks]
+    return out
+
+
 # ------------------------------------------------------------------------------------------ sampling
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Mask logits outside the top-k / nucleus top-p set with -inf (per block)."""
@@ -238,7 +279,9 @@ def min_norm_entries(codebook_blocks: torch.Tensor) -> torch.Tensor:
 class ModelChooser:
     """The chain's chooser for RDPM sampling (SPEC §9): CFG on logits l = l_u + w·(l_c - l_u),
     then Gumbel-max argmax(l/τ + G) with image i's noise from its own generator (τ = 0: greedy).
-    ``w = 1`` is no guidance (DiT/diffusers convention; VAR's (1+w') corresponds to w = 1 + w')."""
+    ``w = 1`` is no guidance (DiT/diffusers convention; VAR's (1+w') corresponds to w = 1 + w').
+    A generator with ``history_maps`` is fed the indices chosen at the chain's earlier rows (``ctx.earlier``,
+    whoever chose them), in both CFG branches: the history is the image's, not the class's."""
 
     def __init__(self, model: TokenGenerator, labels: torch.Tensor, generators: list, cfg_scale: float = 1.0,
                  cfg_schedule: str = "constant", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -266,11 +309,18 @@ class ModelChooser:
         cb = ctx.spec.codebook_blocks(m, dev) if self.model.cfg.head == "tied" else None
         w = cfg_scale_at(m, self.model.cfg.num_rows, self.cfg_scale, self.cfg_schedule)
         y = self.labels.to(dev)
+        H = self.model.cfg.history_maps
+        inputs = (state, xh, row)
+        if H and m:
+            if len(ctx.earlier) != m:
+                raise ValueError(f"the generator reads the token history but the chain gave {len(ctx.earlier)} earlier "
+                                 f"token maps at row {m}: run it through run_chain from row 0")
+            inputs += (token_history(ctx.spec, torch.stack(ctx.earlier, 1).to(dev), row, H),)
         with torch.autocast(dev.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            def logits_of(s, x, r, labels):
-                return self.model.head_logits(self.model(s, x, r, labels), cb)
-            out = logits_of(state, xh, row, y) if w == 1.0 else \
-                guided(logits_of, (state, xh, row), y, self.model.cfg.num_classes, w)
+            def logits_of(s, x, r, *rest):                 # rest = ([history,] labels)
+                *hv, labels = rest
+                return self.model.head_logits(self.model(s, x, r, labels, *hv), cb)
+            out = logits_of(*inputs, y) if w == 1.0 else guided(logits_of, inputs, y, self.model.cfg.num_classes, w)
         self.time_in_model += time.time() - t0
         return out.float()
 

@@ -52,6 +52,7 @@ class GeneratorTrainConfig(TrainConfig):
     val_tokens: str | None = None        # held-out token shards (e.g. `val` images): CE/accuracy at each export
     autoencoder: str | None = None
     init_from: str | None = None         # exported generator to continue from (same tokenizer and size)
+    history_maps: int = 0                # the previous H maps' chosen codebook vectors as input (generator.py)
 
 
 def parse_args(argv=None) -> GeneratorTrainConfig:
@@ -67,6 +68,10 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
                    help="tied head: add the isotropic covariance term (dot tokens favour long codebook entries): a "
                         "lower cross-entropy but a worse FID on CIFAR-10 (README, Design). --init-from a generator "
                         "without it adds it (starting at zero)")
+    p.add_argument("--history-maps", type=nonneg_int, default=d.history_maps,
+                   help="feed the model the codebook vectors chosen at each block by the previous H token maps "
+                        "(read from the tokens in training, from its own draws in sampling); 0 = SPEC §9's input. "
+                        "--init-from a generator without it adds it (starting at zero)")
     add_train_args(p, d, unit="token sequences")
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
@@ -118,11 +123,22 @@ class RowBatcher:
         targets = torch.from_numpy(self.data.tokens[idx, rows]).long()
         return (self.grid.to_blocks(state).to(device), self.grid.to_blocks(xhat).to(device), targets.to(device))
 
+    def history(self, idx: np.ndarray, rows: np.ndarray, maps: int, device) -> torch.Tensor | None:
+        """The generator's token-history input (generator.token_history) for images idx at rows ``rows``,
+        from their stored tokens (teacher forcing); None when ``maps`` = 0."""
+        if not maps:
+            return None
+        from .generator import token_history
+        rows = np.asarray(rows)
+        tokens = torch.from_numpy(self.data.tokens[idx, :max(int(rows.max()), 1)])
+        return token_history(self.spec, tokens, torch.from_numpy(rows), maps).to(device)
 
-def generator_loss(model, raw: TokenGenerator, batcher: RowBatcher, sb, xb, rows: torch.Tensor, y, targets):
+
+def generator_loss(model, raw: TokenGenerator, batcher: RowBatcher, sb, xb, rows: torch.Tensor, y, targets,
+                   history=None):
     """Mean CE over blocks. ``model`` may be DDP-wrapped (its forward gives the features); the
     head is applied per row group, each row having its own codebook. Returns (loss, accuracy (B,))."""
-    feats = model(sb, xb, rows, y).float()
+    feats = model(sb, xb, rows, y, history).float()
     loss = feats.new_zeros(())
     correct = torch.zeros(len(rows), device=feats.device)
     for r in rows.unique().tolist():
@@ -149,7 +165,8 @@ def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 6
         for r in range(R):
             rows = np.full(len(idx), r)
             sb, xb, targets = batcher.inputs(idx, rows, device)
-            logits = model.head_logits(model(sb, xb, torch.from_numpy(rows).to(device), y),
+            hist = batcher.history(idx, rows, model.cfg.history_maps, device)
+            logits = model.head_logits(model(sb, xb, torch.from_numpy(rows).to(device), y, hist),
                                        batcher.codebook_blocks(r, device) if model.cfg.head == "tied" else None)
             ce[r] += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
             acc[r] += (logits.argmax(-1) == targets).sum().item()
@@ -174,7 +191,7 @@ def train(cfg: GeneratorTrainConfig):
                               "block_dim": batcher.grid.block_dim, "num_rows": h.num_token_rows,
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
-                              "head_isotropic": cfg.head_isotropic,
+                              "head_isotropic": cfg.head_isotropic, "history_maps": cfg.history_maps,
                               "score": effective_score(h.selection, h.plan["kind"])})
     init = initial_weights(cfg, h, gcfg)                        # checked before the run folder exists
     precision = TokenGenerator(gcfg).resolve_precision(cfg.mixed_precision, device,
@@ -221,11 +238,12 @@ def train(cfg: GeneratorTrainConfig):
             sel = mine[m * micro:(m + 1) * micro]
             idx, rows = gidx[sel].numpy(), grows[sel].numpy()
             sb, xb, targets = batcher.inputs(idx, rows, accelerator.device)
+            hist = batcher.history(idx, rows, gcfg.history_maps, accelerator.device)
             y = gy[sel].to(accelerator.device)
             rows_t = torch.from_numpy(rows).long().to(accelerator.device)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    loss, acc = generator_loss(model, raw, batcher, sb, xb, rows_t, y, targets)
+                    loss, acc = generator_loss(model, raw, batcher, sb, xb, rows_t, y, targets, hist)
                 backward_and_step(accelerator, model, opt, loss, cfg, step)
             run_loss += loss.item() / cfg.grad_accum
             np.add.at(run_acc[0], rows, acc.detach().cpu().numpy())
@@ -262,7 +280,8 @@ def train(cfg: GeneratorTrainConfig):
 def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) -> dict | None:
     """--init-from's weights, after checking they fit this run: tokens of the same tokenizer (the
     header's checked fields) and the same generator configuration, except that a generator without the
-    isotropic head term may start one with it (the term's zero-initialised layer: the same function)."""
+    isotropic head term or the token history may start one with it (their zero-initialised layers: the
+    same function)."""
     if not cfg.init_from:
         return None
     from .header import TokenHeader
@@ -274,13 +293,17 @@ def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) ->
                          f"({diff[2]} vs --tokens' {diff[1]}); continue only on tokens of the same tokenizer")
     mine, other = gcfg.to_json(), src.cfg.to_json()
     adds_isotropic = mine["head_isotropic"] and not other["head_isotropic"]
+    adds_history = mine["history_maps"] and not other["history_maps"]
     if adds_isotropic:
         other["head_isotropic"] = True
+    if adds_history:
+        other["history_maps"] = mine["history_maps"]
     if mine != other:
         what = sorted(k for k in set(mine) | set(other) if mine.get(k) != other.get(k))
         raise ValueError(f"--init-from {cfg.init_from}: its generator differs from this run's in {', '.join(what)}; "
-                         "pass the --model, --head, --head-rank and --head-isotropic it was trained with")
-    weights = TokenGenerator(gcfg).state_dict() if adds_isotropic else {}
+                         "pass the --model, --head, --head-rank, --head-isotropic and --history-maps it was "
+                         "trained with")
+    weights = TokenGenerator(gcfg).state_dict() if adds_isotropic or adds_history else {}
     return {**weights, **src.state_dict()}
 
 

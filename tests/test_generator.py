@@ -14,7 +14,7 @@ from rdpm_gddcm import sample, tokenize, train_generator
 from rdpm_gddcm.chain import ChainSpec, StepContext
 from rdpm_gddcm.codebooks import Grid, VirtualCodebook
 from rdpm_gddcm.generator import (GeneratorConfig, ModelChooser, TokenGenerator, build_generator, filter_logits,
-                                  tied_logits)
+                                  tied_logits, token_history)
 from rdpm_gddcm.guidance import cfg_scale_at
 from rdpm_gddcm.plans import Plan
 from rdpm_gddcm.token_io import TokenDataset
@@ -139,6 +139,43 @@ def test_isotropic_head_formula_and_same_function_at_start():
         (plain.head_logits(f[..., :-1], C).softmax(-1) * (C * C).sum(-1).T[None]).sum(-1).mean()   # longer picks
     with pytest.raises(ValueError, match="head_isotropic"):
         TokenGenerator(tiny_cfg(head="untied", head_isotropic=True))
+
+
+def test_history_input_starts_as_the_same_function_and_is_read():
+    """history_maps: a zero-initialised input layer, so a model without it copied into one with it is the
+    same function whatever the history (the --init-from case); once trained, the history changes the
+    output, None means no earlier maps (= a zero history), and a model without the layer refuses one."""
+    plain = TokenGenerator(tiny_cfg())
+    m = TokenGenerator(tiny_cfg(history_maps=2))
+    assert sorted(m.load_state_dict(plain.state_dict(), strict=False).missing_keys) == ["hist.bias", "hist.weight"]
+    args = (torch.randn(3, 4, 12), torch.randn(3, 4, 12), torch.tensor([0, 1, 2]), torch.tensor([0, 4, 5]))
+    hist = torch.randn(3, 4, 24)
+    assert torch.allclose(m(*args, hist), plain(*args), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.nn.init.normal_(m.hist.weight, std=0.3)
+        torch.nn.init.normal_(m.hist.bias, std=0.3)
+    assert not torch.allclose(m(*args, hist), m(*args, torch.zeros_like(hist)), atol=1e-3)
+    assert torch.allclose(m(*args), m(*args, torch.zeros_like(hist)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="history"):
+        plain(*args, hist)
+    with pytest.raises(ValueError, match="history_maps"):
+        TokenGenerator(tiny_cfg(history_maps=-1))
+
+
+def test_token_history_gathers_the_chosen_vectors_of_earlier_maps():
+    """token_history: example i at row r gets C_{r-k}[tokens[i, r-k, b]]_b for k = 1..H, block by block,
+    and zeros where r - k < 0 (the first maps have fewer predecessors)."""
+    spec = _ctx().spec                                     # init token + 2 steps: 3 rows, G = 4 blocks of Db = 12
+    tokens = torch.randint(32, (3, 3, 4), generator=torch.Generator().manual_seed(1))
+    out = token_history(spec, tokens, torch.tensor([0, 1, 2]), 2)
+    assert out.shape == (3, 4, 24)
+    cb = [spec.codebook_blocks(r, "cpu") for r in range(3)]
+    expect = torch.zeros(3, 4, 24)
+    for i, r in enumerate([0, 1, 2]):
+        for k in (1, 2):
+            if r - k >= 0:
+                expect[i, :, (k - 1) * 12:k * 12] = torch.stack([cb[r - k][tokens[i, r - k, b], b] for b in range(4)])
+    assert torch.equal(out, expect) and (out[0] == 0).all() and (out[1, :, 12:] == 0).all()
 
 
 def test_isotropic_term_fits_the_long_entry_preference_of_dot_picks():
@@ -300,7 +337,14 @@ def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_pa
     assert json.loads((tmp_path / "iso" / "generator.json").read_text())["generator"]["head_isotropic"] is True
     assert "head_isotropic" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "w", "--init-from",
                                                                         tmp_path / "iso"])
-    assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "w"))     # refused before the run folder exists
+    # the token history likewise: added at zero, not taken away
+    train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "hist", "--init-from", src,
+                                                  "--history-maps", "2"]])
+    assert first_ce(tmp_path / "hist") < 0.2
+    assert json.loads((tmp_path / "hist" / "generator.json").read_text())["generator"]["history_maps"] == 2
+    assert "history_maps" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "v", "--init-from",
+                                                                      tmp_path / "hist"])
+    assert not any((tmp_path / d).exists() for d in ("v", "w", "x", "y", "z"))  # refused before the run folder exists
 
 
 def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
@@ -504,3 +548,37 @@ def test_min_norm_maps_take_each_blocks_shortest_entry(toy, tmp_path, cli_error)
     err = cli_error(sample.main, ["--ckpt", str(run), "--num-samples", "2", "--min-norm-maps", str(R + 1),
                                   "--sample-dir", str(tmp_path / "bad")])
     assert "--min-norm-maps" in err and not (tmp_path / "bad").exists()
+
+
+def test_history_generator_sees_in_sampling_the_history_it_was_trained_on(toy):
+    """A --history-maps generator: teacher-forced training and validation read the history from the stored
+    tokens; sampling reads it from the chain's earlier choices. Replaying stored tokens through the sampler's
+    chain, the history the model is given at each row (both CFG halves) is exactly the training input, and
+    the overfit model reproduces its training sequences greedily."""
+    from rdpm_gddcm.chain import LookupChooser
+    root, bb, tok = toy
+    run = _train(toy, "history", ["--history-maps", "2", "--val-tokens", str(tok)])
+    val = json.loads((run / "val_metrics.json").read_text())[-1]
+    assert val["accuracy"] == 1.0 and val["ce"] < 0.05
+    data = TokenDataset(tok)
+    s = sample.Sampler(str(run), device="cpu")
+    assert s.model.cfg.history_maps == 2
+    _, tokens, _ = s.sample(np.arange(4), data.labels, cfg_scale=1.0, temperature=0.0, return_tokens=True)
+    assert torch.equal(tokens, torch.from_numpy(data.tokens[:]))
+
+    seen, forward = [], s.model.forward
+    s.model.forward = lambda *a: (seen.append((a[2].clone(), a[4] if len(a) > 4 else None)), forward(*a))[1]
+    stored = torch.from_numpy(data.tokens[:])
+    replay = lambda mc: type("Replay", (), {  # noqa: E731
+        "init": lambda self, ctx: (mc.logits(ctx), LookupChooser(stored).init(ctx))[1],
+        "step": lambda self, ctx: (mc.logits(ctx), LookupChooser(stored).step(ctx))[1]})()
+    s.sample(np.arange(4), data.labels, cfg_scale=2.0, temperature=1.0, wrap_chooser=replay)
+    batcher = train_generator.RowBatcher(data)
+    assert [int(r[0]) for r, _ in seen] == list(range(data.header.num_token_rows))
+    for r, h in seen:
+        row = int(r[0])
+        want = batcher.history(np.arange(4), np.full(4, row), 2, "cpu")
+        if row == 0:
+            assert h is None and (want == 0).all()                 # no earlier maps: the layer's bias alone
+        else:
+            assert torch.equal(h, torch.cat([want, want]))          # conditional and null-class halves

@@ -16,7 +16,7 @@ STAGES=${STAGES:-"backbones classifier tokenize generator"}
 TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
 GEN_STEPS=${GEN_STEPS:-2800}
 PY=${PY:-python}
-# the generator-isotropic stage continues this generator (the generator stage's run)
+# the generator-isotropic and generator-history stages continue this generator (the generator stage's run)
 GEN_INIT=${GEN_INIT:-$RUNS/gen-latent}
 # tokens are made with the shipped backbones (their weights hash is in every token header); the latent
 # EDM backbone is the long run's (README: 'The long backbone run'; its CARD.md has the command and how
@@ -70,6 +70,15 @@ if want generator-isotropic; then   # an ablation, not in the default STAGES: co
   # 2,500 steps x 64, ~50 min as 2 CPU processes here. Lower held-out CE, worse FID (README, Design)
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-iso" \
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --head-isotropic --max-steps 2500 --global-batch-size 64 \
+    --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
+    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+fi
+
+if want generator-history; then   # continue the generator stage's weights with the token-history input added
+  # (--history-maps 10: every earlier map's chosen codebook vectors; rdpm-train --init-from adds the zero-initialised
+  # layer: a new run, fresh optimizer and cosine schedule); 2,500 steps x 64 as 2 CPU processes here (its card)
+  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-hist" \
+    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --history-maps 10 --max-steps 2500 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
     --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
 fi
