@@ -53,6 +53,9 @@ def write_card_md(card: dict, dst: Path):
     r = g.get("head_rank", 0)
     terms = ([f"a rank-{r} covariance term"] if r else []) + (["the isotropic term"] if g.get("head_isotropic") else [])
     rank = f" plus {' and '.join(terms)} (`generator.py`)" if terms else ""
+    if g.get("history_maps"):
+        rank += (f"; input: the chain state, the backbone's x̂0 and the codebook vectors chosen at each block by the "
+                 f"previous {g['history_maps']} token maps (`--history-maps`)")
     smp = card.get("sampling")
     if smp:
         knobs = f"CFG w = {smp['cfg_scale']}, τ = {smp['temperature']}" + \

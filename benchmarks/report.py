@@ -325,7 +325,9 @@ def _merged(*names):
     parts = [d for d in map(load, names) if d]
     if not parts:
         return None
-    return {"rows": [r for d in parts for r in d["rows"]], "commands": [c for d in parts for c in d.get("commands", [])]}
+    # each row keeps its run's thread count (its seconds per image depend on it)
+    return {"rows": [{"threads": d.get("threads"), **r} for d in parts for r in d["rows"]],
+            "commands": [c for d in parts for c in d.get("commands", [])]}
 
 
 def _latent_fid():
@@ -333,7 +335,14 @@ def _latent_fid():
     as a second process at the same time) + generator_fid_latent_c.json (the generator at later
     defaults) + generator_fid_latent_xs.json (the larger generator), one table."""
     return _merged("generator_fid_latent", "generator_fid_latent_b", "generator_fid_latent_c",
-                   "generator_fid_latent_xs")
+                   "generator_fid_latent_xs", "generator_fid_latent_hist")
+
+
+def _latent_tuning():
+    """Every latent generator's tuning rows (FID-500 against `train`), one benchmark run per JSON."""
+    return _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c", "generator_tuning_d",
+                   "generator_tuning_e", "generator_tuning_xs", "generator_tuning_hist", "generator_tuning_hist_b",
+                   "generator_tuning_hist_c", "generator_tuning_hist_d")
 
 
 # bench_generator rows record which generator they sampled (`generator_model`, `generator_parameters_m`)
@@ -388,7 +397,8 @@ def t_generator_fid_latent():
         rows.append((r["label"] + note,
                      setting, calls, f"**{r['fid']:.1f}**" if r is shipped else f"{r['fid']:.1f}",
                      f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",
-                     f"{total(r):.3f}" if r["kind"] != "real" else "-"))
+                     (f"{total(r):.3f}" + (f" ({r['threads']} threads)" if (r.get("threads") or 1) > 1 else ""))
+                     if r["kind"] != "real" else "-"))
     card = json.loads((ROOT / "assets" / "cifar10-taef2-edm-long" / "card.json").read_text())
     for r in card.get("fid") or []:
         rows.append((f"backbone's own {r['sampler']} (its card)", f"CFG w={r['cfg_scale']}", r["sampler"].split("= ")[-1]
@@ -411,7 +421,7 @@ def t_generator_fid_latent():
             f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i)), scored at 32 px (the 64 px samples "
             f"box-filtered, see above), standard FID Inception against {d['rows'][0]['fid_reference']}. The generator's network calls: 10 chain steps plus the final ODE step "
             f"(each chain step also runs the transformer, twice with CFG). Seconds per image: this table's rows in "
-            f"fp32 on one thread per process (two processes shared the 2 cores), the card rows as their card says, the "
+            f"fp32 on one thread per process (two processes shared the 2 cores) unless marked, the card rows as their card says, the "
             f"floor from `benchmarks/results/fid_reference.json`. " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
@@ -472,8 +482,7 @@ def t_headline():
 def t_generator_tuning():
     """The sampling settings tried for each latent generator, scored against `train` features (the
     tuning set; results are reported against `val`)."""
-    d = _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c", "generator_tuning_d",
-                "generator_tuning_e", "generator_tuning_xs")
+    d = _latent_tuning()
     if not d:
         return None
     rs = sorted(d["rows"], key=lambda r: (not is_shipped_generator(r), r["fid"]))
@@ -504,8 +513,7 @@ def t_generator_sizes():
     and each one's best tuning row."""
     runs = [("gen-mini", "latent"), ("gen-xs", "xs")]
     ce = {name: load(f"val_cifar10-generator-{key}") for name, key in runs}
-    tune = _merged("generator_tuning", "generator_tuning_b", "generator_tuning_c", "generator_tuning_d",
-                   "generator_tuning_e", "generator_tuning_xs")
+    tune = _latent_tuning()
     fid = _latent_fid()
     if not all(ce.values()) or not tune or not fid:
         return None
@@ -540,6 +548,50 @@ def t_generator_sizes():
             f"last column: the lowest tuning FID among the settings tried for that generator with class accuracy "
             f">= 60 %. " + "; ".join(f"`{c}`" for c in (load("generator_tuning_xs") or {}).get("commands", [])
                                      + (load("generator_fid_latent_xs") or {}).get("commands", [])))
+
+
+def t_generator_history():
+    """gen-mini against its continuation with the token-history input: held-out CE per token map (each
+    run's val_metrics.json, copied to benchmarks/results/val_cifar10-generator-*.json), FID-500 against
+    `train` (the tuning set) by number of minimum-norm maps, and FID-1k against `val`."""
+    runs = [("gen-mini", "latent"), ("gen-mini + history 10", "hist")]
+    ce = {name: load(f"val_cifar10-generator-{key}") for name, key in runs}
+    tune, fid = _latent_tuning(), _latent_fid()
+    if not all(ce.values()) or not tune or not fid:
+        return None
+    sweep = sorted({r.get("min_norm_maps") or 0 for r in tune["rows"]
+                    if generator_of(r)["generator_model"] == runs[1][0]})
+    base = {"cfg_scale": 2.0, "temperature": 1.0, "cfg_schedule": "constant", "top_k": 0, "top_p": 1.0}
+    rows = []
+    for name, _ in runs:
+        v = ce[name][-1]
+        mine = lambda rs: [r for r in rs if r["kind"] == "generator" and generator_of(r)["generator_model"] == name]  # noqa: E731
+        at = {m: next((r for r in mine(tune["rows"]) if same_setting(r, {**base, "min_norm_maps": m})), None)
+              for m in sweep}
+        val = min(mine(fid["rows"]), key=lambda r: r["fid"], default=None)
+        if val is None:
+            return None
+        rows.append((name + (" (shipped)" if is_shipped_generator(val) else ""),
+                     f"{generator_of(val)['generator_parameters_m']:.2f}M", f"{v['ce']:.3f}",
+                     " / ".join(f"{c:.2f}" for c in v["ce_per_row"][4:7]),
+                     " / ".join(f"{c:.2f}" for c in v["ce_per_row"][7:]),
+                     " / ".join(f"{at[m]['fid']:.1f}" if at[m] else "-" for m in sweep),
+                     f"{val['fid']:.1f} ({_gen_rows({'rows': [val]})[0][1]})", f"{100 * val['class accuracy']:.1f} %",
+                     f"{sum(val['seconds_per_image'].values()):.3f} ({val['threads']})"))
+    t = next(r for r in tune["rows"] if generator_of(r)["generator_model"] == runs[1][0])
+    n2 = fid["rows"][0]["num_images"]
+    return (md(["generator", "parameters", "held-out CE ↓", "CE, maps 4 / 5 / 6 ↓", "CE, maps 7 / 8 / 9 / 10 ↓",
+                f"FID-{t['num_images']} ↓ (vs train), minimum-norm last " + " / ".join(map(str, sweep)) + " maps",
+                f"FID-{n2 // 1000}k ↓ (vs val; setting)", "class accuracy ↑ (proxy)", "s/image (threads)"], rows) +
+            f"\n\nHeld-out CE: teacher-forced on the tokens of 500 `val` images (uniform guessing 8.318), from each run's "
+            f"`val_metrics.json` (copied to `benchmarks/results/val_cifar10-generator-{{latent,hist}}.json`). FID-"
+            f"{t['num_images']} at CFG w = 2, τ = 1 against {t['fid_reference']} (the tuning set; \"-\": not run); "
+            f"FID-{n2 // 1000}k against {fid['rows'][0]['fid_reference']} at each generator's best setting measured "
+            f"there; 32 px, standard FID Inception; seconds per image in fp32 with that many threads (the run's "
+            f"`threads`). "
+            + "; ".join(f"`{c}`" for name in ("generator_tuning_hist", "generator_tuning_hist_b", "generator_tuning_hist_c",
+                                             "generator_tuning_hist_d", "generator_fid_latent_hist")
+                        for c in (load(name) or {}).get("commands", [])))
 
 
 def t_generator_isotropic():
@@ -685,7 +737,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

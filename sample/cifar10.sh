@@ -107,6 +107,25 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   run $PY benchmarks/bench_generator.py "${XS[@]}" "${VAL[@]}" --features-dir runs/generator-features-latent-xs \
     --suite main --num-images 1000 --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --rows 0 \
     --out benchmarks/results/generator_fid_latent_xs.json
+  # the token-history continuation (train/cifar10.sh stage generator-history -> runs/gen-latent-hist): the
+  # minimum-norm sweep and two knobs against train, then FID-1k against val at its best setting (README: Token history)
+  HIST=(--generator runs/gen-latent-hist --tokens runs/tokens-cifar10-edm-long-8x8 --backbone assets/cifar10-taef2-edm-long
+        --batch-size 50 --mixed-precision no)
+  run $PY benchmarks/bench_generator.py "${HIST[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-hist \
+    --cfg-scale 2 --temperature 1.0 --cfg-sweep --temperature-sweep --min-norm-maps-sweep 2 --rows 0 \
+    --out benchmarks/results/generator_tuning_hist.json
+  run $PY benchmarks/bench_generator.py "${HIST[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-hist \
+    --cfg-scale 2 --temperature 1.0 --cfg-sweep --temperature-sweep --min-norm-maps-sweep 4 3 --rows 0,1 \
+    --out benchmarks/results/generator_tuning_hist_b.json
+  run $PY benchmarks/bench_generator.py "${HIST[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-hist \
+    --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --cfg-sweep 1.5 --temperature-sweep 0.85 --rows 0,1 \
+    --out benchmarks/results/generator_tuning_hist_c.json
+  run $PY benchmarks/bench_generator.py "${HIST[@]}" "${TUNE[@]}" --features-dir runs/generator-features-tune-hist \
+    --cfg-scale 2 --temperature 1.0 --cfg-sweep --temperature-sweep --min-norm-maps-sweep 5 6 --rows 0,1 \
+    --out benchmarks/results/generator_tuning_hist_d.json
+  run $PY benchmarks/bench_generator.py "${HIST[@]}" "${VAL[@]}" --features-dir runs/generator-features-latent-hist \
+    --suite main --num-images 1000 --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --rows 0 \
+    --out benchmarks/results/generator_fid_latent_hist.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json

@@ -76,7 +76,8 @@ fi
 
 if want generator-history; then   # continue the generator stage's weights with the token-history input added
   # (--history-maps 10: every earlier map's chosen codebook vectors; rdpm-train --init-from adds the zero-initialised
-  # layer: a new run, fresh optimizer and cosine schedule); 2,500 steps x 64 as 2 CPU processes here (its card)
+  # layer: a new run, fresh optimizer and cosine schedule); 2,500 steps x 64, 61 min as 2 CPU processes here. An
+  # ablation, not in the default STAGES: lower held-out CE, no better FID (README, Token history)
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-hist" \
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --history-maps 10 --max-steps 2500 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
