@@ -40,9 +40,10 @@ Token history (``history_maps`` = H > 0, ours): the input of block b at row m al
 vectors the previous H maps chose there, C_{m-k}[z_{m-k,b}]_b for k = 1..H (zeros where m-k < 0), through
 a zero-initialised linear layer. The state already holds their sum, scaled and mixed with every other
 block's through the backbone, so the Markov property makes this redundant for an ideal model; a small
-one reads which direction each block took much more easily from the vectors themselves, and that is
-what makes a late map coherent with the earlier ones. Training reads the history from the shards'
-tokens (teacher forcing); sampling from the tokens the chooser drew (``ModelChooser``). H = 0 is SPEC §9.
+one reads which direction each block took far more easily from the vectors themselves. Training reads
+the history from the shards' tokens (teacher forcing), sampling from the chain's earlier choices
+(``StepContext.earlier``). It lowers the cross-entropy but, trained this way, not the FID (README, Token
+history): off by default. H = 0 is SPEC §9.
 """
 from __future__ import annotations
 
