@@ -81,6 +81,8 @@ def generator_rows(a) -> list[dict]:
                  true_from="other images, one per map", **g0),
             dict(label="the generator in rows 0-3, each later token from a different image", true_rows=late,
                  true_from="other images, one per token", **g0),
+            # the converse of row 3: how well the generator continues a real image's first maps
+            dict(label="true tokens in rows 0-3, the generator after", true_rows=[0, 1, 2, 3], **g0),
         ]
     rows = []
     for w in a.cfg_sweep:

@@ -557,7 +557,8 @@ def t_generator_history():
     runs = [("gen-mini", "latent"), ("gen-mini + history 10", "hist")]
     ce = {name: load(f"val_cifar10-generator-{key}") for name, key in runs}
     tune, fid = _latent_tuning(), _latent_fid()
-    if not all(ce.values()) or not tune or not fid:
+    diag = _merged("generator_diagnostics_rows03", "generator_diagnostics_rows03_hist")
+    if not all(ce.values()) or not tune or not fid or not diag:
         return None
     sweep = sorted({r.get("min_norm_maps") or 0 for r in tune["rows"]
                     if generator_of(r)["generator_model"] == runs[1][0]})
@@ -569,28 +570,35 @@ def t_generator_history():
         at = {m: next((r for r in mine(tune["rows"]) if same_setting(r, {**base, "min_norm_maps": m})), None)
               for m in sweep}
         val = min(mine(fid["rows"]), key=lambda r: r["fid"], default=None)
-        if val is None:
+        own = next((r for r in diag["rows"] if generator_of(r)["generator_model"] == name and not r.get("true_rows")), None)
+        true = next((r for r in diag["rows"] if generator_of(r)["generator_model"] == name and r.get("true_rows")), None)
+        if val is None or own is None or true is None:
             return None
         rows.append((name + (" (shipped)" if is_shipped_generator(val) else ""),
                      f"{generator_of(val)['generator_parameters_m']:.2f}M", f"{v['ce']:.3f}",
                      " / ".join(f"{c:.2f}" for c in v["ce_per_row"][4:7]),
                      " / ".join(f"{c:.2f}" for c in v["ce_per_row"][7:]),
                      " / ".join(f"{at[m]['fid']:.1f}" if at[m] else "-" for m in sweep),
+                     f"{own['fid']:.1f} / {true['fid']:.1f}",
                      f"{val['fid']:.1f} ({_gen_rows({'rows': [val]})[0][1]})", f"{100 * val['class accuracy']:.1f} %",
                      f"{sum(val['seconds_per_image'].values()):.3f} ({val['threads']})"))
     t = next(r for r in tune["rows"] if generator_of(r)["generator_model"] == runs[1][0])
     n2 = fid["rows"][0]["num_images"]
     return (md(["generator", "parameters", "held-out CE ↓", "CE, maps 4 / 5 / 6 ↓", "CE, maps 7 / 8 / 9 / 10 ↓",
                 f"FID-{t['num_images']} ↓ (vs train), minimum-norm last " + " / ".join(map(str, sweep)) + " maps",
+                f"FID-{diag['rows'][0]['num_images']} ↓ (vs val), every map sampled: its own maps 0-3 / true maps 0-3",
                 f"FID-{n2 // 1000}k ↓ (vs val; setting)", "class accuracy ↑ (proxy)", "s/image (threads)"], rows) +
             f"\n\nHeld-out CE: teacher-forced on the tokens of 500 `val` images (uniform guessing 8.318), from each run's "
             f"`val_metrics.json` (copied to `benchmarks/results/val_cifar10-generator-{{latent,hist}}.json`). FID-"
             f"{t['num_images']} at CFG w = 2, τ = 1 against {t['fid_reference']} (the tuning set; \"-\": not run); "
             f"FID-{n2 // 1000}k against {fid['rows'][0]['fid_reference']} at each generator's best setting measured "
-            f"there; 32 px, standard FID Inception; seconds per image in fp32 with that many threads (the run's "
-            f"`threads`). "
+            f"there; the diagnostics column: CFG w = 2, τ = 1, every token map sampled, either all by the generator or "
+            f"maps 0-3 replayed from a `train` image of the same class and the generator after (`bench_generator.py "
+            f"--suite diagnostics`, rows 0 and 9); 32 px, standard FID Inception; seconds per image in fp32 with that "
+            f"many threads (the run's `threads`). "
             + "; ".join(f"`{c}`" for name in ("generator_tuning_hist", "generator_tuning_hist_b", "generator_tuning_hist_c",
-                                             "generator_tuning_hist_d", "generator_fid_latent_hist")
+                                             "generator_tuning_hist_d", "generator_fid_latent_hist",
+                                             "generator_diagnostics_rows03", "generator_diagnostics_rows03_hist")
                         for c in (load(name) or {}).get("commands", [])))
 
 

@@ -126,6 +126,15 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   run $PY benchmarks/bench_generator.py "${HIST[@]}" "${VAL[@]}" --features-dir runs/generator-features-latent-hist \
     --suite main --num-images 1000 --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --rows 0 \
     --out benchmarks/results/generator_fid_latent_hist.json
+  # both generators alone and continuing a real image's first four maps (diagnostics rows 0 and 9, every map sampled)
+  for g in gen-latent gen-latent-hist; do
+    out=generator_diagnostics_rows03$([ $g = gen-latent-hist ] && echo _hist || true)
+    run $PY benchmarks/bench_generator.py --suite diagnostics --generator runs/$g --tokens runs/tokens-cifar10-edm-long-8x8 \
+      --backbone assets/cifar10-taef2-edm-long --batch-size 50 --mixed-precision no --num-images 500 \
+      --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
+      --features-dir runs/generator-features-diag-$g --cfg-scale 2 --temperature 1.0 --min-norm-maps 0 --rows 0,9 \
+      --out benchmarks/results/$out.json
+  done
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
