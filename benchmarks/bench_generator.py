@@ -10,7 +10,7 @@ Suite ``diagnostics`` (where the generator loses FID): the generator's chain wit
 `train` images replacing its choices in some token rows (``true_rows``): of class-matched images, or of
 other images (``true_from``); score these against `val` (the tokens are `train`'s).
 Suite ``ablations`` (also the tuning of a checkpoint's sampling defaults): CFG scale sweep, temperature
-sweep, optional top-k / top-p sweeps, the linear CFG schedule, and other heads (``--head-variant
+sweep, optional top-k / top-p, minimum-norm and backbone-guidance sweeps, the linear CFG schedule, and other heads (``--head-variant
 LABEL=RUN_DIR``, e.g. an untied head trained with the same command). A knob a row does not set is the
 checkpoint's ``rdpm-sample`` default. Every row reports the labelled CPU proxies "CIFAR-feature FD"
 (against all 5,000 `val` images) and "class accuracy" (not FID), seconds per image split into backbone,
@@ -99,6 +99,9 @@ def generator_rows(a) -> list[dict]:
     for m in a.min_norm_maps_sweep:
         rows.append(dict(label=f"minimum-norm last {m} maps", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=a.temperature, min_norm_maps=m))
+    for wb in a.backbone_cfg_sweep:
+        rows.append(dict(label=f"backbone CFG w_b={wb}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                         temperature=a.temperature, backbone_cfg_scale=wb))
     rows.append(dict(label="CFG linear schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                      temperature=a.temperature, cfg_schedule="linear"))
     for variant in a.head_variant:
@@ -173,7 +176,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
         if row["kind"] == "generator":
             imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"],
                                      row["temperature"], row["top_k"], row["top_p"], a.global_seed,
-                                     min_norm_maps=row["min_norm_maps"])
+                                     min_norm_maps=row["min_norm_maps"], backbone_cfg_scale=row["backbone_cfg_scale"])
             for k in timing:
                 timing[k] += t[k]
         else:
@@ -274,7 +277,7 @@ def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> tuple[np.n
         stored = torch.from_numpy(tokens[idx])
         imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"], row["temperature"],
                                  row["top_k"], row["top_p"], a.global_seed, min_norm_maps=row["min_norm_maps"],
-                                 wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
+                                 backbone_cfg_scale=row["backbone_cfg_scale"], wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
         out.append(to_uint8_nhwc(imgs))
         for k in timing:
             timing[k] += t[k]
@@ -366,6 +369,10 @@ def main():
                    help="ablations: numbers of final token maps given the shortest codebook entry (after top-p)")
     p.add_argument("--min-norm-maps", type=int, default=None,
                    help="the generator rows' --min-norm-maps; default: the checkpoint's rdpm-sample default")
+    p.add_argument("--backbone-cfg-sweep", type=float, nargs="*", default=[],
+                   help="ablations: backbone guidance w_b values (rdpm-sample --backbone-cfg-scale; after minimum-norm)")
+    p.add_argument("--backbone-cfg-scale", type=float, default=None,
+                   help="the generator rows' --backbone-cfg-scale; default: the checkpoint's rdpm-sample default")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
                    help="backbone and generator precision (rdpm_gddcm.precision)")
     p.add_argument("--fid-reference", default=None, metavar="GLOB",
@@ -387,9 +394,11 @@ def main():
     res = json.loads(out.read_text()) if out.exists() else {"rows": []}
     done = {r["label"] for r in res["rows"]}
     rows = generator_rows(a)
-    for r in rows:                         # --min-norm-maps applies to every generator row that does not set it
+    for r in rows:         # --min-norm-maps and --backbone-cfg-scale apply to every generator row not setting them
         if r["kind"] in ("generator", "mixed") and "min_norm_maps" not in r:
             r["min_norm_maps"] = a.min_norm_maps
+        if r["kind"] in ("generator", "mixed") and "backbone_cfg_scale" not in r:
+            r["backbone_cfg_scale"] = a.backbone_cfg_scale
     if a.rows:
         rows = [rows[int(i)] for i in a.rows.split(",")]
     labels = labels_for(a.num_images, 10, None)
@@ -400,6 +409,8 @@ def main():
             generator_sampler(row, a, cache)     # the row's settings, also when its samples were kept earlier
             if row["min_norm_maps"] and "minimum-norm" not in row["label"]:    # rows differ only by it otherwise
                 row["label"] += f", minimum-norm last {row['min_norm_maps']} maps"
+            if row["backbone_cfg_scale"] != 1.0 and "backbone CFG" not in row["label"]:
+                row["label"] += f", backbone CFG w_b={row['backbone_cfg_scale']}"
         if row["label"] in done:
             continue
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")

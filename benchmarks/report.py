@@ -160,12 +160,13 @@ def t_backbones():
 
 
 # the generator's sampling knobs (rdpm_gddcm.sample.SAMPLING_DEFAULTS); rows written before a knob existed used
-# its default, which for min_norm_maps is 0
-KNOBS = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "min_norm_maps")
+# its default: 0 for min_norm_maps, 1 (no guidance) for backbone_cfg_scale
+KNOBS = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "min_norm_maps", "backbone_cfg_scale")
+KNOB_DEFAULTS = {"min_norm_maps": 0, "backbone_cfg_scale": 1.0}
 
 
 def knob(r: dict, k: str):
-    return r.get(k) or 0 if k == "min_norm_maps" else r.get(k)
+    return (r.get(k) or KNOB_DEFAULTS[k]) if k in KNOB_DEFAULTS else r.get(k)
 
 
 def same_setting(a: dict, b: dict) -> bool:
@@ -178,7 +179,8 @@ def _gen_rows(d):
         t = r.get("seconds_per_image", {})
         setting = {"generator": f"CFG w={r.get('cfg_scale')}, τ={r.get('temperature')}"
                    + (f", {r['cfg_schedule']} schedule" if r.get("cfg_schedule", "constant") != "constant" else "")
-                   + (f", minimum-norm last {r['min_norm_maps']} maps" if r.get("min_norm_maps") else ""),
+                   + (f", minimum-norm last {r['min_norm_maps']} maps" if r.get("min_norm_maps") else "")
+                   + (f", backbone CFG w_b={r['backbone_cfg_scale']}" if knob(r, "backbone_cfg_scale") != 1.0 else ""),
                    "ode": f"CFG w={r.get('cfg_scale')}", "ancestral": f"CFG w={r.get('cfg_scale')}",
                    "random": "uniform random indices", "real": "-", "tokens": "stored tokens, replayed",
                    "autoencoder": "encode + decode"}[r["kind"]]
@@ -469,6 +471,7 @@ def t_headline():
     return (f"*The shipped generator (`assets/cifar10-generator`), 10 chain steps with `rdpm-sample`'s defaults "
             f"(CFG w = {g['cfg_scale']}, τ = {g['temperature']}"
             + (f", the last {g['min_norm_maps']} token maps minimum-norm" if g.get("min_norm_maps") else "")
+            + (f", backbone CFG w_b = {g['backbone_cfg_scale']}" if knob(g, "backbone_cfg_scale") != 1.0 else "")
             + f"), one class per row ({classes}). "
             f"**FID-{g['num_images'] // 1000}k {g['fid']:.1f}** against {g['fid_reference']} "
             f"({g['num_images']:,} class-balanced samples; class accuracy {100 * g['class accuracy']:.0f} % by the proxy "

@@ -454,6 +454,7 @@ class GuidedBackbone(Backbone):
                              f"{inner.name} has {'no classes' if inner.num_classes == 0 else 'no null class'}")
         self.inner = inner
         self.scale = float(scale)
+        self.clip_sample = inner.clip_sample          # the guided x̂0 is clipped as the inner model's would be
         self.family = inner.family
         self.latent_shape = inner.latent_shape
         self.num_classes = inner.num_classes

@@ -6,6 +6,13 @@ conditional and unconditional logits ``l = l_u + w·(l_c - l_u)`` (w = 1: off), 
 them, and Gumbel-max picks ``argmax(l/τ + G)`` (τ = 0: greedy). The final ODE and the
 autoencoder turn the state into an image.
 
+Backbone guidance (``--backbone-cfg-scale`` w_b, ours; 1 = off): the chain's own backbone calls, and the
+final ODE, use classifier-free guidance ``x̂0 = x̂0_u + w_b·(x̂0_c - x̂0_u)`` (likewise ε̂), as the backbone's
+own ODE sampler does. The generator then sees the guided x̂0 and the states it produces: class guidance
+can move from the generator's logits (``--cfg-scale``) to the denoiser, whose guided x̂0 every later step
+builds on. It needs class-conditional tokens (``rdpm-tokenize --conditional``: the backbone is given the
+class) and costs one more backbone call per step.
+
 Image i's randomness comes only from its own generator, seeded by (--global-seed, i), and its
 label is the i-th of a class-balanced cycle (or of --class-labels): 1 process or N processes
 (``accelerate launch``), batch 1 or 64, give the same images in fp32 (under bf16 autocast the
@@ -42,7 +49,7 @@ from .files import write_json_atomic
 
 # Used where neither the command line nor the checkpoint's generator.json sets a sampling knob.
 SAMPLING_DEFAULTS = {"cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-                     "min_norm_maps": 0}
+                     "min_norm_maps": 0, "backbone_cfg_scale": 1.0}
 
 
 def _schedule(text: str) -> str:
@@ -53,7 +60,7 @@ def _schedule(text: str) -> str:
 
 # how a recorded value is checked: the command line's own parsers
 _RECORDED = {"cfg_scale": nonneg_float, "cfg_schedule": _schedule, "temperature": nonneg_float, "top_k": nonneg_int,
-             "top_p": open_probability, "min_norm_maps": nonneg_int}
+             "top_p": open_probability, "min_norm_maps": nonneg_int, "backbone_cfg_scale": nonneg_float}
 
 
 def recorded_sampling(meta: dict, source: str) -> dict:
@@ -96,6 +103,9 @@ def parse_args(argv=None):
     p.add_argument("--min-norm-maps", type=nonneg_int, default=argparse.SUPPRESS,
                    help="the last M token maps take each block's shortest codebook entry, the least injected noise, "
                         f"instead of a sampled token (generator.py) ({recorded.format(SAMPLING_DEFAULTS['min_norm_maps'])})")
+    p.add_argument("--backbone-cfg-scale", type=nonneg_float, default=argparse.SUPPRESS,
+                   help="classifier-free guidance w_b of the chain's backbone calls and final ODE, 1 = off; needs "
+                        f"class-conditional tokens (see above) ({recorded.format(SAMPLING_DEFAULTS['backbone_cfg_scale'])})")
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (in fp32 results do not depend on it; under bf16 autocast the last bits can, see above)")
     p.add_argument("--sample-dir", required=True)
@@ -166,9 +176,22 @@ class Sampler:
         """The sampling knobs of ``a`` (an argparse namespace), the checkpoint's recorded ones where not given."""
         return {k: getattr(a, k, self.defaults[k]) for k in SAMPLING_DEFAULTS}
 
+    def chain_backbone(self, backbone_cfg_scale: float):
+        """The backbone the chain calls: the tokens' own, guided with ``backbone_cfg_scale`` unless it is 1
+        (module docstring: backbone guidance)."""
+        from .backbones import GuidedBackbone
+        bb = self.tokenizer.backbone
+        if backbone_cfg_scale == 1.0:
+            return bb
+        if not self.tokenizer.cfg.conditional:
+            raise ValueError(f"--backbone-cfg-scale {backbone_cfg_scale}: this generator's tokens were made without "
+                             "the class (not rdpm-tokenize --conditional), so the chain's backbone gets no label to "
+                             "guide; use 1, or tokens made with --conditional")
+        return GuidedBackbone(bb, backbone_cfg_scale)
+
     @torch.no_grad()
     def sample(self, indices, labels, cfg_scale=None, cfg_schedule=None, temperature=None, top_k=None, top_p=None,
-               global_seed=0, return_tokens=False, wrap_chooser=None, min_norm_maps=None):
+               global_seed=0, return_tokens=False, wrap_chooser=None, min_norm_maps=None, backbone_cfg_scale=None):
         """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting.
         ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics)."""
         from .chain import run_chain
@@ -179,13 +202,15 @@ class Sampler:
         top_k = d["top_k"] if top_k is None else top_k
         top_p = d["top_p"] if top_p is None else top_p
         min_norm_maps = d["min_norm_maps"] if min_norm_maps is None else min_norm_maps
+        backbone_cfg_scale = d["backbone_cfg_scale"] if backbone_cfg_scale is None else backbone_cfg_scale
         tok = self.tokenizer
+        backbone = self.chain_backbone(backbone_cfg_scale)
         gens = [image_generator(global_seed, int(i)) for i in indices]
         y = torch.as_tensor(np.asarray(labels)).long()
         chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast,
                                min_norm_maps)
         t0 = time.time()
-        out = run_chain(tok.backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
+        out = run_chain(backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
                         y if tok.cfg.conditional else None, self.device)
         t_chain = time.time() - t0
         t1 = time.time()
@@ -227,8 +252,9 @@ def check_resumable(out: Path, settings: dict) -> None:
         old = json.loads(f.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{f} is not valid JSON ({e}): pass a new --sample-dir or delete it") from None
-    # a directory written before a knob existed was sampled at that knob's default (min_norm_maps: 0)
+    # a directory written before a knob existed was sampled at that knob's default (min_norm_maps: 0, backbone_cfg_scale: 1)
     old.setdefault("min_norm_maps", SAMPLING_DEFAULTS["min_norm_maps"])
+    old.setdefault("backbone_cfg_scale", SAMPLING_DEFAULTS["backbone_cfg_scale"])
     diff = {k: (old.get(k), settings.get(k)) for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)}
     if diff:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
@@ -249,6 +275,7 @@ def run(a):
     if a.min_norm_maps > sampler.model.cfg.num_rows:
         raise ValueError(f"--min-norm-maps {a.min_norm_maps}: this generator's tokens have {sampler.model.cfg.num_rows} "
                          "maps; pass at most that (0 samples every map)")
+    sampler.chain_backbone(a.backbone_cfg_scale)     # refuses guidance the tokens' backbone cannot take, before writing
     out = Path(a.sample_dir)
     settings = json.loads(json.dumps(sample_settings(a, sampler), default=str))
     check_resumable(out, settings)              # every process checks, so all fail together
@@ -278,7 +305,7 @@ def run(a):
     for b in tqdm(range(0, len(mine), a.batch_size), disable=not state.is_local_main_process, desc="sampling"):
         idx = mine[b:b + a.batch_size]
         imgs, t = sampler.sample(idx, labels[idx], a.cfg_scale, a.cfg_schedule, a.temperature, a.top_k, a.top_p, a.global_seed,
-                                 min_norm_maps=a.min_norm_maps)
+                                 min_norm_maps=a.min_norm_maps, backbone_cfg_scale=a.backbone_cfg_scale)
         for k in timing:
             timing[k] += t[k]
         save_images(imgs.cpu(), [str(out / f"{i:06d}.png") for i in idx])

@@ -299,10 +299,11 @@ def test_overfit_and_samples_decode_to_training_images(toy):
 
 def test_resume_continues_same_loss_curve(toy):
     root, _, _ = toy
-    full = _train(toy, "full")
-    part = _train(toy, "part", ["--stop-at-step", "60"])
+    fp32 = ["--mixed-precision", "no"]        # two runs compared bitwise: not `auto`, whose probe can differ per run
+    full = _train(toy, "full", fp32)
+    part = _train(toy, "part", ["--stop-at-step", "60", *fp32])
     assert not (part / "generator.safetensors").exists()
-    _train(toy, "part", ["--resume-from-checkpoint", "latest"])
+    _train(toy, "part", ["--resume-from-checkpoint", "latest", *fp32])
     ce = lambda d: [l.split(" ce ")[1].split()[0] for l in (d / "log.txt").read_text().splitlines() if " ce " in l]  # noqa: E731
     assert ce(full)[-6:] == ce(part)[-6:]
     from safetensors.torch import load_file
@@ -376,7 +377,10 @@ def test_sampling_resumes_and_refuses_other_settings(toy, tmp_path, cli_error, m
     with other settings is refused instead of mixing two runs in one directory."""
     root, bb, tok = toy
     run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
-    common = ["--ckpt", str(run), "--cfg-scale", "2.0", "--temperature", "1.0", "--global-seed", "5", "--batch-size", "3"]
+    # fp32: only there are resumed images (other batches) bit-identical (rdpm-sample's docstring); "auto" may pick
+    # bf16 autocast on a CPU with bf16 instructions
+    common = ["--ckpt", str(run), "--cfg-scale", "2.0", "--temperature", "1.0", "--global-seed", "5", "--batch-size", "3",
+              "--mixed-precision", "no"]
     sample.main(common + ["--num-samples", "6", "--sample-dir", str(tmp_path / "full")])
     part = tmp_path / "part"
     sample.main(common + ["--num-samples", "4", "--sample-dir", str(part)])
@@ -548,6 +552,50 @@ def test_min_norm_maps_take_each_blocks_shortest_entry(toy, tmp_path, cli_error)
     err = cli_error(sample.main, ["--ckpt", str(run), "--num-samples", "2", "--min-norm-maps", str(R + 1),
                                   "--sample-dir", str(tmp_path / "bad")])
     assert "--min-norm-maps" in err and not (tmp_path / "bad").exists()
+
+
+def test_backbone_guidance_guides_the_chains_backbone(toy, tmp_path, cli_error):
+    """--backbone-cfg-scale w_b: the chain's backbone calls (and the final ODE) run classifier-free guided, i.e.
+    also with the null class, and change the images; w_b = 1 is the unguided chain itself; it is recorded like
+    the other knobs; tokens made without the class cannot be guided: one clear error, nothing written."""
+    root, bb, tok = toy
+    cond = tmp_path / "cond"
+    tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb), "--out", str(cond), "--plan",
+                                      "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16", "--grid",
+                                      "2x2", "--save-states", "--batch-size", "4", "--conditional"]))
+    run = tmp_path / "gen"
+    train_generator.main(["--tokens", str(cond), "--results-dir", str(run), "--model", "gen-tiny", "--max-steps", "4",
+                          "--global-batch-size", "4", "--warmup-steps", "1", "--log-every", "2", "--ckpt-every", "4",
+                          "--sample-every", "0", "--backbone", str(bb)])
+    s = sample.Sampler(str(run), mixed_precision="no")
+    inner = s.tokenizer.backbone
+    seen, null = [], inner.null_class
+    real_predict = inner._predict
+
+    def predict(x, t, y):                 # records the labels; a class shifts x̂0 (the random tiny net's barely does)
+        seen.append(y.clone())
+        xh, eh = real_predict(x, t, y)
+        return xh + 0.05 * (y != null).float().view(-1, 1, 1, 1), eh
+    inner._predict = predict
+    idx, labels = np.arange(4), np.arange(4) % 4
+    kw = dict(cfg_scale=1.0, temperature=1.0, global_seed=3, return_tokens=True)
+    plain, plain_tokens, _ = s.sample(idx, labels, **kw)
+    assert seen and all(not (y == null).any() for y in seen)
+    seen.clear()
+    same, same_tokens, _ = s.sample(idx, labels, backbone_cfg_scale=1.0, **kw)
+    assert torch.equal(same, plain) and torch.equal(same_tokens, plain_tokens)
+    seen.clear()
+    guided, _, _ = s.sample(idx, labels, backbone_cfg_scale=3.0, **kw)
+    # every call (chain steps and final ODE) sees each image's class and the null class
+    assert seen and all(sorted(y.tolist()) == sorted(labels.tolist() + [null] * 4) for y in seen)
+    assert (guided - plain).abs().max() > 0.05
+    out = tmp_path / "rec"
+    sample.main(["--ckpt", str(run), "--num-samples", "2", "--backbone-cfg-scale", "3", "--sample-dir", str(out)])
+    assert json.loads((out / "sample_settings.json").read_text())["backbone_cfg_scale"] == 3.0
+    unconditional = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    err = cli_error(sample.main, ["--ckpt", str(unconditional), "--num-samples", "2", "--backbone-cfg-scale", "2",
+                                  "--sample-dir", str(tmp_path / "bad")])
+    assert "--backbone-cfg-scale" in err and "--conditional" in err and not (tmp_path / "bad").exists()
 
 
 def test_history_generator_sees_in_sampling_the_history_it_was_trained_on(toy):
