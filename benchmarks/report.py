@@ -553,6 +553,35 @@ def t_generator_sizes():
                                      + (load("generator_fid_latent_xs") or {}).get("commands", [])))
 
 
+def t_generator_backbone_guidance():
+    """The shipped generator with classifier-free guidance moved into the chain's backbone calls
+    (rdpm-sample --backbone-cfg-scale): FID-500 against `train` (the tuning set) by generator CFG w and
+    backbone guidance w_b, and FID-1k against `val` where measured."""
+    tune = _merged("generator_tuning_bbcfg", "generator_tuning_bbcfg_b")
+    fid = _merged("generator_fid_latent", "generator_fid_latent_c", "generator_fid_latent_bbcfg")
+    shipped_tune, rec = _latent_tuning(), shipped_sampling()
+    if not tune or not fid or not shipped_tune or not rec:
+        return None
+    base = next((r for r in shipped_tune["rows"] if is_shipped_generator(r) and same_setting(r, rec)), None)
+    if base is None:
+        return None
+    rows = []
+    for r in sorted([base] + tune["rows"], key=lambda r: (r["cfg_scale"], knob(r, "backbone_cfg_scale"))):
+        val = next((v for v in fid["rows"] if v["kind"] == "generator" and same_setting(v, r)), None)
+        rows.append((f"{r['cfg_scale']}", f"{knob(r, 'backbone_cfg_scale')}" + (" (shipped)" if r is base else ""),
+                     f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",
+                     f"{val['fid']:.1f} ({100 * val['class accuracy']:.1f} %)" if val else "-",
+                     f"{sum(r['seconds_per_image'].values()):.3f}"))
+    n, n2 = base["num_images"], fid["rows"][0]["num_images"]
+    return (md(["generator CFG w", "backbone CFG w_b", f"FID-{n} ↓ (vs train, tuning)", "KID ×10³ ↓",
+                "class accuracy ↑ (proxy)", f"FID-{n2 // 1000}k ↓ (vs val) (class accuracy)", "s/image"], rows) +
+            f"\n\nThe shipped gen-mini, τ = {rec.get('temperature')}, the last {rec.get('min_norm_maps') or 0} token maps "
+            f"minimum-norm; {n} class-balanced samples per setting against {base['fid_reference']} (the tuning set), "
+            f"FID-{n2 // 1000}k against {fid['rows'][0]['fid_reference']}; 32 px, standard FID Inception; seconds per "
+            "image in fp32 on one thread (two processes shared the 2 cores, so they vary with the other's load). "
+            + "; ".join(f"`{c}`" for c in tune["commands"] + [c for c in fid["commands"] if "backbone-cfg" in c]))
+
+
 def t_generator_history():
     """gen-mini against its continuation with the token-history input: held-out CE per token map (each
     run's val_metrics.json, copied to benchmarks/results/val_cifar10-generator-*.json), FID-500 against
@@ -748,7 +777,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

@@ -135,6 +135,14 @@ if want benchmarks; then  # every README table and plot; each script resumes row
       --features-dir runs/generator-features-diag-$g --cfg-scale 2 --temperature 1.0 --min-norm-maps 0 --rows 0,9 \
       --out benchmarks/results/$out.json
   done
+  # backbone guidance (rdpm-sample --backbone-cfg-scale) on the shipped generator: tuning rows against train, then
+  # FID-1k against val at the lowest-FID one (README: Backbone guidance)
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 1 --temperature 1.0 --min-norm-maps 4 \
+    --cfg-sweep --temperature-sweep --backbone-cfg-sweep 2 3 --rows 0,1 --out benchmarks/results/generator_tuning_bbcfg.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 \
+    --cfg-sweep --temperature-sweep --backbone-cfg-sweep 1.5 2 --rows 0,1 --out benchmarks/results/generator_tuning_bbcfg_b.json
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --cfg-scale 1 \
+    --temperature 1.0 --min-norm-maps 4 --backbone-cfg-scale 2 --rows 0 --out benchmarks/results/generator_fid_latent_bbcfg.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
