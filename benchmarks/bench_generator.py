@@ -10,8 +10,8 @@ Suite ``diagnostics`` (where the generator loses FID): the generator's chain wit
 `train` images replacing its choices in some token rows (``true_rows``): of class-matched images, or of
 other images (``true_from``); score these against `val` (the tokens are `train`'s).
 Suite ``ablations`` (also the tuning of a checkpoint's sampling defaults): CFG scale sweep, temperature
-sweep, optional top-k / top-p, minimum-norm and backbone-guidance sweeps, the linear CFG schedule, and other heads (``--head-variant
-LABEL=RUN_DIR``, e.g. an untied head trained with the same command). A knob a row does not set is the
+sweep, optional top-k / top-p, minimum-norm and backbone-guidance sweeps, the linear CFG schedule, and
+other heads (``--head-variant LABEL=RUN_DIR``, e.g. an untied head trained with the same command). A knob a row does not set is the
 checkpoint's ``rdpm-sample`` default. Every row reports the labelled CPU proxies "CIFAR-feature FD"
 (against all 5,000 `val` images) and "class accuracy" (not FID), seconds per image split into backbone,
 transformer and autoencoder, and with ``--fid-reference`` FID and KID (standard FID Inception).
@@ -277,7 +277,8 @@ def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> tuple[np.n
         stored = torch.from_numpy(tokens[idx])
         imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"], row["temperature"],
                                  row["top_k"], row["top_p"], a.global_seed, min_norm_maps=row["min_norm_maps"],
-                                 backbone_cfg_scale=row["backbone_cfg_scale"], wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
+                                 backbone_cfg_scale=row["backbone_cfg_scale"],
+                                 wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
         out.append(to_uint8_nhwc(imgs))
         for k in timing:
             timing[k] += t[k]
