@@ -447,6 +447,7 @@ def main():
             r["generator_model"] = sampler.meta.get("train_config", {}).get("model")
             r["generator_parameters_m"] = round(count_params(sampler.model) / 1e6, 3)
             r["generator_history_maps"] = sampler.model.cfg.history_maps
+            r["generator_two_pass"] = sampler.model.cfg.two_pass
         res["rows"].append(r)
         grid_dir = ROOT / "benchmarks" / "results" / "generator_grids" / out.stem    # one folder per results JSON
         grid_dir.mkdir(parents=True, exist_ok=True)

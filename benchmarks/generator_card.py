@@ -56,6 +56,9 @@ def write_card_md(card: dict, dst: Path):
     if g.get("history_maps"):
         rank += (f"; input: the chain state, the backbone's x̂0 and the codebook vectors chosen at each block by the "
                  f"previous {g['history_maps']} token maps (`--history-maps`)")
+    if g.get("two_pass"):
+        rank += ("; each token map drawn in two passes, one checkerboard half then the other given it "
+                 "(`--two-pass`)")
     smp = card.get("sampling")
     if smp:
         knobs = f"CFG w = {smp['cfg_scale']}, τ = {smp['temperature']}" + \

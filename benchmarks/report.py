@@ -354,11 +354,13 @@ GEN_MINI = {"generator_model": "gen-mini", "generator_parameters_m": 1.260321}
 
 
 def generator_of(r: dict) -> dict:
-    """The name (size, and its token history when it has one) and parameters (millions) of the generator
-    a latent bench_generator row sampled."""
+    """The name (size, and its token history or two passes when it has them) and parameters (millions) of
+    the generator a latent bench_generator row sampled."""
     g = {k: r.get(k, v) for k, v in GEN_MINI.items()}
     if r.get("generator_history_maps"):
         g["generator_model"] += f" + history {r['generator_history_maps']}"
+    if r.get("generator_two_pass"):
+        g["generator_model"] += " + two passes"
     return g
 
 

@@ -44,6 +44,15 @@ one reads which direction each block took far more easily from the vectors thems
 the history from the shards' tokens (teacher forcing), sampling from the chain's earlier choices
 (``StepContext.earlier``). It lowers the cross-entropy but, trained this way, not the FID (README, Token
 history): off by default. H = 0 is SPEC §9.
+
+Two-pass maps (``two_pass``, ours; MaskGIT's iterative decoding cut to two fixed passes): SPEC §9 draws the
+blocks of a token map independently given the state, but a data map's blocks are not independent of each
+other (README, Diagnostics: tokens each from another image score far worse than a whole map from another
+image). A two-pass generator draws every block, keeps one checkerboard half (parity m mod 2 at row m), and
+draws the other half again given the kept half's codebook vectors C_m[z_b]_b and a known-flag per block,
+through a zero-initialised linear layer (a generator without it loads as the same function). Training
+shows each example either nothing (the first pass) or a random checkerboard half of its true map (the
+second), with the loss on the blocks not shown. Off: the same model as SPEC §9.
 """
 from __future__ import annotations
 
@@ -74,6 +83,7 @@ class GeneratorConfig:
     score: str = "l2"             # tied head's rule, = the tokens' selection: "l2" | "dot" (SPEC §4)
     head_isotropic: bool = False  # tied head: the isotropic covariance term ½·s_b·‖C_b‖²/Db (module docstring)
     history_maps: int = 0         # H: the previous H maps' chosen codebook vectors per block as input (module docstring)
+    two_pass: bool = False        # draw each map in two checkerboard passes, the second given the first (module docstring)
     dropout: float = 0.0
 
     def to_json(self):
@@ -119,7 +129,8 @@ class TokenGenerator(nn.Module):
     ``head_logits(features, codebook_blocks) -> logits (B, G, K)``.
 
     state_blocks, xh_blocks: (B, G, Db); row: (B,) long; y: (B,) long (num_classes = null);
-    history: (B, G, H·Db) from ``token_history`` when ``history_maps`` = H > 0 (None: no history, zeros).
+    history: (B, G, H·Db) from ``token_history`` when ``history_maps`` = H > 0 (None: no history, zeros);
+    known: (B, G, Db + 1) from ``known_blocks`` when ``two_pass`` (None: nothing known yet, the first pass).
     Features are u (B, G, Db) for the tied head, logits (B, G, K) for the untied one;
     codebook_blocks: (K, G, Db) is the row's codebook restricted to each block (tied head only).
     """
@@ -135,6 +146,10 @@ class TokenGenerator(nn.Module):
             self.hist = nn.Linear(cfg.history_maps * cfg.block_dim, d)
             nn.init.zeros_(self.hist.weight)
             nn.init.zeros_(self.hist.bias)
+        if cfg.two_pass:                # zero-initialised likewise
+            self.known = nn.Linear(cfg.block_dim + 1, d)
+            nn.init.zeros_(self.known.weight)
+            nn.init.zeros_(self.known.bias)
         self.pos = nn.Parameter(torch.zeros(1, cfg.num_blocks, d))
         nn.init.normal_(self.pos, std=0.02)
         self.row_emb = nn.Embedding(cfg.num_rows, d)
@@ -166,12 +181,16 @@ class TokenGenerator(nn.Module):
         else:
             raise ValueError(f"unknown head {cfg.head!r}; use tied or untied")
 
-    def forward(self, state_blocks, xh_blocks, row, y, history=None):
+    def forward(self, state_blocks, xh_blocks, row, y, history=None, known=None):
         h = self.inp(torch.cat([state_blocks, xh_blocks], dim=-1)) + self.pos
         if self.cfg.history_maps:              # None: no earlier maps (the first row), the same as zeros
             h = h + (self.hist(history) if history is not None else self.hist.bias)
         elif history is not None:
             raise ValueError("a token history was given to a generator without history_maps")
+        if self.cfg.two_pass:                  # None: the first pass, the same as zeros
+            h = h + (self.known(known) if known is not None else self.known.bias)
+        elif known is not None:
+            raise ValueError("known blocks were given to a generator without two_pass")
         c = self.row_emb(row) + self.class_emb(y)
         for blk in self.blocks:
             h = blk(h, c)
@@ -197,7 +216,8 @@ class TokenGenerator(nn.Module):
                                                                enabled=dtype is not None):
                 hist = z.new_zeros(batch, cfg.num_blocks, cfg.history_maps * cfg.block_dim) \
                     if cfg.history_maps else None       # the layer's real cost, not its bias-only shortcut
-                out = self.head_logits(self(z, z, row, row, hist), cb)
+                known = z.new_zeros(batch, cfg.num_blocks, cfg.block_dim + 1) if cfg.two_pass else None
+                out = self.head_logits(self(z, z, row, row, hist, known), cb)
             if train:
                 out.float().mean().backward()
                 self.zero_grad(set_to_none=True)
@@ -257,6 +277,23 @@ def token_history(spec, tokens: torch.Tensor, rows: torch.Tensor, maps: int) -> 
     return out
 
 
+def checkerboard(grid, parity: int, device=None) -> torch.Tensor:
+    """(G,) bool: the blocks of ``grid`` (row-major over gh x gw, as ``Grid.to_blocks``) with (i + j) % 2 ==
+    parity: the half a two-pass map keeps from its first pass (module docstring)."""
+    i = torch.arange(grid.gh, device=device)[:, None]
+    j = torch.arange(grid.gw, device=device)[None, :]
+    return ((i + j) % 2 == parity % 2).flatten()
+
+
+def known_blocks(codebook_blocks: torch.Tensor, tokens: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The second pass's input (module docstring): for tokens (B, G) of one map, codebook_blocks (K, G, Db)
+    of its row and known (B, G) bool, [C[tokens_b]_b, 1] where known and zeros elsewhere -> (B, G, Db + 1)."""
+    G = tokens.shape[1]
+    vec = codebook_blocks.float()[tokens.long(), torch.arange(G, device=tokens.device)]    # (B, G, Db)
+    k = known.to(vec.dtype).unsqueeze(-1)
+    return torch.cat([vec * k, k], dim=-1)
+
+
 # ------------------------------------------------------------------------------------------ sampling
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Mask logits outside the top-k / nucleus top-p set with -inf (per block)."""
@@ -282,7 +319,8 @@ class ModelChooser:
     then Gumbel-max argmax(l/τ + G) with image i's noise from its own generator (τ = 0: greedy).
     ``w = 1`` is no guidance (DiT/diffusers convention; VAR's (1+w') corresponds to w = 1 + w').
     A generator with ``history_maps`` is fed the indices chosen at the chain's earlier rows (``ctx.earlier``,
-    whoever chose them), in both CFG branches: the history is the image's, not the class's."""
+    whoever chose them), in both CFG branches: the history is the image's, not the class's. A ``two_pass``
+    generator draws each map twice (module docstring); the kept half is the image's too, in both branches."""
 
     def __init__(self, model: TokenGenerator, labels: torch.Tensor, generators: list, cfg_scale: float = 1.0,
                  cfg_schedule: str = "constant", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -298,7 +336,9 @@ class ModelChooser:
         self._device_generators: list | None = None
 
     @torch.no_grad()
-    def logits(self, ctx) -> torch.Tensor:
+    def logits(self, ctx, known: torch.Tensor | None = None) -> torch.Tensor:
+        """CFG-combined logits (B, G, K) at the chain's row; ``known`` (B, G, Db + 1): a two-pass
+        generator's second pass (``known_blocks``)."""
         import time
         t0 = time.time()
         grid = ctx.grid
@@ -311,16 +351,21 @@ class ModelChooser:
         w = cfg_scale_at(m, self.model.cfg.num_rows, self.cfg_scale, self.cfg_schedule)
         y = self.labels.to(dev)
         H = self.model.cfg.history_maps
-        inputs = (state, xh, row)
+        extra = {}                                          # the optional inputs given, as (B, ...) tensors
         if H and m:
             if len(ctx.earlier) != m:
                 raise ValueError(f"the generator reads the token history but the chain gave {len(ctx.earlier)} earlier "
                                  f"token maps at row {m}: run it through run_chain from row 0")
-            inputs += (token_history(ctx.spec, torch.stack(ctx.earlier, 1).to(dev), row, H),)
+            extra["history"] = token_history(ctx.spec, torch.stack(ctx.earlier, 1).to(dev), row, H)
+        if known is not None:
+            extra["known"] = known.to(dev)
+        names = list(extra)
         with torch.autocast(dev.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            def logits_of(s, x, r, *rest):                 # rest = ([history,] labels)
-                *hv, labels = rest
-                return self.model.head_logits(self.model(s, x, r, labels, *hv), cb)
+            def logits_of(s, x, r, *rest):                 # rest = (the extra inputs..., labels)
+                *vals, labels = rest
+                kw = dict(zip(names, vals))
+                return self.model.head_logits(self.model(s, x, r, labels, kw.get("history"), kw.get("known")), cb)
+            inputs = (state, xh, row, *extra.values())
             out = logits_of(*inputs, y) if w == 1.0 else guided(logits_of, inputs, y, self.model.cfg.num_classes, w)
         self.time_in_model += time.time() - t0
         return out.float()
@@ -331,7 +376,17 @@ class ModelChooser:
             if m >= self.model.cfg.num_rows - self.min_norm_maps:
                 shortest = min_norm_entries(ctx.spec.codebook_blocks(m, ctx.state.device))
                 return shortest.expand(ctx.state.shape[0], -1)
-        logits = filter_logits(self.logits(ctx), self.top_k, self.top_p)
+        first = self.draw(self.logits(ctx))
+        if not self.model.cfg.two_pass:
+            return first
+        m = ctx.spec.row_of_step(ctx.n)
+        keep = checkerboard(ctx.grid, m, first.device).expand_as(first)
+        known = known_blocks(ctx.spec.codebook_blocks(m, first.device), first, keep)
+        return torch.where(keep, first, self.draw(self.logits(ctx, known)))
+
+    def draw(self, logits: torch.Tensor) -> torch.Tensor:
+        """Top-k/top-p, then Gumbel-max at temperature τ (τ = 0: argmax): logits (B, G, K) -> tokens (B, G)."""
+        logits = filter_logits(logits, self.top_k, self.top_p)
         if self.temperature <= 0:
             return logits.argmax(-1)
         G, K = logits.shape[1:]

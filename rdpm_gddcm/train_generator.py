@@ -53,6 +53,7 @@ class GeneratorTrainConfig(TrainConfig):
     autoencoder: str | None = None
     init_from: str | None = None         # exported generator to continue from (same tokenizer and size)
     history_maps: int = 0                # the previous H maps' chosen codebook vectors as input (generator.py)
+    two_pass: bool = False               # each map in two checkerboard passes, the second given the first (generator.py)
 
 
 def parse_args(argv=None) -> GeneratorTrainConfig:
@@ -73,6 +74,11 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
                         "(read from the tokens in training, from its own draws in sampling); 0 = SPEC §9's input. "
                         "A lower cross-entropy but no better FID on CIFAR-10 (README, Token history). --init-from a "
                         "generator without it adds it (starting at zero)")
+    p.add_argument("--two-pass", action=argparse.BooleanOptionalAction, default=d.two_pass,
+                   help="draw each token map in two passes: every block, then one checkerboard half again given the "
+                        "other half's chosen codebook vectors (trained by showing half of the true map to half of the "
+                        "examples); off = SPEC §9's independent blocks. --init-from a generator without it adds it "
+                        "(starting at zero)")
     add_train_args(p, d, unit="token sequences")
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
@@ -134,31 +140,60 @@ class RowBatcher:
         tokens = torch.from_numpy(self.data.tokens[idx, :max(int(rows.max()), 1)])
         return token_history(self.spec, tokens, torch.from_numpy(rows), maps).to(device)
 
+    def known(self, rows: np.ndarray, targets: torch.Tensor, shown: torch.Tensor) -> torch.Tensor:
+        """A two-pass generator's second-pass input (generator.known_blocks) for examples at rows ``rows``
+        whose true tokens ``targets`` (B, G) are shown where ``shown`` (B, G) (teacher forcing)."""
+        from .generator import known_blocks
+        out = torch.zeros(*targets.shape, self.grid.block_dim + 1, device=targets.device)
+        for r in np.unique(rows).tolist():
+            sel = torch.from_numpy(rows == r).to(targets.device)
+            out[sel] = known_blocks(self.codebook_blocks(r, targets.device), targets[sel], shown[sel])
+        return out
+
+
+def shown_halves(grid, batch: int, g: torch.Generator) -> torch.Tensor:
+    """Two-pass training (generator.py): each example shows nothing (a first pass) or, with probability
+    1/2, one checkerboard half of its true map, either parity (a second pass) -> (B, G) bool."""
+    from .generator import checkerboard
+    second = torch.rand(batch, generator=g) < 0.5
+    parity = torch.randint(2, (batch,), generator=g)
+    boards = torch.stack([checkerboard(grid, 0), checkerboard(grid, 1)])        # (2, G)
+    return boards[parity] & second[:, None]
+
 
 def generator_loss(model, raw: TokenGenerator, batcher: RowBatcher, sb, xb, rows: torch.Tensor, y, targets,
-                   history=None):
+                   history=None, shown=None):
     """Mean CE over blocks. ``model`` may be DDP-wrapped (its forward gives the features); the
-    head is applied per row group, each row having its own codebook. Returns (loss, accuracy (B,))."""
-    feats = model(sb, xb, rows, y, history).float()
+    head is applied per row group, each row having its own codebook. A two-pass generator is shown the
+    true tokens where ``shown`` (B, G) and scored on the other blocks only. Returns (loss, accuracy (B,))."""
+    known = batcher.known(rows.cpu().numpy(), targets, shown) if shown is not None else None
+    feats = model(sb, xb, rows, y, history, known).float()
+    scored = torch.ones_like(targets, dtype=torch.bool) if shown is None else ~shown
     loss = feats.new_zeros(())
     correct = torch.zeros(len(rows), device=feats.device)
     for r in rows.unique().tolist():
         sel = rows == r
         cb = batcher.codebook_blocks(r, feats.device) if raw.cfg.head == "tied" else None
         logits = raw.head_logits(feats[sel], cb)
-        loss = loss + F.cross_entropy(logits.flatten(0, 1), targets[sel].flatten(), reduction="sum")
-        correct[sel] = (logits.argmax(-1) == targets[sel]).float().mean(-1)
-    return loss / targets.numel(), correct
+        ce = F.cross_entropy(logits.flatten(0, 1), targets[sel].flatten(), reduction="none").view(targets[sel].shape)
+        loss = loss + (ce * scored[sel]).sum()
+        hit = (logits.argmax(-1) == targets[sel]).float() * scored[sel]
+        correct[sel] = hit.sum(-1) / scored[sel].sum(-1).clamp_min(1)
+    return loss / scored.sum().clamp_min(1), correct
 
 
 @torch.no_grad()
 def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 64, device="cpu",
                   tokenizer=None) -> dict:
     """Mean cross-entropy (nats per token) and top-1 token accuracy of ``model`` on every row of every
-    sequence of ``data``, overall and per row (class labels given, as in conditional sampling)."""
+    sequence of ``data``, overall and per row (class labels given, as in conditional sampling). For a
+    two-pass generator these are its first pass (nothing shown); ``*_second_pass`` score its second pass:
+    each checkerboard half given the other half's true tokens."""
+    from .generator import checkerboard
     batcher = RowBatcher(data, tokenizer)
     R = data.header.num_token_rows
     ce, acc, count = np.zeros(R), np.zeros(R), np.zeros(R)
+    ce2, acc2, count2 = np.zeros(R), np.zeros(R), np.zeros(R)
     model.eval()
     for lo in range(0, len(data), batch_size):
         idx = np.arange(lo, min(lo + batch_size, len(data)))
@@ -172,9 +207,23 @@ def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 6
             ce[r] += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
             acc[r] += (logits.argmax(-1) == targets).sum().item()
             count[r] += targets.numel()
-    return {"num_sequences": len(data), "ce": float(ce.sum() / count.sum()), "accuracy": float(acc.sum() / count.sum()),
-            "ce_per_row": (ce / count).tolist(), "accuracy_per_row": (acc / count).tolist(),
-            "uniform_ce": float(np.log(batcher.K))}
+            for parity in range(2 if model.cfg.two_pass else 0):
+                shown = checkerboard(batcher.grid, parity, device).expand_as(targets)
+                known = batcher.known(rows, targets, shown)
+                logits = model.head_logits(model(sb, xb, torch.from_numpy(rows).to(device), y, hist, known),
+                                           batcher.codebook_blocks(r, device) if model.cfg.head == "tied" else None)
+                ce2[r] += F.cross_entropy(logits[~shown], targets[~shown], reduction="sum").item()
+                acc2[r] += (logits.argmax(-1) == targets)[~shown].sum().item()
+                count2[r] += int((~shown).sum())
+    out = {"num_sequences": len(data), "ce": float(ce.sum() / count.sum()), "accuracy": float(acc.sum() / count.sum()),
+           "ce_per_row": (ce / count).tolist(), "accuracy_per_row": (acc / count).tolist(),
+           "uniform_ce": float(np.log(batcher.K))}
+    if model.cfg.two_pass:
+        out.update({"ce_second_pass": float(ce2.sum() / count2.sum()),
+                    "accuracy_second_pass": float(acc2.sum() / count2.sum()),
+                    "ce_second_pass_per_row": (ce2 / count2).tolist(),
+                    "accuracy_second_pass_per_row": (acc2 / count2).tolist()})
+    return out
 
 
 def train(cfg: GeneratorTrainConfig):
@@ -193,6 +242,7 @@ def train(cfg: GeneratorTrainConfig):
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
                               "head_isotropic": cfg.head_isotropic, "history_maps": cfg.history_maps,
+                              "two_pass": cfg.two_pass,
                               "score": effective_score(h.selection, h.plan["kind"])})
     init = initial_weights(cfg, h, gcfg)                        # checked before the run folder exists
     precision = TokenGenerator(gcfg).resolve_precision(cfg.mixed_precision, device,
@@ -234,6 +284,7 @@ def train(cfg: GeneratorTrainConfig):
         g = torch.Generator().manual_seed(cfg.global_seed * 1000003 + step)
         grows = torch.randint(R, (len(gidx),), generator=g)
         gy = drop_labels(torch.from_numpy(data.labels[gidx.numpy()]).long(), num_classes, cfg.label_dropout, g)
+        gshown = shown_halves(batcher.grid, len(gidx), g) if gcfg.two_pass else None
         mine = torch.arange(len(gidx))[accelerator.process_index::world]
         for m in range(cfg.grad_accum):
             sel = mine[m * micro:(m + 1) * micro]
@@ -242,9 +293,10 @@ def train(cfg: GeneratorTrainConfig):
             hist = batcher.history(idx, rows, gcfg.history_maps, accelerator.device)
             y = gy[sel].to(accelerator.device)
             rows_t = torch.from_numpy(rows).long().to(accelerator.device)
+            shown = gshown[sel].to(accelerator.device) if gshown is not None else None
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    loss, acc = generator_loss(model, raw, batcher, sb, xb, rows_t, y, targets, hist)
+                    loss, acc = generator_loss(model, raw, batcher, sb, xb, rows_t, y, targets, hist, shown)
                 backward_and_step(accelerator, model, opt, loss, cfg, step)
             run_loss += loss.item() / cfg.grad_accum
             np.add.at(run_acc[0], rows, acc.detach().cpu().numpy())
@@ -281,8 +333,8 @@ def train(cfg: GeneratorTrainConfig):
 def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) -> dict | None:
     """--init-from's weights, after checking they fit this run: tokens of the same tokenizer (the
     header's checked fields) and the same generator configuration, except that a generator without the
-    isotropic head term or the token history may start one with it (their zero-initialised layers: the
-    same function)."""
+    isotropic head term, the token history or two passes may start one with it (their zero-initialised
+    layers: the same function)."""
     if not cfg.init_from:
         return None
     from .header import TokenHeader
@@ -295,16 +347,19 @@ def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) ->
     mine, other = gcfg.to_json(), src.cfg.to_json()
     adds_isotropic = mine["head_isotropic"] and not other["head_isotropic"]
     adds_history = mine["history_maps"] and not other["history_maps"]
+    adds_two_pass = mine["two_pass"] and not other.get("two_pass")
     if adds_isotropic:
         other["head_isotropic"] = True
     if adds_history:
         other["history_maps"] = mine["history_maps"]
+    if adds_two_pass:
+        other["two_pass"] = True
     if mine != other:
         what = sorted(k for k in set(mine) | set(other) if mine.get(k) != other.get(k))
         raise ValueError(f"--init-from {cfg.init_from}: its generator differs from this run's in {', '.join(what)}; "
-                         "pass the --model, --head, --head-rank, --head-isotropic and --history-maps it was "
-                         "trained with")
-    weights = TokenGenerator(gcfg).state_dict() if adds_isotropic or adds_history else {}
+                         "pass the --model, --head, --head-rank, --head-isotropic, --history-maps and --two-pass it "
+                         "was trained with")
+    weights = TokenGenerator(gcfg).state_dict() if adds_isotropic or adds_history or adds_two_pass else {}
     return {**weights, **src.state_dict()}
 
 

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from rdpm_gddcm import sample, tokenize, train_generator
 from rdpm_gddcm.chain import ChainSpec, StepContext
 from rdpm_gddcm.codebooks import Grid, VirtualCodebook
-from rdpm_gddcm.generator import (GeneratorConfig, ModelChooser, TokenGenerator, build_generator, filter_logits,
-                                  tied_logits, token_history)
+from rdpm_gddcm.generator import (GeneratorConfig, ModelChooser, TokenGenerator, build_generator, checkerboard,
+                                  filter_logits, known_blocks, tied_logits, token_history)
 from rdpm_gddcm.guidance import cfg_scale_at
 from rdpm_gddcm.plans import Plan
 from rdpm_gddcm.token_io import TokenDataset
@@ -160,6 +160,80 @@ def test_history_input_starts_as_the_same_function_and_is_read():
         plain(*args, hist)
     with pytest.raises(ValueError, match="history_maps"):
         TokenGenerator(tiny_cfg(history_maps=-1))
+
+
+def test_two_pass_input_starts_as_the_same_function_and_is_read():
+    """two_pass: the known-blocks layer is zero-initialised (a model without it, copied in, is the same
+    function whatever is known: the --init-from case); once trained, what is known changes the output, None
+    is the first pass (= nothing known), and a model without the layer refuses known blocks."""
+    plain = TokenGenerator(tiny_cfg())
+    m = TokenGenerator(tiny_cfg(two_pass=True))
+    assert sorted(m.load_state_dict(plain.state_dict(), strict=False).missing_keys) == ["known.bias", "known.weight"]
+    args = (torch.randn(3, 4, 12), torch.randn(3, 4, 12), torch.tensor([0, 1, 2]), torch.tensor([0, 4, 5]))
+    known = torch.randn(3, 4, 13)
+    assert torch.allclose(m(*args, None, known), plain(*args), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.nn.init.normal_(m.known.weight, std=0.3)
+        torch.nn.init.normal_(m.known.bias, std=0.3)
+    assert not torch.allclose(m(*args, None, known), m(*args, None, torch.zeros_like(known)), atol=1e-3)
+    assert torch.allclose(m(*args), m(*args, None, torch.zeros_like(known)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="two_pass"):
+        plain(*args, None, known)
+
+
+def test_checkerboard_halves_and_known_blocks():
+    """The two checkerboard parities partition the grid, neighbouring blocks (row-major, as Grid.to_blocks)
+    are in different halves; known_blocks is [C[z_b]_b, 1] on the known blocks and exactly zero elsewhere."""
+    for gh, gw in ((1, 1), (2, 2), (3, 4), (8, 8)):
+        grid = Grid((3, 2 * gh, 2 * gw), gh, gw)
+        a, b = checkerboard(grid, 0), checkerboard(grid, 1)
+        assert a.shape == (gh * gw,) and torch.equal(a, ~b) and bool(a[0])
+        board = a.view(gh, gw)
+        assert (board[1:] != board[:-1]).all() and (board[:, 1:] != board[:, :-1]).all()
+        assert torch.equal(checkerboard(grid, 2), a)                 # parity is mod 2: the row m picks it
+    cb = torch.randn(32, 4, 12)
+    z = torch.randint(32, (3, 4))
+    known = torch.tensor([[True, False, False, True]] * 2 + [[False] * 4])
+    out = known_blocks(cb, z, known)
+    assert out.shape == (3, 4, 13)
+    for i in range(3):
+        for g in range(4):
+            want = torch.cat([cb[z[i, g], g], torch.ones(1)]) if known[i, g] else torch.zeros(13)
+            assert torch.equal(out[i, g], want)
+
+
+def test_two_pass_chooser_keeps_one_half_and_redraws_the_other_given_it():
+    """A two-pass ModelChooser: per map, one call with nothing known, then one given known_blocks of that
+    draw on the checkerboard of the row's parity, in both CFG halves; the result is the first draw on that
+    half and the second draw on the other; a non-two-pass chooser calls the model once."""
+    torch.manual_seed(0)
+    m = TokenGenerator(tiny_cfg(two_pass=True))
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    y = torch.tensor([1, 2, 3])
+    for n in (-1, 0, 1):                                      # the init row (m = 0) and chain steps (rows 1, 2)
+        ctx = _ctx(n)
+        mc = ModelChooser(m, y, [torch.Generator().manual_seed(i) for i in range(3)], cfg_scale=2.0)
+        seen, draws, forward, draw = [], [], m.forward, mc.draw
+        m.forward = lambda *a: (seen.append(a[5] if len(a) > 5 else None), forward(*a))[1]
+        mc.draw = lambda logits: (draws.append(draw(logits)), draws[-1])[1]
+        try:
+            out = mc.step(ctx)
+        finally:
+            del m.forward
+        row = ctx.spec.row_of_step(n)
+        keep = checkerboard(ctx.grid, row).expand(3, -1)
+        assert len(seen) == 2 and seen[0] is None
+        want = known_blocks(ctx.spec.codebook_blocks(row, "cpu"), draws[0], keep)
+        assert torch.equal(seen[1], torch.cat([want, want]))          # the image's half, class and null branch
+        assert torch.equal(out, torch.where(keep, draws[0], draws[1]))
+        assert not torch.equal(draws[0][~keep], draws[1][~keep])
+    calls = []
+    plain = TokenGenerator(tiny_cfg())
+    fwd = plain.forward
+    plain.forward = lambda *a: (calls.append(1), fwd(*a))[1]
+    ModelChooser(plain, y, [torch.Generator().manual_seed(i) for i in range(3)], cfg_scale=2.0).step(_ctx())
+    assert len(calls) == 1
 
 
 def test_token_history_gathers_the_chosen_vectors_of_earlier_maps():
@@ -345,7 +419,13 @@ def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_pa
     assert json.loads((tmp_path / "hist" / "generator.json").read_text())["generator"]["history_maps"] == 2
     assert "history_maps" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "v", "--init-from",
                                                                       tmp_path / "hist"])
-    assert not any((tmp_path / d).exists() for d in ("v", "w", "x", "y", "z"))  # refused before the run folder exists
+    # two passes likewise
+    train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "two", "--init-from", src, "--two-pass"]])
+    assert first_ce(tmp_path / "two") < 0.2
+    assert json.loads((tmp_path / "two" / "generator.json").read_text())["generator"]["two_pass"] is True
+    assert "two_pass" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "u", "--init-from",
+                                                                  tmp_path / "two"])
+    assert not any((tmp_path / d).exists() for d in ("u", "v", "w", "x", "y", "z"))  # refused before the run folder exists
 
 
 def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
@@ -596,6 +676,28 @@ def test_backbone_guidance_guides_the_chains_backbone(toy, tmp_path, cli_error):
     err = cli_error(sample.main, ["--ckpt", str(unconditional), "--num-samples", "2", "--backbone-cfg-scale", "2",
                                   "--sample-dir", str(tmp_path / "bad")])
     assert "--backbone-cfg-scale" in err and "--conditional" in err and not (tmp_path / "bad").exists()
+
+
+def test_two_pass_generator_trains_on_shown_halves_and_reproduces_its_data(toy):
+    """A --two-pass generator: training shows no block or one checkerboard half of the true map (a function
+    of seed and step, about half the examples each), scores the rest; validation reports both passes; the
+    overfit model samples its training sequences greedily through both passes."""
+    root, bb, tok = toy
+    grid = Grid((4, 2, 2), 2, 2)
+    shown = train_generator.shown_halves(grid, 4000, torch.Generator().manual_seed(0))
+    halves = torch.stack([checkerboard(grid, 0), checkerboard(grid, 1)])
+    assert all(not r.any() or any(torch.equal(r, h) for h in halves) for r in shown)
+    assert 0.45 < shown.any(-1).float().mean() < 0.55 and 0.45 < shown[shown.any(-1), 0].float().mean() < 0.55
+    assert torch.equal(shown, train_generator.shown_halves(grid, 4000, torch.Generator().manual_seed(0)))
+    run = _train(toy, "two-pass", ["--two-pass", "--val-tokens", str(tok)])
+    val = json.loads((run / "val_metrics.json").read_text())[-1]
+    assert val["accuracy"] == 1.0 and val["accuracy_second_pass"] == 1.0 and val["ce_second_pass"] < 0.05
+    assert len(val["ce_second_pass_per_row"]) == TokenDataset(tok).header.num_token_rows
+    data = TokenDataset(tok)
+    s = sample.Sampler(str(run), device="cpu")
+    assert s.model.cfg.two_pass
+    _, tokens, _ = s.sample(np.arange(4), data.labels, cfg_scale=1.0, temperature=0.0, return_tokens=True)
+    assert torch.equal(tokens, torch.from_numpy(data.tokens[:]))
 
 
 def test_history_generator_sees_in_sampling_the_history_it_was_trained_on(toy):

@@ -84,6 +84,18 @@ if want generator-history; then   # continue the generator stage's weights with 
     --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
 fi
 
+if want generator-two-pass; then   # continue the generator stage's weights with two-pass maps (--two-pass: each map
+  # drawn twice, the second pass given one checkerboard half of the first; rdpm-train --init-from adds the
+  # zero-initialised layer: a new run, fresh optimizer and cosine schedule). An ablation, not in the default STAGES;
+  # measured on the tokens of the first 25,600 train images (the tokenize stage's command with --num-images 25600;
+  # a later --num-images 50000 extends them), GEN_INIT=assets/cifar10-generator (the generator stage's export),
+  # 2,500 steps x 64 as 2 CPU processes here (README: Two-pass maps)
+  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-2pass" \
+    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --two-pass --max-steps 2500 --global-batch-size 64 \
+    --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
+    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+fi
+
 if want tokenize-pixels; then
   run env DATA="$DATA" RUNS="$RUNS" TOKEN_IMAGES="$TOKEN_IMAGES" BACKBONE_PIXELS="$BACKBONE_PIXELS" PY="$PY" \
     STAGES=tokenize-pixels bash tokenizer/cifar10.sh
