@@ -335,9 +335,10 @@ def _merged(*names):
 def _latent_fid():
     """generator_fid_latent.json (the generator row) + generator_fid_latent_b.json (the baselines, run
     as a second process at the same time) + generator_fid_latent_c.json (the generator at later
-    defaults) + generator_fid_latent_xs.json (the larger generator), one table."""
+    defaults) + generator_fid_latent_xs.json (the larger generator) + the history and two-pass
+    continuations of gen-mini, one table."""
     return _merged("generator_fid_latent", "generator_fid_latent_b", "generator_fid_latent_c",
-                   "generator_fid_latent_xs", "generator_fid_latent_hist")
+                   "generator_fid_latent_xs", "generator_fid_latent_hist", "generator_fid_latent_2pass")
 
 
 def _latent_tuning():
@@ -636,6 +637,39 @@ def t_generator_history():
                         for c in (load(name) or {}).get("commands", [])))
 
 
+def t_generator_two_pass():
+    """gen-mini against its continuation with two-pass maps (--two-pass): FID-500 against `train` images
+    5,000-9,999 (the tuning set of this comparison, both generators sampled in one run) and FID-1k against
+    `val` at the shipped setting."""
+    tune = _merged("generator_tuning_2pass_base", "generator_tuning_2pass")
+    fid, rec = _latent_fid(), shipped_sampling()
+    if not tune or not fid or not rec:
+        return None
+    rows = []
+    for two in (False, True):
+        mine = lambda rs: [r for r in rs if r["kind"] == "generator" and bool(r.get("generator_two_pass")) == two  # noqa: E731
+                           and generator_of(r)["generator_model"] in ("gen-mini", "gen-mini + two passes")]
+        val = next((r for r in mine(fid["rows"]) if same_setting(r, rec)), None)
+        if val is None:
+            return None
+        for t in sorted(mine(tune["rows"]), key=lambda r: (not same_setting(r, rec), r["fid"])):
+            rows.append((generator_of(t)["generator_model"] + ("" if two else " (shipped)"),
+                         f"{generator_of(t)['generator_parameters_m']:.2f}M", _gen_rows({"rows": [t]})[0][1],
+                         f"{t['fid']:.1f}", f"{t['kid'] * 1e3:.1f}", f"{100 * t['class accuracy']:.1f} %",
+                         f"{val['fid']:.1f} ({100 * val['class accuracy']:.1f} %)" if same_setting(t, val) else "-",
+                         f"{sum(t['seconds_per_image'].values()):.3f}"))
+    t0 = tune["rows"][0]
+    n2 = fid["rows"][0]["num_images"]
+    return (md(["generator", "parameters", "setting", f"FID-{t0['num_images']} ↓ (vs train, tuning)", "KID ×10³ ↓",
+                "class accuracy ↑ (proxy)", f"FID-{n2 // 1000}k ↓ (vs val) (class accuracy)", "s/image"], rows) +
+            f"\n\nFID-{t0['num_images']}: class-balanced samples against {t0['fid_reference']} (the tuning set of this "
+            f"comparison: both generators sampled in one run, so its numbers are not comparable with the other tuning "
+            f"tables' reference); FID-{n2 // 1000}k against {fid['rows'][0]['fid_reference']} at the shipped setting (the "
+            "shipped row is the main table's); 32 px, standard FID Inception; seconds per image in fp32 on one thread "
+            "(two processes shared the 2 cores). "
+            + "; ".join(f"`{c}`" for c in tune["commands"] + (load("generator_fid_latent_2pass") or {}).get("commands", [])))
+
+
 def t_generator_isotropic():
     """The shipped generator against its continuation with the isotropic head term: held-out CE (each
     run's val_metrics.json, copied to benchmarks/results/val_*.json) and FID."""
@@ -779,7 +813,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

@@ -143,6 +143,20 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --cfg-sweep --temperature-sweep --backbone-cfg-sweep 1.5 2 --rows 0,1 --out benchmarks/results/generator_tuning_bbcfg_b.json
   run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --cfg-scale 1 \
     --temperature 1.0 --min-norm-maps 4 --backbone-cfg-scale 2 --rows 0 --out benchmarks/results/generator_fid_latent_bbcfg.json
+  # two-pass maps (train/cifar10.sh stage generator-two-pass -> runs/gen-latent-2pass) against the shipped generator,
+  # both against the same tuning reference (train images 5,000-9,999 only), then FID-1k against val (README: Two-pass maps)
+  PAIR=(--tokens runs/tokens-cifar10-edm-long-8x8 --backbone assets/cifar10-taef2-edm-long --batch-size 50
+        --mixed-precision no --suite ablations --num-images 500 --fid-reference 'runs/fid-features/train-005000-010000.npy'
+        --fid-reference-name 'CIFAR-10 train (images 5,000-9,999 of the class-balanced order)' --cfg-scale 2 --temperature 1.0
+        --min-norm-maps 4 --temperature-sweep)
+  run $PY benchmarks/bench_generator.py --generator runs/gen-latent-2pass "${PAIR[@]}" --features-dir runs/generator-features-tune-2pass \
+    --cfg-sweep 2 1.5 --min-norm-maps-sweep 3 5 --rows 0,1,2,3 --out benchmarks/results/generator_tuning_2pass.json
+  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${PAIR[@]}" --features-dir runs/generator-features-tune-2pass-base \
+    --cfg-sweep 2 --rows 0 --out benchmarks/results/generator_tuning_2pass_base.json
+  run $PY benchmarks/bench_generator.py --generator runs/gen-latent-2pass --tokens runs/tokens-cifar10-edm-long-8x8 \
+    --backbone assets/cifar10-taef2-edm-long --batch-size 50 --mixed-precision no --fid-reference 'runs/fid-features/val-*.npy' \
+    --fid-reference-name 'CIFAR-10 val' --features-dir runs/generator-features-latent-2pass --suite main --num-images 1000 --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --rows 0 \
+    --out benchmarks/results/generator_fid_latent_2pass.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
