@@ -799,6 +799,38 @@ def t_backbone_scaling():
             f"`python benchmarks/bench_backbone_scaling.py --run {d['run']} --out benchmarks/results/backbone_scaling.json`")
 
 
+def t_backbone_decay():
+    """The long run's EMA (the shipped backbone) against a learning-rate decay phase fine-tuned from it:
+    each checkpoint's EMA scored like the scaling curve (FID-1k against `val`, the same sampler)."""
+    d, base = load("backbone_decay"), load("backbone_scaling")
+    if not d or not base:
+        return None
+    import math
+
+    def lr_of_last_update(step, tc):                 # rdpm_gddcm.training.cosine_lr, floor 10 % (no torch import here)
+        s = step - 1
+        if s < tc["warmup_steps"]:
+            return tc["lr"] * (s + 1) / tc["warmup_steps"]
+        prog = min(1.0, (s - tc["warmup_steps"]) / (tc["max_steps"] - tc["warmup_steps"]))
+        return tc["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
+    start = max(base["rows"], key=lambda r: r["images_seen"])
+    tc = d["train_config"]
+    rows = [(f"{start['images_seen']:,}", "0 (the shipped backbone)", f"{tc['lr']:.1e}", start["sampler"],
+             f"{start['fid']:.1f}", f"{start['class_accuracy']:.3f}")]
+    for r in d["rows"]:
+        rows.append((f"{r['images_seen_total']:,}", f"{r['optimizer_steps']:,}",
+                     f"{lr_of_last_update(r['optimizer_steps'], tc):.1e}",
+                     r["sampler"], f"{r['fid']:.1f}", f"{r['class_accuracy']:.3f}"))
+    n = d["rows"][0]["num_samples"]
+    return (md(["images seen (total)", "decay-phase steps", "learning rate of the last update", "own sampler",
+                f"FID-{n // 1000}k ↓ (vs val)", "class acc. (proxy)"], rows) +
+            f"\n\nThe decay phase: `--init-from` the shipped EMA (the long run at {start['images_seen']:,} images), fresh "
+            f"AdamW, {tc['warmup_steps']} warm-up steps to {tc['lr']:g}, then cosine to a tenth of it at step "
+            f"{tc['max_steps']:,} (batch {tc['global_batch_size']}, EMA {tc['ema_decay']}, the long run's data and "
+            "flips); every row is one checkpoint's EMA, 1,000 class-balanced samples against the 5,000 `val` images, "
+            "standard FID Inception, 32 px. " + "; ".join(f"`{c}`" for c in d["commands"]))
+
+
 def t_ect_schedules():
     d = load("ect_schedules")
     if not d:
@@ -813,7 +845,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

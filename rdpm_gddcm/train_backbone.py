@@ -192,6 +192,31 @@ def init_network(net: UNet, net_cfg: UNetConfig, source: str, family: Family, sr
     net.load_state_dict(src.net.state_dict())
 
 
+def images_seen_before(init_from: str | None) -> int | None:
+    """Training images behind an --init-from backbone (its own total, so a chain of fine-tunes adds up):
+    0 for a run from scratch, None when the source records no count or is no longer readable."""
+    if not init_from:
+        return 0
+    try:
+        meta = json.loads((Path(init_from) / "backbone.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    seen = meta.get("images_seen_total", meta.get("images_seen"))
+    return int(seen) if seen is not None else None
+
+
+def seen_meta(rd: Path, cfg: "BackboneTrainConfig", step: int) -> dict:
+    """An export's image counts: ``images_seen`` by this run, ``images_seen_total`` with its --init-from
+    source's (as the run recorded it when it started; where known)."""
+    try:
+        resolved = json.loads((Path(rd) / "config.json").read_text())["resolved"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        resolved = {}
+    before = resolved["init_images_seen"] if "init_images_seen" in resolved else images_seen_before(cfg.init_from)
+    seen = step * cfg.global_batch_size
+    return {"images_seen": seen, **({"images_seen_total": before + seen} if before is not None else {})}
+
+
 def resolve_train_precision(cfg: BackboneTrainConfig, device) -> Precision:
     """``--mixed-precision`` for this run; the CPU probe is one forward+backward of the U-Net at
     its training shape (a batch of up to 32)."""
@@ -272,7 +297,7 @@ def train(cfg: BackboneTrainConfig):
             "family": family.to_json(), "network": net_cfg.to_json(), "latent_shape": latent_shape,
             "autoencoder": autoencoder.identity(), "num_images": len(latents), "num_processes": world,
             "micro_batch": micro, "data_std": data_std, "precision": precision.to_json(),
-            "parameters": sum(p.numel() for p in net.parameters())}})
+            "parameters": sum(p.numel() for p in net.parameters()), "init_images_seen": images_seen_before(cfg.init_from)}})
         logger.info(f"{family.name} {cfg.model}: {sum(p.numel() for p in net.parameters())/1e6:.2f}M params, "
                     f"{len(latents)} images {latent_shape}, {world} process(es), micro-batch {micro}; "
                     f"precision {precision.mode} ({precision.reason})")
@@ -360,8 +385,8 @@ def export_ema(cfg, backbone, ema, net, accelerator, autoencoder, family, step, 
     bb.autocast_dtype = None
     bb.save(rd, extra={"autoencoder": autoencoder.identity(), "autoencoder_spec": cfg.autoencoder,
                        "data": {"path": cfg.data_path, "image_size": cfg.image_size},
-                       "steps": step, "images_seen": step * cfg.global_batch_size, "model": cfg.model,
-                       "train_config": asdict(cfg)})
+                       "steps": step, **seen_meta(rd, cfg, step),
+                       "model": cfg.model, "train_config": asdict(cfg)})
     logger.info(f"exported {rd / 'backbone.safetensors'} (EMA, fp16) and backbone.json at step {step}")
 
 
@@ -391,7 +416,7 @@ def export_checkpoint(results_dir, spec: str = "latest", out_dir=None) -> Path:
     out = Path(out_dir) if out_dir else rd / "export" / ckpt.name
     bb.save(out, extra={"autoencoder": resolved["autoencoder"], "autoencoder_spec": cfg.autoencoder,
                         "data": {"path": cfg.data_path, "image_size": cfg.image_size}, "steps": step,
-                        "images_seen": step * cfg.global_batch_size, "model": cfg.model,
+                        **seen_meta(rd, cfg, step), "model": cfg.model,
                         "train_config": {k: v for k, v in asdict(cfg).items()
                                          if k not in ("export_checkpoint", "export_dir")}})
     return out

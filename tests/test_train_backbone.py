@@ -305,6 +305,22 @@ def test_export_checkpoint_equals_the_runs_own_export(runs, tmp_path):
     assert meta["images_seen"] == 4 * 8
 
 
+def test_fine_tune_counts_its_sources_images(runs, tmp_path):
+    """A run started with --init-from records the images it saw itself (``images_seen``) and with its
+    source's (``images_seen_total``), in its own export and in --export-checkpoint's; a fine-tune of a
+    fine-tune adds up, and a run from scratch has both equal."""
+    A, _, _ = runs
+    F, G = tmp_path / "F", tmp_path / "G"
+    main(BASE + ["--results-dir", str(F), "--init-from", str(A), "--max-steps", "2"])
+    main(BASE + ["--results-dir", str(G), "--init-from", str(F), "--max-steps", "2"])
+    main(["--results-dir", str(G), "--export-checkpoint", "latest", "--export-dir", str(tmp_path / "e")])
+    meta = {d.name: json.loads((d / "backbone.json").read_text()) for d in (A, F, G, tmp_path / "e")}
+    assert (meta["A"]["images_seen"], meta["A"]["images_seen_total"]) == (4 * 8, 4 * 8)
+    assert (meta["F"]["images_seen"], meta["F"]["images_seen_total"]) == (2 * 8, 6 * 8)
+    for k in ("G", "e"):
+        assert (meta[k]["images_seen"], meta[k]["images_seen_total"]) == (2 * 8, 8 * 8), k
+
+
 def test_export_checkpoint_without_a_run(tmp_path, cli_error):
     assert "config.json" in cli_error(main, ["--results-dir", str(tmp_path / "none"), "--export-checkpoint", "latest"])
     assert not (tmp_path / "none").exists()

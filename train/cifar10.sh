@@ -39,6 +39,15 @@ if want backbones; then   # 69 / 68 / 20 min on 1 CPU thread (assets/*/CARD.md)
     --sample-every 750 --log-every 50
 fi
 
+if want backbone-decay; then   # not in the default STAGES: a learning-rate decay phase fine-tuned from the long run's
+  # EMA (BACKBONE): fresh AdamW, warm-up, cosine from 5e-4 to a tenth of it over 3,000 steps of 64 (README: 'A
+  # learning-rate decay phase'); each checkpoint's EMA is scored by benchmarks/bench_backbone_scaling.py
+  run $PY -m rdpm_gddcm.train_backbone --data-path "$DATA/train" --image-size 64 --autoencoder "taef2:$TAEF2" \
+    --family edm --model unet-latent-cpu --results-dir "$RUNS/backbone-decay" --init-from "$BACKBONE" --max-steps 3000 \
+    --warmup-steps 50 --global-batch-size 64 --lr 5e-4 --ckpt-every 500 --keep-checkpoints 10 --sample-every 0 \
+    --log-every 100 --global-seed 0
+fi
+
 if want classifier; then  # the CPU proxy behind "CIFAR-feature FD" / "class accuracy" (33 min, 1 thread)
   run $PY -m rdpm_gddcm.classifier --data-path "$DATA" --epochs 9 --batch-size 512 --lr 0.4 --widths 32,64,128,256 \
     --mixed-precision bf16 --num-threads 1 --out "$RUNS/cifar10-classifier"
