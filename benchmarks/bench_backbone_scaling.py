@@ -63,7 +63,8 @@ def main():
             halvings = ({"ect_halvings": (bb.meta.get("train_config") or {}).get("ect_halvings", 8.0)}
                         if bb.family.name == "consistency" else {})
             row = {"run": str(run), **halvings, "images_seen": bb.meta["images_seen"],
-                   "images_seen_total": bb.meta.get("images_seen_total", bb.meta["images_seen"]), "optimizer_steps": bb.meta["steps"], "nfe": nfe, "steps": steps,
+                   "images_seen_total": bb.meta.get("images_seen_total", bb.meta["images_seen"]),
+                   "optimizer_steps": bb.meta["steps"], "nfe": nfe, "steps": steps,
                    "sampler": f"{'consistency' if hasattr(bb.family, 'sampler_times') else bb.family.ode_solver}, "
                               f"{steps} steps, CFG {a.cfg_scale}",
                    "num_samples": len(imgs), "sample_s_per_image": (time.time() - t0) / len(imgs), **score(imgs, labels, a)}

@@ -297,7 +297,8 @@ def train(cfg: BackboneTrainConfig):
             "family": family.to_json(), "network": net_cfg.to_json(), "latent_shape": latent_shape,
             "autoencoder": autoencoder.identity(), "num_images": len(latents), "num_processes": world,
             "micro_batch": micro, "data_std": data_std, "precision": precision.to_json(),
-            "parameters": sum(p.numel() for p in net.parameters()), "init_images_seen": images_seen_before(cfg.init_from)}})
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "init_images_seen": images_seen_before(cfg.init_from)}})
         logger.info(f"{family.name} {cfg.model}: {sum(p.numel() for p in net.parameters())/1e6:.2f}M params, "
                     f"{len(latents)} images {latent_shape}, {world} process(es), micro-batch {micro}; "
                     f"precision {precision.mode} ({precision.reason})")
