@@ -63,13 +63,13 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --cfg-sweep 1.5 --temperature-sweep 0.85 --rows 0,1 --out benchmarks/results/generator_tuning_d.json
   run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${TUNE[@]}" --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 \
     --cfg-sweep 3 --temperature-sweep --rows 0 --out benchmarks/results/generator_tuning_e.json
-  # rows: the generator with its recorded defaults, random tokens, ancestral 100 steps, the decoded tokens,
-  # the autoencoder alone; then the same samples (and upsampled real images) scored at 64 px
+  # rows: the generator with its recorded defaults, random tokens, ancestral 100 and 1,000 steps (row 6: about 50
+  # minutes of one core), the decoded tokens, the autoencoder alone; then the same samples (and upsampled real images) scored at 64 px
   run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --rows 0 \
     --out benchmarks/results/generator_fid_latent_c.json
   run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" "${EVERY[@]}" --suite main --num-images 1000 \
     --cfg-scale 2 --temperature 1.0 --rows 0 --out benchmarks/results/generator_fid_latent.json
-  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --rows 3,5,7,8 \
+  run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${VAL[@]}" --suite main --num-images 1000 --rows 3,5,6,7,8 \
     --out benchmarks/results/generator_fid_latent_b.json
   run $PY benchmarks/bench_generator.py "${LATENT[@]}" "${EVERY[@]}" "${VAL[@]}" --suite main --num-images 1000 --cfg-scale 3 \
     --temperature 0.5 --rows 0 --out benchmarks/results/generator_fid_latent_former_default.json
