@@ -813,18 +813,23 @@ def t_backbone_decay():
             return tc["lr"] * (s + 1) / tc["warmup_steps"]
         prog = min(1.0, (s - tc["warmup_steps"]) / (tc["max_steps"] - tc["warmup_steps"]))
         return tc["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
-    start = max(base["rows"], key=lambda r: r["images_seen"])
-    tc = d["train_config"]
-    rows = [(f"{start['images_seen']:,}", "0 (the shipped backbone)", f"{tc['lr']:.1e}", start["sampler"],
-             f"{start['fid']:.1f}", f"{start['class_accuracy']:.3f}")]
-    for r in d["rows"]:
-        rows.append((f"{r['images_seen_total']:,}", f"{r['optimizer_steps']:,}",
-                     f"{lr_of_last_update(r['optimizer_steps'], tc):.1e}",
-                     r["sampler"], f"{r['fid']:.1f}", f"{r['class_accuracy']:.3f}"))
+    tc = d["train_config"]                           # every decay run here used the same settings
+    shipped = json.loads((ROOT / "assets" / "cifar10-taef2-edm-long" / "backbone.json").read_text())["images_seen"]
+    rows = []
+    for start in sorted({r["images_seen_total"] - r["images_seen"] for r in d["rows"]}):
+        s0 = next((r for r in base["rows"] if r["images_seen"] == start), None)
+        if s0 is None:
+            return None
+        rows.append((f"{start:,}", "0" + (" (the shipped backbone)" if start == shipped else " (the long run)"),
+                     f"{tc['lr']:.1e}", s0["sampler"], f"{s0['fid']:.1f}", f"{s0['class_accuracy']:.3f}"))
+        for r in (r for r in d["rows"] if r["images_seen_total"] - r["images_seen"] == start):
+            rows.append((f"{r['images_seen_total']:,}", f"{r['optimizer_steps']:,}",
+                         f"{lr_of_last_update(r['optimizer_steps'], tc):.1e}",
+                         r["sampler"], f"**{r['fid']:.1f}**", f"{r['class_accuracy']:.3f}"))
     n = d["rows"][0]["num_samples"]
     return (md(["images seen (total)", "decay-phase steps", "learning rate of the last update", "own sampler",
                 f"FID-{n // 1000}k ↓ (vs val)", "class acc. (proxy)"], rows) +
-            f"\n\nThe decay phase: `--init-from` the shipped EMA (the long run at {start['images_seen']:,} images), fresh "
+            "\n\nEach decay phase: `--init-from` an EMA export of the long run (first row of its group), fresh "
             f"AdamW, {tc['warmup_steps']} warm-up steps to {tc['lr']:g}, then cosine to a tenth of it at step "
             f"{tc['max_steps']:,} (batch {tc['global_batch_size']}, EMA {tc['ema_decay']}, the long run's data and "
             "flips); every row is one checkpoint's EMA, 1,000 class-balanced samples against the 5,000 `val` images, "

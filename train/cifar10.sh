@@ -41,7 +41,9 @@ fi
 
 if want backbone-decay; then   # not in the default STAGES: a learning-rate decay phase fine-tuned from the long run's
   # EMA (BACKBONE): fresh AdamW, warm-up, cosine from 5e-4 to a tenth of it over 3,000 steps of 64 (README: 'A
-  # learning-rate decay phase'); each checkpoint's EMA is scored by benchmarks/bench_backbone_scaling.py
+  # learning-rate decay phase'); each checkpoint's EMA is scored by benchmarks/bench_backbone_scaling.py. The 2.09M
+  # row: BACKBONE=runs/backbone-long/export/step_0032699 (rdpm-train-backbone --results-dir runs/backbone-long
+  # --export-checkpoint latest) and RUNS/backbone-decay renamed; a copy of the long run's latent cache skips the encoding
   run $PY -m rdpm_gddcm.train_backbone --data-path "$DATA/train" --image-size 64 --autoencoder "taef2:$TAEF2" \
     --family edm --model unet-latent-cpu --results-dir "$RUNS/backbone-decay" --init-from "$BACKBONE" --max-steps 3000 \
     --warmup-steps 50 --global-batch-size 64 --lr 5e-4 --ckpt-every 500 --keep-checkpoints 10 --sample-every 0 \
