@@ -800,8 +800,8 @@ def t_backbone_scaling():
 
 
 def t_backbone_decay():
-    """The long run's EMA (the shipped backbone) against a learning-rate decay phase fine-tuned from it:
-    each checkpoint's EMA scored like the scaling curve (FID-1k against `val`, the same sampler)."""
+    """EMA exports of the long run against learning-rate decay phases fine-tuned from them, grouped by
+    start: each checkpoint's EMA scored like the scaling curve (FID-1k against `val`, the same sampler)."""
     d, base = load("backbone_decay"), load("backbone_scaling")
     if not d or not base:
         return None
