@@ -43,9 +43,10 @@ if want backbone-decay; then   # not in the default STAGES: a learning-rate deca
   # EMA (BACKBONE): fresh AdamW, warm-up, cosine from 5e-4 to a tenth of it over 3,000 steps of 64 (README: 'A
   # learning-rate decay phase'); each checkpoint's EMA is scored by benchmarks/bench_backbone_scaling.py. The 2.09M
   # row: BACKBONE=runs/backbone-long/export/step_0032699 (rdpm-train-backbone --results-dir runs/backbone-long
-  # --export-checkpoint latest) and RUNS/backbone-decay renamed; a copy of the long run's latent cache skips the encoding
+  # --export-checkpoint latest) DECAY_RUN=runs/backbone-decay-2m; a copy of the long run's latent cache in DECAY_RUN
+  # skips the encoding
   run $PY -m rdpm_gddcm.train_backbone --data-path "$DATA/train" --image-size 64 --autoencoder "taef2:$TAEF2" \
-    --family edm --model unet-latent-cpu --results-dir "$RUNS/backbone-decay" --init-from "$BACKBONE" --max-steps 3000 \
+    --family edm --model unet-latent-cpu --results-dir "${DECAY_RUN:-$RUNS/backbone-decay}" --init-from "$BACKBONE" --max-steps 3000 \
     --warmup-steps 50 --global-batch-size 64 --lr 5e-4 --ckpt-every 500 --keep-checkpoints 10 --sample-every 0 \
     --log-every 100 --global-seed 0
 fi
