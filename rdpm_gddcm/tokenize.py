@@ -130,8 +130,8 @@ def run(a):
         toks, labs, sts, xhs = [], [], [], []
         for _ in shard_batches(i, a.shard_size, n, a.batch_size):      # the loader yields these, in order
             imgs, labels = next(batches)
-            tokens, _, chain = tok.encode(imgs, labels, record=a.save_states)
-            toks.append(tokens.cpu().numpy())
+            chain = tok.tokenize_images(imgs, labels, record=a.save_states)
+            toks.append(chain.tokens.cpu().numpy())
             labs.append(labels.numpy())
             if a.save_states:
                 sts.append(torch.stack(chain.states, 1).half().cpu().numpy())

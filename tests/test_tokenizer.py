@@ -151,6 +151,18 @@ def test_encode_refuses_nan_and_wrong_shape(backbone_dir):
         tok.encode(torch.zeros(1, 1, SIZE, SIZE))
 
 
+def test_tokenize_images_is_encode_without_the_decode(backbone_dir):
+    """rdpm-tokenize's path (no decode) gives encode's tokens, and its latent decodes to encode's image."""
+    tok = _tok(backbone_dir)
+    x = torch.stack([ProceduralDataset(4, SIZE)[i][0] for i in range(3)])
+    tokens, rec, _ = tok.encode(x)
+    out = tok.tokenize_images(x)
+    assert torch.equal(out.tokens, tokens)
+    assert torch.allclose(tok.autoencoder.decode(out.latent), rec, atol=1e-6)
+    with pytest.raises(ValueError, match="expected images"):
+        tok.tokenize_images(torch.zeros(1, 1, SIZE, SIZE))
+
+
 def test_reconstruct_cli_writes_metrics(backbone_dir, tmp_path):
     m = reconstruct.run(reconstruct.parse_args([
         "--data-path", "procedural:20", "--backbone", str(backbone_dir), "--num-images", "6", "--batch-size", "4",

@@ -96,6 +96,17 @@ if want generator-history; then   # continue the generator stage's weights with 
     --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
 fi
 
+if want generator-longer; then   # continue the generator stage's export with the same input and head (rdpm-train
+  # --init-from: a new run, fresh optimizer and cosine schedule) on all 50,000 images' tokens: 3,300 more steps x 64
+  # at lr 5e-4 as 2 CPU processes here, doubling its training (README: Training the generator longer). Also the
+  # control of the two-pass and history continuations (same start, same lr, no new input).
+  # GEN_INIT=assets/cifar10-generator
+  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-longer" \
+    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --max-steps 3300 --global-batch-size 64 \
+    --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
+    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+fi
+
 if want generator-two-pass; then   # continue the generator stage's weights with two-pass maps (--two-pass: each map
   # drawn twice, the second pass given one checkerboard half of the first; rdpm-train --init-from adds the
   # zero-initialised layer: a new run, fresh optimizer and cosine schedule). An ablation, not in the default STAGES;
