@@ -85,6 +85,13 @@ def write_card_md(card: dict, dst: Path):
                  "fp32: bf16 autocast is slower for this model on this CPU, `benchmarks/results/generator_speed.json`")
     bb = card.get("backbone", {})
     bb_text = f"{bb.get('family', '?')} family, {bb.get('space', '?')}"
+    stages = card.get("earlier_stages") or []
+    earlier = "".join(
+        f"- Stage {i + 1} (`{e['name']}`, whose EMA the next stage starts from with `--init-from`): tokenize "
+        f"`{e['tokenize_command']}`; train `{e['command']}` (commit `{e['commit']}`; {e['steps']} steps on the "
+        f"tokens of {e['training_images']} images, {e['wall_min']:.0f} min).\n" for i, e in enumerate(stages))
+    if stages:
+        earlier += f"- Stage {len(stages) + 1} (this run, continuing stage {len(stages)}'s weights with a fresh optimizer and schedule):\n"
     text = f"""# {card['name']}
 
 A class-conditional CIFAR-10 RDPM-style generator over gDDCM token maps, trained by this project on
@@ -102,7 +109,7 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
   init `{t['init']}`, backbone called with the class label: {t['conditional']}. {t['num_token_rows']} token maps per image.
 
 ## Training
-- Tokenize (run at commit `{card['commit']}`): `{card['tokenize_command']}`
+{earlier}- Tokenize (run at commit `{card['commit']}`): `{card['tokenize_command']}`
 - Train: `{card['command']}`
 - Data: {card['training_images']} CIFAR-10 `train` images (class-balanced, class-interleaved order),
   per-step states cached in the shards.
@@ -197,6 +204,14 @@ def main():
     a = p.parse_args()
     run, dst = Path(a.run), ROOT / "assets" / a.name
     meta = json.loads((run / "generator.json").read_text())
+    cfg = json.loads((run / "config.json").read_text())
+    # a continuation (--init-from a shipped generator): its card's training, read before dst may be overwritten
+    source = Path(cfg.get("init_from") or cfg.get("resolved", {}).get("init_from") or "")
+    source = source if source.is_absolute() else ROOT / source
+    prev = json.loads((source / "card.json").read_text()) if str(source) != str(ROOT) and (source / "card.json").exists() else None
+    earlier = (prev.get("earlier_stages") or []) + [
+        {k: prev.get(k) for k in ("name", "command", "tokenize_command", "commit", "steps", "wall_min", "training_images")}
+    ] if prev else []
     backbone = ROOT / "assets" / a.backbone_asset
     from rdpm_gddcm.backbones import load_backbone
     from rdpm_gddcm.header import TokenHeader
@@ -220,7 +235,6 @@ def main():
     g, plan = meta["generator"], h.plan
     from rdpm_gddcm.generator import GeneratorConfig, TokenGenerator, count_params
     params = count_params(TokenGenerator(GeneratorConfig(**g)))
-    cfg = json.loads((run / "config.json").read_text())
     val = json.loads((run / "val_metrics.json").read_text())[-1] if (run / "val_metrics.json").exists() else None
     card = {"name": a.name, "backbone_asset": a.backbone_asset, "parameters_m": params / 1e6,
             "weights_mb": (dst / "generator.safetensors").stat().st_size / 2 ** 20,
@@ -231,7 +245,7 @@ def main():
                        "conditional": h.conditional, "num_token_rows": h.num_token_rows},
             "training_images": cfg["resolved"]["num_images"], **log_stats(run), "val": val,
             "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit, "note": a.note,
-            "backbone": backbone_summary(backbone), "sampling": sampling,
+            "backbone": backbone_summary(backbone), "sampling": sampling, "earlier_stages": earlier,
             "precision": cfg["resolved"].get("precision"),
             "fid": generator_fid(Path(a.fid_from), sampling) if a.fid_from else None}
     if grid_note:
