@@ -4,7 +4,7 @@
 # the tokens10 rows, and rFID). train/cifar10.sh runs the tokenize stage; the tables come from
 # the shipped backbones.
 #
-#   DATA=../shared/data/cifar10 bash tokenizer/cifar10.sh          # tokens (~1 h on 2 CPU cores)
+#   DATA=../shared/data/cifar10 bash tokenizer/cifar10.sh          # tokens (~2 h on 2 CPU cores)
 #   STAGES="tables" bash tokenizer/cifar10.sh                      # the tokenizer tables
 #   DRY_RUN=1 bash tokenizer/cifar10.sh                            # print the commands only
 set -euo pipefail
@@ -23,7 +23,8 @@ run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
 want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 
 if want tokenize; then    # the shipped generator's tokens: all 50,000 train images (README: 'Choosing the
-  # generator's tokens'); ~2.3 min per 1,024-image shard per process here: ~1 h with 2 CPU processes
+  # generator's tokens'); ~4.9 min per 1,024-image shard per process here (6.7 before rdpm-tokenize stopped
+  # decoding every reconstruction; both with a low-priority job alongside): ~2 h with 2 CPU processes
   # (prefix `accelerate launch --multi_gpu --num_processes 2`; the shards do not depend on it)
   LATENT=(--backbone "$BACKBONE" --autoencoder "taef2:$TAEF2" --plan trajectory --p 0.7 --num-steps 10 --grid 8x8
           --codebook-size 4096 --selection dot --conditional --save-states)
