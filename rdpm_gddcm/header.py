@@ -151,11 +151,14 @@ class TokenHeader:
         codebook = VirtualCodebook(self.codebook_seed, math.prod(latent), version=self.codebook_version)
         return ChainSpec(Plan.from_json(self.plan), codebook, Grid(latent, *self.grid), self.codebook_size, init=self.init)
 
-    def mismatch(self, other: "TokenHeader") -> tuple[str, object, object] | None:
-        """The first checked field where ``other`` (the decoder's header) differs: (what, ours, theirs)."""
+    def mismatch(self, other: "TokenHeader", ignore: tuple[str, ...] = ()) -> tuple[str, object, object] | None:
+        """The first checked field (but those in ``ignore``) where ``other`` (the decoder's header) differs:
+        (what, ours, theirs)."""
         import json
         mine, theirs = self.to_json(), other.to_json()
         for key, what in CHECKED:
+            if key in ignore:
+                continue
             a, b = mine.get(key), theirs.get(key)
             if key in ("backbone", "autoencoder"):                      # identity is the weights' hash
                 a, b = (a or {}).get("sha256"), (b or {}).get("sha256")

@@ -36,7 +36,7 @@ from .networks import UNET_CONFIGS, UNet, UNetConfig
 from .precision import Precision, resolve_precision
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, drop_labels,
                        epoch_permutation, find_checkpoint, new_run_or_nothing, restart_run_clock, start_run,
-                       training_device, write_json_atomic)
+                       training_device, with_run_state, write_json_atomic)
 
 FAMILY_OF = {"vp": "vp-discrete", "vp-continuous": "vp-continuous", "ve": "ve", "edm": "ve", "flow": "flow",
              "consistency": "consistency"}
@@ -430,21 +430,7 @@ def main(argv=None):
         return run_command("rdpm-train-backbone", lambda: print(
             f"exported {export_checkpoint(cfg.results_dir, cfg.export_checkpoint, cfg.export_dir)}"))
     return run_command("rdpm-train-backbone",
-                       lambda: new_run_or_nothing(cfg.results_dir, lambda: train_with_run_state(cfg)))
-
-
-def train_with_run_state(cfg: BackboneTrainConfig):
-    """``train``, continued from and saved to ``--run-state`` when given."""
-    from .training import pack_run_state, unpack_run_state
-    if cfg.run_state:
-        rd, state = Path(cfg.results_dir), Path(cfg.run_state)
-        if find_checkpoint(rd, "latest") is None and (state / "run_state.json").exists():
-            print(f"unpacked {unpack_run_state(state, rd)} from {state}")
-        if find_checkpoint(rd, "latest") is not None:
-            cfg.resume_from_checkpoint = cfg.resume_from_checkpoint or "latest"
-    train(cfg)
-    if cfg.run_state:
-        print(f"packed the newest checkpoint into {pack_run_state(cfg.results_dir, cfg.run_state)}")
+                       lambda: new_run_or_nothing(cfg.results_dir, lambda: with_run_state(cfg, train)))
 
 
 if __name__ == "__main__":

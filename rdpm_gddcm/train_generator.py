@@ -32,7 +32,7 @@ from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count
 from .token_io import TokenDataset
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, drop_labels,
                        epoch_permutation, find_checkpoint, new_run_or_nothing, start_run, training_device,
-                       write_json_atomic)
+                       with_run_state, write_json_atomic)
 
 
 @dataclass
@@ -54,6 +54,7 @@ class GeneratorTrainConfig(TrainConfig):
     init_from: str | None = None         # exported generator to continue from (same tokenizer and size)
     history_maps: int = 0                # the previous H maps' chosen codebook vectors as input (generator.py)
     two_pass: bool = False               # each map in two checkerboard passes, the second given the first (generator.py)
+    run_state: str | None = None         # small committable copy of the newest checkpoint (runs over several sessions)
 
 
 def parse_args(argv=None) -> GeneratorTrainConfig:
@@ -80,6 +81,10 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
                         "examples); off = SPEC §9's independent blocks. --init-from a generator without it adds it "
                         "(starting at zero)")
     add_train_args(p, d, unit="token sequences")
+    p.add_argument("--run-state", default=None, metavar="DIR",
+                   help="runs over several sessions or machines: resume from this packed state when --results-dir has "
+                        "no checkpoint, and pack the newest checkpoint into it whenever training stops (fp32 weights "
+                        "and EMA, bf16 Adam moments: small enough to commit)")
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
     p.add_argument("--autoencoder", default=None, help="autoencoder for sample grids (default: the backbone's)")
@@ -332,7 +337,7 @@ def train(cfg: GeneratorTrainConfig):
 
 def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) -> dict | None:
     """--init-from's weights, after checking they fit this run: tokens of the same tokenizer (the
-    header's checked fields) and the same generator configuration, except that a generator without the
+    header's checked fields, at any backbone precision) and the same generator configuration, except that a generator without the
     isotropic head term, the token history or two passes may start one with it (their zero-initialised
     layers: the same function)."""
     if not cfg.init_from:
@@ -340,7 +345,10 @@ def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) ->
     from .header import TokenHeader
     src, meta = load_generator(cfg.init_from)              # a missing generator is a FileNotFoundError naming it
     theirs = TokenHeader.from_json(meta.get("tokens_header"), source=f"--init-from {cfg.init_from}")
-    diff = header.mismatch(theirs)
+    # the backbone's precision moves only the last bits of the states the tokens were chosen on: a generator
+    # carries over to tokens of the same tokenizer run at another precision (exact decoding, what the header
+    # field guards, is not at stake in training)
+    diff = header.mismatch(theirs, ignore=("backbone_dtype",))
     if diff is not None:
         raise ValueError(f"--init-from {cfg.init_from}: it was trained on tokens with another {diff[0]} "
                          f"({diff[2]} vs --tokens' {diff[1]}); continue only on tokens of the same tokenizer")
@@ -419,7 +427,7 @@ def export(cfg, raw, ema, gcfg, data, rd: Path, step: int, logger, dtype=torch.f
 def main(argv=None):
     from .cli import run_command
     cfg = parse_args(argv)
-    return run_command("rdpm-train", lambda: new_run_or_nothing(cfg.results_dir, lambda: train(cfg)))
+    return run_command("rdpm-train", lambda: new_run_or_nothing(cfg.results_dir, lambda: with_run_state(cfg, train)))
 
 
 if __name__ == "__main__":

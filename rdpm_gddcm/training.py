@@ -305,7 +305,10 @@ def pack_run_state(results_dir, out_dir, spec: str = "latest", moments_dtype=tor
     state = {"checkpoint": ckpt.name, "trainer_state": json.loads((ckpt / "trainer_state.json").read_text()),
              "optimizer_param_groups": opt["param_groups"], "optimizer_steps": scalars,
              "moments_dtype": str(moments_dtype).replace("torch.", ""),
-             "random_states": pickle.dumps(torch.load(ckpt / "random_states_0.pkl", weights_only=False)).hex(),
+             # one RNG state per process (random_states_<rank>.pkl), so a multi-process run resumes as one
+             "random_states_per_process": [pickle.dumps(torch.load(f, weights_only=False)).hex() for f in
+                                           sorted(ckpt.glob("random_states_*.pkl"),
+                                                  key=lambda f: int(f.stem.rsplit("_", 1)[1]))],
              "config": json.loads((rd / "config.json").read_text())}
     with atomic_path(out / "run_state.json") as tmp:
         tmp.write_text(json.dumps(state))
@@ -337,8 +340,40 @@ def unpack_run_state(state_dir, results_dir) -> Path:
     for pid, step in state["optimizer_steps"].items():
         opt_state.setdefault(int(pid), {})["step"] = torch.tensor(step)
     torch.save({"state": opt_state, "param_groups": state["optimizer_param_groups"]}, ck / "optimizer.bin")
-    torch.save(pickle.loads(bytes.fromhex(state["random_states"])), ck / "random_states_0.pkl")
+    # states packed before multi-process runs were supported hold one process's RNG state ("random_states")
+    for rank, blob in enumerate(state.get("random_states_per_process") or [state["random_states"]]):
+        torch.save(pickle.loads(bytes.fromhex(blob)), ck / f"random_states_{rank}.pkl")
     if not (rd / "config.json").exists():
         (rd / "config.json").write_text(json.dumps(state["config"], indent=2))
     (ck / "trainer_state.json").write_text(json.dumps(state["trainer_state"]))   # last: marks it complete
     return ck
+
+
+def with_run_state(cfg, train_fn):
+    """``train_fn(cfg)``, continued from and saved to ``cfg.run_state`` when given: resume from that packed
+    state when the run folder has no checkpoint, pack the newest checkpoint back into it when training returns
+    (finished, or stopped by --stop-at-step / --stop-after-minutes). Only the main process packs and unpacks."""
+    import os
+    rank = int(os.environ.get("RANK", "0"))
+    if cfg.run_state:
+        rd, state = Path(cfg.results_dir), Path(cfg.run_state)
+        if rank == 0 and find_checkpoint(rd, "latest") is None and (state / "run_state.json").exists():
+            print(f"unpacked {unpack_run_state(state, rd)} from {state}")
+        _wait_for_file_or_checkpoint(rd, state)
+        if find_checkpoint(rd, "latest") is not None:
+            cfg.resume_from_checkpoint = cfg.resume_from_checkpoint or "latest"
+    result = train_fn(cfg)
+    if cfg.run_state and rank == 0:
+        print(f"packed the newest checkpoint into {pack_run_state(cfg.results_dir, cfg.run_state)}")
+    return result
+
+
+def _wait_for_file_or_checkpoint(rd: Path, state: Path, timeout_s: float = 600.0):
+    """Other processes of a multi-process launch wait until the main process has unpacked the state (no
+    process group exists yet at this point, so it is a file-system wait)."""
+    import time
+    if not (state / "run_state.json").exists():
+        return
+    t0 = time.time()
+    while find_checkpoint(rd, "latest") is None and time.time() - t0 < timeout_s:
+        time.sleep(0.5)

@@ -405,6 +405,15 @@ def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_pa
     assert "codebook size" in cli_error(train_generator.main, ["--tokens", other] + base[2:] + [
         "--results-dir", tmp_path / "y", "--init-from", src])
     assert "nope" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "z", "--init-from", tmp_path / "nope"])
+    # the same tokenizer with the backbone run at another precision: continued (only the last bits of the states differ)
+    bf16 = tmp_path / "tok-bf16"
+    tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb), "--out", str(bf16),
+                                      "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16",
+                                      "--grid", "2x2", "--save-states", "--batch-size", "4", "--mixed-precision", "bf16"]))
+    assert TokenDataset(bf16).header.backbone_dtype != TokenDataset(tok).header.backbone_dtype
+    train_generator.main([str(a) for a in ["--tokens", bf16] + base[2:] + ["--results-dir", tmp_path / "prec",
+                                                                           "--init-from", src]])
+    assert first_ce(tmp_path / "prec") < 0.2
     # a generator without the isotropic head term may start one with it (same function at the start), not back
     train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "iso", "--init-from", src,
                                                   "--head-isotropic"]])
@@ -732,3 +741,40 @@ def test_history_generator_sees_in_sampling_the_history_it_was_trained_on(toy):
             assert h is None and (want == 0).all()                 # no earlier maps: the layer's bias alone
         else:
             assert torch.equal(h, torch.cat([want, want]))          # conditional and null-class halves
+
+
+def test_run_state_continues_a_generator_run_elsewhere(toy, tmp_path):
+    """--run-state for the generator: the first leg stops and packs its checkpoint (every process's RNG
+    state), the run folder is lost, the same command resumes from the packed state and ends where the
+    uninterrupted run ends, up to the bf16 rounding of Adam's moments."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from rdpm_gddcm.training import pack_run_state, unpack_run_state
+    root, bb, tok = toy
+    base = ["--tokens", str(tok), "--model", "gen-tiny", "--max-steps", "4", "--global-batch-size", "8",
+            "--warmup-steps", "1", "--label-dropout", "0", "--log-every", "1", "--ckpt-every", "2",
+            "--mixed-precision", "no"]
+    state, whole, legs = tmp_path / "state", tmp_path / "whole", tmp_path / "legs"
+    train_generator.main(base + ["--results-dir", str(whole)])
+    train_generator.main(base + ["--results-dir", str(legs), "--run-state", str(state), "--stop-at-step", "2"])
+    assert json.loads((state / "run_state.json").read_text())["trainer_state"]["step"] == 2
+    shutil.rmtree(legs)
+    train_generator.main(base + ["--results-dir", str(legs), "--run-state", str(state)])
+    assert "resumed from" in (legs / "log.txt").read_text()
+    assert json.loads((state / "run_state.json").read_text())["trainer_state"]["step"] == 4
+    a, b = load_file(str(whole / "generator.safetensors")), load_file(str(legs / "generator.safetensors"))
+    assert set(a) == set(b)
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst < 2e-3, worst
+    # a checkpoint of two processes: both RNG states travel (each process resumes its own stream)
+    ck = sorted((whole / "checkpoints").iterdir())[-1]
+    shutil.copyfile(ck / "random_states_0.pkl", ck / "random_states_1.pkl")
+    rng1 = torch.load(ck / "random_states_1.pkl", weights_only=False)
+    rng1["which_process"] = 1                                      # tell the two apart
+    torch.save(rng1, ck / "random_states_1.pkl")
+    out = unpack_run_state(pack_run_state(whole, tmp_path / "two"), tmp_path / "elsewhere")
+    assert sorted(p.name for p in out.glob("random_states_*.pkl")) == ["random_states_0.pkl", "random_states_1.pkl"]
+    assert torch.load(out / "random_states_1.pkl", weights_only=False)["which_process"] == 1
+    assert "which_process" not in torch.load(out / "random_states_0.pkl", weights_only=False)
