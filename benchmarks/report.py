@@ -355,7 +355,7 @@ def _latent_tuning():
 GEN_MINI = {"generator_model": "gen-mini", "generator_parameters_m": 1.260321}
 # continuations of the shipped generator with nothing added (same size, input and head), told apart from it by
 # the run a row sampled (bench_generator records it as `generator`)
-PLAIN_CONTINUATIONS = {"runs/gen-latent-longer": "gen-mini + 2,500 steps"}
+PLAIN_CONTINUATIONS = {"runs/gen-latent-longer": "gen-mini + 1,200 steps"}
 
 
 def generator_of(r: dict) -> dict:
@@ -644,40 +644,36 @@ def t_generator_history():
 
 
 def t_generator_two_pass():
-    """gen-mini against its continuations (same start, lr and steps) with two-pass maps (--two-pass) and with
-    nothing added (the control): FID-500 against `train` images 5,000-9,999 (the tuning set of this comparison)
-    and FID-1k against `val` at the shipped setting."""
-    tune = _merged("generator_tuning_2pass_base", "generator_tuning_2pass", "generator_tuning_longer")
+    """gen-mini against its continuation with two-pass maps (--two-pass): FID-500 against `train` images
+    5,000-9,999 (the tuning set of this comparison, both generators sampled in one run) and FID-1k against
+    `val` at the shipped setting."""
+    tune = _merged("generator_tuning_2pass_base", "generator_tuning_2pass")
     fid, rec = _latent_fid(), shipped_sampling()
     if not tune or not fid or not rec:
         return None
     rows = []
-    groups = [("gen-mini", " (shipped)"), (PLAIN_CONTINUATIONS["runs/gen-latent-longer"], " (the control: no new input)"),
-              ("gen-mini + two passes", "")]
-    for name, suffix in groups:
-        mine = lambda rs: [r for r in rs if r["kind"] == "generator" and generator_of(r)["generator_model"] == name]  # noqa: E731
+    for two in (False, True):
+        mine = lambda rs: [r for r in rs if r["kind"] == "generator" and bool(r.get("generator_two_pass")) == two  # noqa: E731
+                           and generator_of(r)["generator_model"] in ("gen-mini", "gen-mini + two passes")]
         val = next((r for r in mine(fid["rows"]) if same_setting(r, rec)), None)
         if val is None:
-            continue
+            return None
         for t in sorted(mine(tune["rows"]), key=lambda r: (not same_setting(r, rec), r["fid"])):
-            rows.append((name + suffix, f"{generator_of(t)['generator_parameters_m']:.2f}M", _gen_rows({"rows": [t]})[0][1],
+            rows.append((generator_of(t)["generator_model"] + ("" if two else " (shipped)"),
+                         f"{generator_of(t)['generator_parameters_m']:.2f}M", _gen_rows({"rows": [t]})[0][1],
                          f"{t['fid']:.1f}", f"{t['kid'] * 1e3:.1f}", f"{100 * t['class accuracy']:.1f} %",
                          f"{val['fid']:.1f} ({100 * val['class accuracy']:.1f} %)" if same_setting(t, val) else "-",
                          f"{sum(t['seconds_per_image'].values()):.3f}"))
-    if not rows:
-        return None
     t0 = tune["rows"][0]
     n2 = fid["rows"][0]["num_images"]
     return (md(["generator", "parameters", "setting", f"FID-{t0['num_images']} ↓ (vs train, tuning)", "KID ×10³ ↓",
                 "class accuracy ↑ (proxy)", f"FID-{n2 // 1000}k ↓ (vs val) (class accuracy)", "s/image"], rows) +
             f"\n\nFID-{t0['num_images']}: class-balanced samples against {t0['fid_reference']} (the tuning set of this "
-            f"comparison, so its numbers are not comparable with the other tuning tables' reference); "
-            f"FID-{n2 // 1000}k against {fid['rows'][0]['fid_reference']} at the shipped setting (the "
+            f"comparison: both generators sampled in one run, so its numbers are not comparable with the other tuning "
+            f"tables' reference); FID-{n2 // 1000}k against {fid['rows'][0]['fid_reference']} at the shipped setting (the "
             "shipped row is the main table's); 32 px, standard FID Inception; seconds per image in fp32 on one thread "
             "(two processes shared the 2 cores). "
-            + "; ".join(f"`{c}`" for c in tune["commands"] + [c for name in ("generator_fid_latent_2pass",
-                                                                               "generator_fid_latent_longer")
-                                                              for c in (load(name) or {}).get("commands", [])]))
+            + "; ".join(f"`{c}`" for c in tune["commands"] + (load("generator_fid_latent_2pass") or {}).get("commands", [])))
 
 
 def t_generator_isotropic():

@@ -96,14 +96,13 @@ if want generator-history; then   # continue the generator stage's weights with 
     --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
 fi
 
-if want generator-longer; then   # continue the generator stage's export with the same input and head (rdpm-train
-  # --init-from: a new run, fresh optimizer and cosine schedule): 2,500 more steps x 64 at lr 5e-4 on the tokens of the
-  # first 25,600 train images, as 2 CPU processes here. The two-pass stage below with no new input: its control
-  # (README: Two-pass maps). GEN_INIT=assets/cifar10-generator (the generator stage's export). It resumes from the
-  # state committed in assets/generator-longer-run (its README) and packs its newest checkpoint there when it stops
+if want generator-longer; then   # an ablation, not in the default STAGES: continue the generator stage's export with
+  # the same input and head (rdpm-train --init-from: a new run, fresh optimizer and cosine schedule), 1,200 more steps
+  # x 64 at lr 5e-4 on the tokens of the first 25,600 train images (the tokenize stage's command with --num-images
+  # 25600), as 2 CPU processes here (README: the main FID table). GEN_INIT=assets/cifar10-generator (the generator
+  # stage's export); tokens at another backbone precision than GEN_INIT's are accepted
   run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-longer" \
-    --run-state assets/generator-longer-run --resume-from-checkpoint latest \
-    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --max-steps 2500 --global-batch-size 64 \
+    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --max-steps 1200 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
     --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
 fi
