@@ -206,9 +206,8 @@ def main():
     meta = json.loads((run / "generator.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
     # a continuation (--init-from a shipped generator): its card's training, read before dst may be overwritten
-    source = Path(cfg.get("init_from") or cfg.get("resolved", {}).get("init_from") or "")
-    source = source if source.is_absolute() else ROOT / source
-    prev = json.loads((source / "card.json").read_text()) if str(source) != str(ROOT) and (source / "card.json").exists() else None
+    source_card = ROOT / cfg["init_from"] / "card.json" if cfg.get("init_from") else None
+    prev = json.loads(source_card.read_text()) if source_card and source_card.exists() else None
     earlier = (prev.get("earlier_stages") or []) + [
         {k: prev.get(k) for k in ("name", "command", "tokenize_command", "commit", "steps", "wall_min", "training_images")}
     ] if prev else []

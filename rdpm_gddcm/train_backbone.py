@@ -63,7 +63,6 @@ class BackboneTrainConfig(TrainConfig):
     ect_halvings: float = 8.0               # consistency training: Δt shrinks by 2^-H over the run (ECT: 8)
     export_checkpoint: str | None = None    # export this checkpoint's EMA weights and exit (no training)
     export_dir: str | None = None           # where --export-checkpoint writes (default RUN/export/step_N)
-    run_state: str | None = None            # small committable copy of the newest checkpoint (long runs)
 
 
 def parse_args(argv=None) -> BackboneTrainConfig:
@@ -94,10 +93,6 @@ def parse_args(argv=None) -> BackboneTrainConfig:
                    help="no training: write the EMA weights of this checkpoint of --results-dir as a backbone "
                         "(backbone.safetensors + backbone.json; evaluate a run while it trains, e.g. a scaling curve)")
     p.add_argument("--export-dir", default=None, help="where --export-checkpoint writes (default: RUN/export/step_N)")
-    p.add_argument("--run-state", default=None, metavar="DIR",
-                   help="long runs over several sessions or machines: resume from this packed state when --results-dir "
-                        "has no checkpoint, and pack the newest checkpoint into it whenever this process stops "
-                        "(fp32 weights and EMA, bf16 Adam moments: small enough to commit)")
     cfg = BackboneTrainConfig(**vars(p.parse_args(argv)))
     if not 0.0 < cfg.focus_quantile <= 1.0 or not 0.0 <= cfg.focus_fraction <= 1.0:
         p.error(f"--focus-quantile must be in (0, 1] and --focus-fraction in [0, 1]; got {cfg.focus_quantile}, "

@@ -54,7 +54,6 @@ class GeneratorTrainConfig(TrainConfig):
     init_from: str | None = None         # exported generator to continue from (same tokenizer and size)
     history_maps: int = 0                # the previous H maps' chosen codebook vectors as input (generator.py)
     two_pass: bool = False               # each map in two checkerboard passes, the second given the first (generator.py)
-    run_state: str | None = None         # small committable copy of the newest checkpoint (runs over several sessions)
 
 
 def parse_args(argv=None) -> GeneratorTrainConfig:
@@ -81,10 +80,6 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
                         "examples); off = SPEC §9's independent blocks. --init-from a generator without it adds it "
                         "(starting at zero)")
     add_train_args(p, d, unit="token sequences")
-    p.add_argument("--run-state", default=None, metavar="DIR",
-                   help="runs over several sessions or machines: resume from this packed state when --results-dir has "
-                        "no checkpoint, and pack the newest checkpoint into it whenever training stops (fp32 weights "
-                        "and EMA, bf16 Adam moments: small enough to commit)")
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
     p.add_argument("--autoencoder", default=None, help="autoencoder for sample grids (default: the backbone's)")

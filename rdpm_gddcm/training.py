@@ -40,6 +40,7 @@ class TrainConfig:
     stop_at_step: int | None = None
     stop_after_minutes: float | None = None
     stop_after_cpu_minutes: float | None = None
+    run_state: str | None = None         # small committable copy of the newest checkpoint (runs over several sessions)
 
 
 def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "examples"):
@@ -71,6 +72,10 @@ def add_train_args(p: argparse.ArgumentParser, d: TrainConfig, unit: str = "exam
     p.add_argument("--stop-after-cpu-minutes", type=positive_float, default=None,
                    help="like --stop-after-minutes, counting this process's CPU time (all its threads): pilots at "
                         "equal compute on a shared machine")
+    p.add_argument("--run-state", default=None, metavar="DIR",
+                   help="runs over several sessions or machines: resume from this packed state when --results-dir has "
+                        "no checkpoint, and pack the newest checkpoint into it whenever training stops (fp32 weights "
+                        "and EMA, bf16 Adam moments: small enough to commit)")
 
 
 class EMA(torch.nn.Module):
