@@ -87,8 +87,8 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
                    help="held-out token directory made with the same tokenizer (e.g. CIFAR-10 val): the EMA model's "
                         "cross-entropy and token accuracy per row on it at every export -> val_metrics.json")
     p.add_argument("--init-from", default=None,
-                   help="start from this exported generator (generator.json + .safetensors; same tokenizer, --model, "
-                        "--head and --head-rank): a new run, with a fresh optimizer and LR schedule")
+                   help="start from this exported generator (generator.json + .safetensors; same tokenizer, "
+                        "over any backbone of its family, --model, --head and --head-rank): a new run, with a fresh optimizer and LR schedule")
     return GeneratorTrainConfig(**vars(p.parse_args(argv)))
 
 
@@ -332,18 +332,23 @@ def train(cfg: GeneratorTrainConfig):
 
 def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) -> dict | None:
     """--init-from's weights, after checking they fit this run: tokens of the same tokenizer (the
-    header's checked fields, at any backbone precision) and the same generator configuration, except that a generator without the
-    isotropic head term, the token history or two passes may start one with it (their zero-initialised
-    layers: the same function)."""
+    header's checked fields; the backbone's weights and precision may differ) and the same generator
+    configuration, except that a generator without the isotropic head term, the token history or two passes
+    may start one with it (their zero-initialised layers: the same function)."""
     if not cfg.init_from:
         return None
     from .header import TokenHeader
     src, meta = load_generator(cfg.init_from)              # a missing generator is a FileNotFoundError naming it
     theirs = TokenHeader.from_json(meta.get("tokens_header"), source=f"--init-from {cfg.init_from}")
-    # the backbone's precision moves only the last bits of the states the tokens were chosen on: a generator
-    # carries over to tokens of the same tokenizer run at another precision (exact decoding, what the header
-    # field guards, is not at stake in training)
-    diff = header.mismatch(theirs, ignore=("backbone_dtype",))
+    # A token index means the same codebook vector at the same chain step whatever backbone chose it: the
+    # codebook, plan, grid, family and autoencoder must match, but the backbone's weights (a fine-tuned
+    # backbone: a warm start for its tokens' generator) and precision (only the last bits of the states) may
+    # differ. Exact decoding, what those header fields guard, is not at stake in training; the run's own
+    # header is the new tokens'.
+    diff = header.mismatch(theirs, ignore=("backbone", "backbone_dtype"))
+    if diff is None and header.backbone != theirs.backbone:
+        print(f"note: --init-from {cfg.init_from} was trained on the tokens of backbone {theirs.backbone.get('name')} "
+              f"({str(theirs.backbone.get('sha256'))[:12]}); continuing on {header.backbone.get('name')}'s tokens")
     if diff is not None:
         raise ValueError(f"--init-from {cfg.init_from}: it was trained on tokens with another {diff[0]} "
                          f"({diff[2]} vs --tokens' {diff[1]}); continue only on tokens of the same tokenizer")

@@ -385,7 +385,7 @@ def test_resume_continues_same_loss_curve(toy):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_path, cli_error):
+def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_path, cli_error, make_tiny_backbone):
     root, bb, tok = toy
     src = _train(toy, "init-src")
     first_ce = lambda d: float([l for l in (d / "log.txt").read_text().splitlines() if " ce " in l][0]  # noqa: E731
@@ -414,6 +414,25 @@ def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_pa
     train_generator.main([str(a) for a in ["--tokens", bf16] + base[2:] + ["--results-dir", tmp_path / "prec",
                                                                            "--init-from", src]])
     assert first_ce(tmp_path / "prec") < 0.2
+    # the same tokenizer over another backbone of the family (a fine-tuned one): a warm start, not a refusal; its
+    # header is the new tokens'
+    bb2 = make_tiny_backbone(tmp_path / "bb2", seed=1)
+    tok2 = tmp_path / "tok-bb2"
+    tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb2), "--out", str(tok2),
+                                      "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16",
+                                      "--grid", "2x2", "--save-states", "--batch-size", "4"]))
+    assert TokenDataset(tok2).header.backbone != TokenDataset(tok).header.backbone
+    train_generator.main([str(a) for a in ["--tokens", tok2] + base[2:] + ["--results-dir", tmp_path / "bb2run",
+                                                                           "--init-from", src]])
+    assert (json.loads((tmp_path / "bb2run" / "generator.json").read_text())["tokens_header"]["backbone"]
+            == TokenDataset(tok2).header.backbone)
+    flow_tok = tmp_path / "tok-vp"                                  # another family: refused
+    tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone",
+                                      str(make_tiny_backbone(tmp_path / "bb-vp", family="vp")), "--out", str(flow_tok),
+                                      "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16",
+                                      "--grid", "2x2", "--save-states", "--batch-size", "4"]))
+    assert "family" in cli_error(train_generator.main, ["--tokens", flow_tok] + base[2:] + [
+        "--results-dir", tmp_path / "t", "--init-from", src])
     # a generator without the isotropic head term may start one with it (same function at the start), not back
     train_generator.main([str(a) for a in base + ["--results-dir", tmp_path / "iso", "--init-from", src,
                                                   "--head-isotropic"]])
@@ -434,7 +453,7 @@ def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_pa
     assert json.loads((tmp_path / "two" / "generator.json").read_text())["generator"]["two_pass"] is True
     assert "two_pass" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "u", "--init-from",
                                                                   tmp_path / "two"])
-    assert not any((tmp_path / d).exists() for d in ("u", "v", "w", "x", "y", "z"))  # refused before the run folder exists
+    assert not any((tmp_path / d).exists() for d in ("t", "u", "v", "w", "x", "y", "z"))  # refused before the run folder exists
 
 
 def test_sampling_independent_of_batch_size_and_processes(toy, tmp_path):
