@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rdpm_gddcm.generator import count_params  # noqa: E402
+from rdpm_gddcm.generator import count_params, resolve_map_passes  # noqa: E402
 from rdpm_gddcm.image_sources import ArrayImages, Source, load_source  # noqa: E402
 from rdpm_gddcm.proxy_metrics import PROXY_ACC, PROXY_FD, proxy_metrics  # noqa: E402
 from rdpm_gddcm.sample import Sampler, image_generator, labels_for  # noqa: E402
@@ -99,6 +99,9 @@ def generator_rows(a) -> list[dict]:
     for m in a.min_norm_maps_sweep:
         rows.append(dict(label=f"minimum-norm last {m} maps", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=a.temperature, min_norm_maps=m))
+    for P in a.map_passes_sweep:
+        rows.append(dict(label=f"{P} passes per map", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                         temperature=a.temperature, map_passes=P))
     for wb in a.backbone_cfg_sweep:
         rows.append(dict(label=f"backbone CFG w_b={wb}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=a.temperature, backbone_cfg_scale=wb))
@@ -136,6 +139,7 @@ def generator_sampler(row: dict, a, cache: dict) -> Sampler:
     for k, v in sampler.defaults.items():
         if row.get(k) is None:
             row[k] = v
+    row["map_passes"] = resolve_map_passes(sampler.model.cfg, row["map_passes"])     # 0: the generator's own
     return sampler
 
 
@@ -176,7 +180,8 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
         if row["kind"] == "generator":
             imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"],
                                      row["temperature"], row["top_k"], row["top_p"], a.global_seed,
-                                     min_norm_maps=row["min_norm_maps"], backbone_cfg_scale=row["backbone_cfg_scale"])
+                                     min_norm_maps=row["min_norm_maps"], backbone_cfg_scale=row["backbone_cfg_scale"],
+                                     map_passes=row["map_passes"])
             for k in timing:
                 timing[k] += t[k]
         else:
@@ -277,7 +282,7 @@ def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> tuple[np.n
         stored = torch.from_numpy(tokens[idx])
         imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"], row["temperature"],
                                  row["top_k"], row["top_p"], a.global_seed, min_norm_maps=row["min_norm_maps"],
-                                 backbone_cfg_scale=row["backbone_cfg_scale"],
+                                 backbone_cfg_scale=row["backbone_cfg_scale"], map_passes=row["map_passes"],
                                  wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
         out.append(to_uint8_nhwc(imgs))
         for k in timing:
@@ -374,6 +379,10 @@ def main():
                    help="ablations: backbone guidance w_b values (rdpm-sample --backbone-cfg-scale; after minimum-norm)")
     p.add_argument("--backbone-cfg-scale", type=float, default=None,
                    help="the generator rows' --backbone-cfg-scale; default: the checkpoint's rdpm-sample default")
+    p.add_argument("--map-passes-sweep", type=int, nargs="*", default=[],
+                   help="ablations: masked passes per token map (rdpm-sample --map-passes; after backbone guidance)")
+    p.add_argument("--map-passes", type=int, default=None,
+                   help="the generator rows' --map-passes; default: the checkpoint's rdpm-sample default")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
                    help="backbone and generator precision (rdpm_gddcm.precision)")
     p.add_argument("--fid-reference", default=None, metavar="GLOB",
@@ -400,6 +409,8 @@ def main():
             r["min_norm_maps"] = a.min_norm_maps
         if r["kind"] in ("generator", "mixed") and "backbone_cfg_scale" not in r:
             r["backbone_cfg_scale"] = a.backbone_cfg_scale
+        if r["kind"] in ("generator", "mixed") and "map_passes" not in r:
+            r["map_passes"] = a.map_passes
     if a.rows:
         rows = [rows[int(i)] for i in a.rows.split(",")]
     labels = labels_for(a.num_images, 10, None)
@@ -412,6 +423,8 @@ def main():
                 row["label"] += f", minimum-norm last {row['min_norm_maps']} maps"
             if row["backbone_cfg_scale"] != 1.0 and "backbone CFG" not in row["label"]:
                 row["label"] += f", backbone CFG w_b={row['backbone_cfg_scale']}"
+            if row["map_passes"] > 1 and "passes per map" not in row["label"]:
+                row["label"] += f", {row['map_passes']} passes per map"
         if row["label"] in done:
             continue
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")
@@ -448,6 +461,7 @@ def main():
             r["generator_parameters_m"] = round(count_params(sampler.model) / 1e6, 3)
             r["generator_history_maps"] = sampler.model.cfg.history_maps
             r["generator_two_pass"] = sampler.model.cfg.two_pass
+            r["generator_map_passes"] = sampler.model.cfg.map_passes
         res["rows"].append(r)
         grid_dir = ROOT / "benchmarks" / "results" / "generator_grids" / out.stem    # one folder per results JSON
         grid_dir.mkdir(parents=True, exist_ok=True)

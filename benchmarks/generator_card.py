@@ -59,12 +59,16 @@ def write_card_md(card: dict, dst: Path):
     if g.get("two_pass"):
         rank += ("; each token map drawn in two passes, one checkerboard half then the other given it "
                  "(`--two-pass`)")
+    if g.get("map_passes", 1) > 1:
+        rank += (f"; trained to draw each token map in {g['map_passes']} masked passes, each keeping its most "
+                 "confident blocks and redrawing the others given them (`--map-passes`)")
     smp = card.get("sampling")
     if smp:
         knobs = f"CFG w = {smp['cfg_scale']}, τ = {smp['temperature']}" + \
             (f", top-k {smp['top_k']}" if smp.get("top_k") else "") + (f", top-p {smp['top_p']}" if smp.get("top_p", 1) < 1 else "") + \
             (f", the last {smp['min_norm_maps']} token maps minimum-norm" if smp.get("min_norm_maps") else "") + \
-            (f", backbone CFG w_b = {smp['backbone_cfg_scale']}" if smp.get("backbone_cfg_scale", 1.0) != 1.0 else "")
+            (f", backbone CFG w_b = {smp['backbone_cfg_scale']}" if smp.get("backbone_cfg_scale", 1.0) != 1.0 else "") + \
+            (f", {smp['map_passes']} passes per token map" if (smp.get("map_passes") or 1) > 1 else "")
         sampling = (f"`rdpm-sample` defaults to this checkpoint's tuned setting ({knobs}; recorded in generator.json "
                     f"\"sampling\", chosen as the {smp['tuned_by']}); flags override it.\n")
         shown = knobs
@@ -142,6 +146,7 @@ def tuned_sampling(paths: list[Path], min_class_accuracy: float = 0.0) -> dict:
     return {"cfg_scale": best["cfg_scale"], "cfg_schedule": best.get("cfg_schedule", "constant"),
             "temperature": best["temperature"], "top_k": best.get("top_k") or 0, "top_p": best.get("top_p") or 1.0,
             "min_norm_maps": best.get("min_norm_maps") or 0, "backbone_cfg_scale": best.get("backbone_cfg_scale") or 1.0,
+            "map_passes": best.get("map_passes") or 1,
             "tuned_by": f"lowest FID of {total} settings{floor}, {best['num_images']} samples each against "
                         f"{best['fid_reference']}, in {', '.join(rel)} (row '{best['label']}')"}
 
@@ -162,7 +167,8 @@ def generator_fid(path: Path, sampling: dict | None = None) -> dict:
     return {"fid": row["fid"], "kid": row["kid"], "num_images": row["num_images"], "fid_reference": row["fid_reference"],
             "class_accuracy": row.get("class accuracy"), "cfg_scale": row["cfg_scale"],
             "temperature": row["temperature"], "min_norm_maps": row.get("min_norm_maps") or 0,
-            "backbone_cfg_scale": row.get("backbone_cfg_scale") or 1.0, "source": str(rel),
+            "backbone_cfg_scale": row.get("backbone_cfg_scale") or 1.0, "map_passes": row.get("map_passes") or 1,
+            "source": str(rel),
             "fid_image_size": row.get("fid_image_size")}
 
 

@@ -160,9 +160,10 @@ def t_backbones():
 
 
 # the generator's sampling knobs (rdpm_gddcm.sample.SAMPLING_DEFAULTS); rows written before a knob existed used
-# its default: 0 for min_norm_maps, 1 (no guidance) for backbone_cfg_scale
-KNOBS = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "min_norm_maps", "backbone_cfg_scale")
-KNOB_DEFAULTS = {"min_norm_maps": 0, "backbone_cfg_scale": 1.0}
+# its default: 0 for min_norm_maps, 1 (no guidance) for backbone_cfg_scale, 1 pass per map for map_passes
+KNOBS = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "min_norm_maps", "backbone_cfg_scale",
+         "map_passes")
+KNOB_DEFAULTS = {"min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 1}
 
 
 def knob(r: dict, k: str):
@@ -180,7 +181,8 @@ def _gen_rows(d):
         setting = {"generator": f"CFG w={r.get('cfg_scale')}, τ={r.get('temperature')}"
                    + (f", {r['cfg_schedule']} schedule" if r.get("cfg_schedule", "constant") != "constant" else "")
                    + (f", minimum-norm last {r['min_norm_maps']} maps" if r.get("min_norm_maps") else "")
-                   + (f", backbone CFG w_b={r['backbone_cfg_scale']}" if knob(r, "backbone_cfg_scale") != 1.0 else ""),
+                   + (f", backbone CFG w_b={r['backbone_cfg_scale']}" if knob(r, "backbone_cfg_scale") != 1.0 else "")
+                   + (f", {r['map_passes']} passes per map" if knob(r, "map_passes") > 1 else ""),
                    "ode": f"CFG w={r.get('cfg_scale')}", "ancestral": f"CFG w={r.get('cfg_scale')}",
                    "random": "uniform random indices", "real": "-", "tokens": "stored tokens, replayed",
                    "autoencoder": "encode + decode"}[r["kind"]]
@@ -368,6 +370,8 @@ def generator_of(r: dict) -> dict:
         g["generator_model"] += f" + history {r['generator_history_maps']}"
     if r.get("generator_two_pass"):
         g["generator_model"] += " + two passes"
+    if (r.get("generator_map_passes") or 1) > 1:
+        g["generator_model"] += f" + masked passes (trained for {r['generator_map_passes']})"
     return g
 
 

@@ -53,10 +53,21 @@ draws the other half again given the kept half's codebook vectors C_m[z_b]_b and
 through a zero-initialised linear layer (a generator without it loads as the same function). Training
 shows each example either nothing (the first pass) or a random checkerboard half of its true map (the
 second), with the loss on the blocks not shown. Off: the same model as SPEC §9.
+
+Masked passes (``map_passes`` = P > 1, ours; MaskGIT's iterative decoding, Chang et al. 2022, §3.2, inside
+each token map): the same known-blocks input, but the kept blocks are the most confident ones and their
+number grows over P passes. Pass 1 draws every block; after pass s < P the ``kept_after(s, P, G)`` =
+⌈G·(1 - cos(π/2·s/P))⌉ blocks whose drawn token has the highest probability under the (CFG) logits are
+kept (blocks kept earlier stay kept), and the next pass redraws the others given the kept ones. Training
+shows each example nothing with probability 1/P (a first pass), else a uniformly random subset of
+⌈G·(1 - cos(π/2·u))⌉ of its true map's blocks, u ~ U(0, 1) (MaskGIT's cosine schedule), with the loss
+on the blocks not shown. The number of passes is also a sampling setting (``--map-passes``); 1 pass is
+the SPEC §9 generator's sampling.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,10 +95,16 @@ class GeneratorConfig:
     head_isotropic: bool = False  # tied head: the isotropic covariance term ½·s_b·‖C_b‖²/Db (module docstring)
     history_maps: int = 0         # H: the previous H maps' chosen codebook vectors per block as input (module docstring)
     two_pass: bool = False        # draw each map in two checkerboard passes, the second given the first (module docstring)
+    map_passes: int = 1           # P > 1: trained to draw each map in P masked passes (module docstring)
     dropout: float = 0.0
 
     def to_json(self):
         return asdict(self)
+
+    @property
+    def known_input(self) -> bool:
+        """Whether the model reads the known blocks of the map it draws (two-pass or masked passes)."""
+        return self.two_pass or self.map_passes > 1
 
 
 # DiT-table style sizes (parameters for a 16-block, Db=192, K=1024 tied setting)
@@ -130,7 +147,7 @@ class TokenGenerator(nn.Module):
 
     state_blocks, xh_blocks: (B, G, Db); row: (B,) long; y: (B,) long (num_classes = null);
     history: (B, G, H·Db) from ``token_history`` when ``history_maps`` = H > 0 (None: no history, zeros);
-    known: (B, G, Db + 1) from ``known_blocks`` when ``two_pass`` (None: nothing known yet, the first pass).
+    known: (B, G, Db + 1) from ``known_blocks`` when ``cfg.known_input`` (None: nothing known yet, the first pass).
     Features are u (B, G, Db) for the tied head, logits (B, G, K) for the untied one;
     codebook_blocks: (K, G, Db) is the row's codebook restricted to each block (tied head only).
     """
@@ -146,7 +163,9 @@ class TokenGenerator(nn.Module):
             self.hist = nn.Linear(cfg.history_maps * cfg.block_dim, d)
             nn.init.zeros_(self.hist.weight)
             nn.init.zeros_(self.hist.bias)
-        if cfg.two_pass:                # zero-initialised likewise
+        if cfg.map_passes < 1 or (cfg.two_pass and cfg.map_passes > 1):
+            raise ValueError(f"map_passes {cfg.map_passes} must be >= 1, and 1 with two_pass")
+        if cfg.known_input:             # zero-initialised likewise
             self.known = nn.Linear(cfg.block_dim + 1, d)
             nn.init.zeros_(self.known.weight)
             nn.init.zeros_(self.known.bias)
@@ -187,10 +206,10 @@ class TokenGenerator(nn.Module):
             h = h + (self.hist(history) if history is not None else self.hist.bias)
         elif history is not None:
             raise ValueError("a token history was given to a generator without history_maps")
-        if self.cfg.two_pass:                  # None: the first pass, the same as zeros
+        if self.cfg.known_input:               # None: the first pass, the same as zeros
             h = h + (self.known(known) if known is not None else self.known.bias)
         elif known is not None:
-            raise ValueError("known blocks were given to a generator without two_pass")
+            raise ValueError("known blocks were given to a generator trained without them (two_pass, map_passes)")
         c = self.row_emb(row) + self.class_emb(y)
         for blk in self.blocks:
             h = blk(h, c)
@@ -216,7 +235,7 @@ class TokenGenerator(nn.Module):
                                                                enabled=dtype is not None):
                 hist = z.new_zeros(batch, cfg.num_blocks, cfg.history_maps * cfg.block_dim) \
                     if cfg.history_maps else None       # the layer's real cost, not its bias-only shortcut
-                known = z.new_zeros(batch, cfg.num_blocks, cfg.block_dim + 1) if cfg.two_pass else None
+                known = z.new_zeros(batch, cfg.num_blocks, cfg.block_dim + 1) if cfg.known_input else None
                 out = self.head_logits(self(z, z, row, row, hist, known), cb)
             if train:
                 out.float().mean().backward()
@@ -285,6 +304,12 @@ def checkerboard(grid, parity: int, device=None) -> torch.Tensor:
     return ((i + j) % 2 == parity % 2).flatten()
 
 
+def kept_after(s: int, passes: int, num_blocks: int) -> int:
+    """Masked passes (module docstring): how many of a map's ``num_blocks`` blocks are kept after pass s of
+    ``passes``, ⌈G·(1 - cos(π/2·s/P))⌉, at least 1 and at most G - 1 for 0 < s < P."""
+    return min(num_blocks - 1, max(1, math.ceil(num_blocks * (1 - math.cos(math.pi / 2 * s / passes)) - 1e-9)))
+
+
 def known_blocks(codebook_blocks: torch.Tensor, tokens: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     """The second pass's input (module docstring): for tokens (B, G) of one map, codebook_blocks (K, G, Db)
     of its row and known (B, G) bool, [C[tokens_b]_b, 1] where known and zeros elsewhere -> (B, G, Db + 1)."""
@@ -314,19 +339,33 @@ def min_norm_entries(codebook_blocks: torch.Tensor) -> torch.Tensor:
     return codebook_blocks.float().square().sum(-1).argmin(0).unsqueeze(0)
 
 
+def resolve_map_passes(cfg: GeneratorConfig, map_passes: int | None) -> int:
+    """The passes per map a sampler draws (module docstring: masked passes): ``map_passes``, where None or 0
+    is the number the generator was trained for; more than one needs a generator trained with them."""
+    if not map_passes:
+        return cfg.map_passes
+    if map_passes != cfg.map_passes and (map_passes < 1 or cfg.map_passes == 1):
+        raise ValueError(f"map_passes {map_passes}: this generator was trained for {cfg.map_passes} pass(es) per map"
+                         + (" (two-pass)" if cfg.two_pass else "")
+                         + "; more than one needs a generator trained with rdpm-train --map-passes (0 = its own)")
+    return map_passes
+
+
 class ModelChooser:
     """The chain's chooser for RDPM sampling (SPEC §9): CFG on logits l = l_u + w·(l_c - l_u),
     then Gumbel-max argmax(l/τ + G) with image i's noise from its own generator (τ = 0: greedy).
     ``w = 1`` is no guidance (DiT/diffusers convention; VAR's (1+w') corresponds to w = 1 + w').
     A generator with ``history_maps`` is fed the indices chosen at the chain's earlier rows (``ctx.earlier``,
     whoever chose them), in both CFG branches: the history is the image's, not the class's. A ``two_pass``
-    generator draws each map twice (module docstring); the kept half is the image's too, in both branches."""
+    generator draws each map twice, a ``map_passes`` one in ``map_passes`` masked passes (module docstring;
+    None: the number it was trained for); the kept blocks are the image's too, in both branches."""
 
     def __init__(self, model: TokenGenerator, labels: torch.Tensor, generators: list, cfg_scale: float = 1.0,
                  cfg_schedule: str = "constant", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 autocast_dtype=None, min_norm_maps: int = 0):
+                 autocast_dtype=None, min_norm_maps: int = 0, map_passes: int | None = None):
         if not 0 <= min_norm_maps <= model.cfg.num_rows:
             raise ValueError(f"min_norm_maps {min_norm_maps} outside [0, {model.cfg.num_rows}] (the token maps)")
+        self.map_passes = resolve_map_passes(model.cfg, map_passes)
         self.model, self.labels, self.generators = model, labels.long(), generators
         self.cfg_scale, self.cfg_schedule = cfg_scale, cfg_schedule
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
@@ -376,13 +415,30 @@ class ModelChooser:
             if m >= self.model.cfg.num_rows - self.min_norm_maps:
                 shortest = min_norm_entries(ctx.spec.codebook_blocks(m, ctx.state.device))
                 return shortest.expand(ctx.state.shape[0], -1)
-        first = self.draw(self.logits(ctx))
-        if not self.model.cfg.two_pass:
-            return first
+        logits = self.logits(ctx)
+        first = self.draw(logits)
         m = ctx.spec.row_of_step(ctx.n)
-        keep = checkerboard(ctx.grid, m, first.device).expand_as(first)
-        known = known_blocks(ctx.spec.codebook_blocks(m, first.device), first, keep)
-        return torch.where(keep, first, self.draw(self.logits(ctx, known)))
+        if self.model.cfg.two_pass:
+            keep = checkerboard(ctx.grid, m, first.device).expand_as(first)
+            known = known_blocks(ctx.spec.codebook_blocks(m, first.device), first, keep)
+            return torch.where(keep, first, self.draw(self.logits(ctx, known)))
+        return self.masked_passes(ctx, m, first, logits) if self.map_passes > 1 else first
+
+    def masked_passes(self, ctx, m: int, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Passes 2..P of a map (module docstring: masked passes), from pass 1's ``tokens`` and ``logits``."""
+        cb = ctx.spec.codebook_blocks(m, tokens.device)
+        confidence = lambda lg, tk: lg.log_softmax(-1).gather(-1, tk.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+        conf = confidence(logits, tokens)
+        keep = torch.zeros_like(tokens, dtype=torch.bool)
+        for s in range(1, self.map_passes):
+            n = kept_after(s, self.map_passes, tokens.shape[1])
+            best = conf.masked_fill(keep, float("inf")).topk(n, dim=1).indices    # the kept ones stay kept
+            keep = torch.zeros_like(keep).scatter_(1, best, True)
+            logits = self.logits(ctx, known_blocks(cb, tokens, keep))
+            drawn = self.draw(logits)
+            tokens = torch.where(keep, tokens, drawn)
+            conf = torch.where(keep, conf, confidence(logits, drawn))
+        return tokens
 
     def draw(self, logits: torch.Tensor) -> torch.Tensor:
         """Top-k/top-p, then Gumbel-max at temperature τ (τ = 0: argmax): logits (B, G, K) -> tokens (B, G)."""

@@ -42,14 +42,14 @@ from tqdm import tqdm
 
 from . import cli
 from .cli import class_labels, nonneg_float, nonneg_int, open_probability, positive_int
-from .generator import ModelChooser
+from .generator import ModelChooser, resolve_map_passes
 from .precision import CHOICES, HELP as PRECISION_HELP
 from .files import write_json_atomic
 
 
 # Used where neither the command line nor the checkpoint's generator.json sets a sampling knob.
 SAMPLING_DEFAULTS = {"cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-                     "min_norm_maps": 0, "backbone_cfg_scale": 1.0}
+                     "min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 0}
 
 
 def _schedule(text: str) -> str:
@@ -60,7 +60,8 @@ def _schedule(text: str) -> str:
 
 # how a recorded value is checked: the command line's own parsers
 _RECORDED = {"cfg_scale": nonneg_float, "cfg_schedule": _schedule, "temperature": nonneg_float, "top_k": nonneg_int,
-             "top_p": open_probability, "min_norm_maps": nonneg_int, "backbone_cfg_scale": nonneg_float}
+             "top_p": open_probability, "min_norm_maps": nonneg_int, "backbone_cfg_scale": nonneg_float,
+             "map_passes": nonneg_int}
 
 
 def recorded_sampling(meta: dict, source: str) -> dict:
@@ -106,6 +107,10 @@ def parse_args(argv=None):
     p.add_argument("--backbone-cfg-scale", type=nonneg_float, default=argparse.SUPPRESS,
                    help="classifier-free guidance w_b of the chain's backbone calls and final ODE, 1 = off; needs "
                         f"class-conditional tokens (see above) ({recorded.format(SAMPLING_DEFAULTS['backbone_cfg_scale'])})")
+    p.add_argument("--map-passes", type=nonneg_int, default=argparse.SUPPRESS,
+                   help="draw each token map in this many masked passes (generator.py); more than 1 needs a generator "
+                        "trained with rdpm-train --map-passes, 0 = the number it was trained for "
+                        f"({recorded.format(SAMPLING_DEFAULTS['map_passes'])})")
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (in fp32 results do not depend on it; under bf16 autocast the last bits can, see above)")
     p.add_argument("--sample-dir", required=True)
@@ -191,7 +196,8 @@ class Sampler:
 
     @torch.no_grad()
     def sample(self, indices, labels, cfg_scale=None, cfg_schedule=None, temperature=None, top_k=None, top_p=None,
-               global_seed=0, return_tokens=False, wrap_chooser=None, min_norm_maps=None, backbone_cfg_scale=None):
+               global_seed=0, return_tokens=False, wrap_chooser=None, min_norm_maps=None, backbone_cfg_scale=None,
+               map_passes=None):
         """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting.
         ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics)."""
         from .chain import run_chain
@@ -203,12 +209,13 @@ class Sampler:
         top_p = d["top_p"] if top_p is None else top_p
         min_norm_maps = d["min_norm_maps"] if min_norm_maps is None else min_norm_maps
         backbone_cfg_scale = d["backbone_cfg_scale"] if backbone_cfg_scale is None else backbone_cfg_scale
+        map_passes = d["map_passes"] if map_passes is None else map_passes
         tok = self.tokenizer
         backbone = self.chain_backbone(backbone_cfg_scale)
         gens = [image_generator(global_seed, int(i)) for i in indices]
         y = torch.as_tensor(np.asarray(labels)).long()
         chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast,
-                               min_norm_maps)
+                               min_norm_maps, map_passes)
         t0 = time.time()
         out = run_chain(backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
                         y if tok.cfg.conditional else None, self.device)
@@ -255,6 +262,7 @@ def check_resumable(out: Path, settings: dict) -> None:
     # a directory written before a knob existed was sampled at that knob's default (min_norm_maps: 0, backbone_cfg_scale: 1)
     old.setdefault("min_norm_maps", SAMPLING_DEFAULTS["min_norm_maps"])
     old.setdefault("backbone_cfg_scale", SAMPLING_DEFAULTS["backbone_cfg_scale"])
+    old.setdefault("map_passes", SAMPLING_DEFAULTS["map_passes"])
     diff = {k: (old.get(k), settings.get(k)) for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)}
     if diff:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
@@ -276,6 +284,7 @@ def run(a):
         raise ValueError(f"--min-norm-maps {a.min_norm_maps}: this generator's tokens have {sampler.model.cfg.num_rows} "
                          "maps; pass at most that (0 samples every map)")
     sampler.chain_backbone(a.backbone_cfg_scale)     # refuses guidance the tokens' backbone cannot take, before writing
+    resolve_map_passes(sampler.model.cfg, a.map_passes)         # likewise passes it was not trained for
     out = Path(a.sample_dir)
     settings = json.loads(json.dumps(sample_settings(a, sampler), default=str))
     check_resumable(out, settings)              # every process checks, so all fail together
@@ -305,7 +314,8 @@ def run(a):
     for b in tqdm(range(0, len(mine), a.batch_size), disable=not state.is_local_main_process, desc="sampling"):
         idx = mine[b:b + a.batch_size]
         imgs, t = sampler.sample(idx, labels[idx], a.cfg_scale, a.cfg_schedule, a.temperature, a.top_k, a.top_p, a.global_seed,
-                                 min_norm_maps=a.min_norm_maps, backbone_cfg_scale=a.backbone_cfg_scale)
+                                 min_norm_maps=a.min_norm_maps, backbone_cfg_scale=a.backbone_cfg_scale,
+                                 map_passes=a.map_passes)
         for k in timing:
             timing[k] += t[k]
         save_images(imgs.cpu(), [str(out / f"{i:06d}.png") for i in idx])

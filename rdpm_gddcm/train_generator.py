@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from . import cli
 from .chain import effective_score
-from .cli import nonneg_int
+from .cli import nonneg_int, positive_int
 from .generator import GENERATOR_CONFIGS, GeneratorConfig, TokenGenerator, count_params, load_generator, save_generator
 from .token_io import TokenDataset
 from .training import (EMA, TrainConfig, add_train_args, backward_and_step, checkpoint_or_stop, drop_labels,
@@ -54,6 +54,7 @@ class GeneratorTrainConfig(TrainConfig):
     init_from: str | None = None         # exported generator to continue from (same tokenizer and size)
     history_maps: int = 0                # the previous H maps' chosen codebook vectors as input (generator.py)
     two_pass: bool = False               # each map in two checkerboard passes, the second given the first (generator.py)
+    map_passes: int = 1                  # P > 1: each map in P masked passes (MaskGIT inside a map; generator.py)
 
 
 def parse_args(argv=None) -> GeneratorTrainConfig:
@@ -79,6 +80,12 @@ def parse_args(argv=None) -> GeneratorTrainConfig:
                         "other half's chosen codebook vectors (trained by showing half of the true map to half of the "
                         "examples); off = SPEC §9's independent blocks. --init-from a generator without it adds it "
                         "(starting at zero)")
+    p.add_argument("--map-passes", type=positive_int, default=d.map_passes,
+                   help="P > 1: train the generator to draw each token map in P passes, each keeping its most "
+                        "confident blocks and redrawing the others given them (MaskGIT's decoding inside a map: "
+                        "trained by showing a random subset of the true map, none to 1/P of the examples); the "
+                        "sampling default becomes P passes, and rdpm-sample --map-passes 1 still draws in one. 1 = "
+                        "SPEC §9's independent blocks. --init-from a generator without it adds it (starting at zero)")
     add_train_args(p, d, unit="token sequences")
     p.add_argument("--backbone", default=None,
                    help="backbone the tokens were made with: replays states if none are cached, and enables sample grids")
@@ -161,11 +168,23 @@ def shown_halves(grid, batch: int, g: torch.Generator) -> torch.Tensor:
     return boards[parity] & second[:, None]
 
 
+def shown_subsets(num_blocks: int, batch: int, passes: int, g: torch.Generator) -> torch.Tensor:
+    """Masked-pass training (generator.py): each example shows nothing with probability 1/P (a first pass),
+    else a uniformly random subset of ⌈G·(1 - cos(π/2·u))⌉ of its blocks, u ~ U(0, 1), at most G - 1
+    (MaskGIT's cosine schedule) -> (B, G) bool."""
+    import math
+    first = torch.rand(batch, generator=g) < 1.0 / passes
+    u = torch.rand(batch, generator=g)
+    n = (num_blocks * (1 - torch.cos(math.pi / 2 * u))).ceil().clamp(1, num_blocks - 1)
+    rank = torch.rand(batch, num_blocks, generator=g).argsort(1).argsort(1)       # a random order of the blocks
+    return (rank < n[:, None]) & ~first[:, None]
+
+
 def generator_loss(model, raw: TokenGenerator, batcher: RowBatcher, sb, xb, rows: torch.Tensor, y, targets,
                    history=None, shown=None):
     """Mean CE over blocks. ``model`` may be DDP-wrapped (its forward gives the features); the
-    head is applied per row group, each row having its own codebook. A two-pass generator is shown the
-    true tokens where ``shown`` (B, G) and scored on the other blocks only. Returns (loss, accuracy (B,))."""
+    head is applied per row group, each row having its own codebook. A generator with the known-blocks input
+    (two-pass, masked passes) is shown the true tokens where ``shown`` (B, G) and scored on the other blocks only. Returns (loss, accuracy (B,))."""
     known = batcher.known(rows.cpu().numpy(), targets, shown) if shown is not None else None
     feats = model(sb, xb, rows, y, history, known).float()
     scored = torch.ones_like(targets, dtype=torch.bool) if shown is None else ~shown
@@ -187,8 +206,8 @@ def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 6
                   tokenizer=None) -> dict:
     """Mean cross-entropy (nats per token) and top-1 token accuracy of ``model`` on every row of every
     sequence of ``data``, overall and per row (class labels given, as in conditional sampling). For a
-    two-pass generator these are its first pass (nothing shown); ``*_second_pass`` score its second pass:
-    each checkerboard half given the other half's true tokens."""
+    generator with the known-blocks input (two-pass, masked passes) these are its first pass (nothing shown);
+    ``*_second_pass`` score it given half of the map: each checkerboard half given the other half's true tokens."""
     from .generator import checkerboard
     batcher = RowBatcher(data, tokenizer)
     R = data.header.num_token_rows
@@ -207,7 +226,7 @@ def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 6
             ce[r] += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
             acc[r] += (logits.argmax(-1) == targets).sum().item()
             count[r] += targets.numel()
-            for parity in range(2 if model.cfg.two_pass else 0):
+            for parity in range(2 if model.cfg.known_input else 0):
                 shown = checkerboard(batcher.grid, parity, device).expand_as(targets)
                 known = batcher.known(rows, targets, shown)
                 logits = model.head_logits(model(sb, xb, torch.from_numpy(rows).to(device), y, hist, known),
@@ -218,7 +237,7 @@ def token_metrics(model: TokenGenerator, data: TokenDataset, batch_size: int = 6
     out = {"num_sequences": len(data), "ce": float(ce.sum() / count.sum()), "accuracy": float(acc.sum() / count.sum()),
            "ce_per_row": (ce / count).tolist(), "accuracy_per_row": (acc / count).tolist(),
            "uniform_ce": float(np.log(batcher.K))}
-    if model.cfg.two_pass:
+    if model.cfg.known_input:
         out.update({"ce_second_pass": float(ce2.sum() / count2.sum()),
                     "accuracy_second_pass": float(acc2.sum() / count2.sum()),
                     "ce_second_pass_per_row": (ce2 / count2).tolist(),
@@ -242,7 +261,7 @@ def train(cfg: GeneratorTrainConfig):
                               "codebook_size": batcher.K, "num_classes": num_classes, "head": cfg.head,
                               "head_rank": (4 if cfg.head == "tied" else 0) if cfg.head_rank is None else cfg.head_rank,
                               "head_isotropic": cfg.head_isotropic, "history_maps": cfg.history_maps,
-                              "two_pass": cfg.two_pass,
+                              "two_pass": cfg.two_pass, "map_passes": cfg.map_passes,
                               "score": effective_score(h.selection, h.plan["kind"])})
     init = initial_weights(cfg, h, gcfg)                        # checked before the run folder exists
     precision = TokenGenerator(gcfg).resolve_precision(cfg.mixed_precision, device,
@@ -284,7 +303,8 @@ def train(cfg: GeneratorTrainConfig):
         g = torch.Generator().manual_seed(cfg.global_seed * 1000003 + step)
         grows = torch.randint(R, (len(gidx),), generator=g)
         gy = drop_labels(torch.from_numpy(data.labels[gidx.numpy()]).long(), num_classes, cfg.label_dropout, g)
-        gshown = shown_halves(batcher.grid, len(gidx), g) if gcfg.two_pass else None
+        gshown = shown_halves(batcher.grid, len(gidx), g) if gcfg.two_pass else \
+            shown_subsets(batcher.grid.num_blocks, len(gidx), gcfg.map_passes, g) if gcfg.map_passes > 1 else None
         mine = torch.arange(len(gidx))[accelerator.process_index::world]
         for m in range(cfg.grad_accum):
             sel = mine[m * micro:(m + 1) * micro]
@@ -333,8 +353,8 @@ def train(cfg: GeneratorTrainConfig):
 def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) -> dict | None:
     """--init-from's weights, after checking they fit this run: tokens of the same tokenizer (the
     header's checked fields; the backbone's weights and precision may differ) and the same generator
-    configuration, except that a generator without the isotropic head term, the token history or two passes
-    may start one with it (their zero-initialised layers: the same function)."""
+    configuration, except that a generator without the isotropic head term, the token history, two passes
+    or masked passes may start one with it (their zero-initialised layers: the same function)."""
     if not cfg.init_from:
         return None
     from .header import TokenHeader
@@ -356,18 +376,23 @@ def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) ->
     adds_isotropic = mine["head_isotropic"] and not other["head_isotropic"]
     adds_history = mine["history_maps"] and not other["history_maps"]
     adds_two_pass = mine["two_pass"] and not other.get("two_pass")
+    adds_passes = mine["map_passes"] > 1 and other.get("map_passes", 1) == 1 and not other.get("two_pass")
     if adds_isotropic:
         other["head_isotropic"] = True
     if adds_history:
         other["history_maps"] = mine["history_maps"]
     if adds_two_pass:
         other["two_pass"] = True
+    other.setdefault("map_passes", 1)
+    if adds_passes:
+        other["map_passes"] = mine["map_passes"]
     if mine != other:
         what = sorted(k for k in set(mine) | set(other) if mine.get(k) != other.get(k))
         raise ValueError(f"--init-from {cfg.init_from}: its generator differs from this run's in {', '.join(what)}; "
-                         "pass the --model, --head, --head-rank, --head-isotropic, --history-maps and --two-pass it "
-                         "was trained with")
-    weights = TokenGenerator(gcfg).state_dict() if adds_isotropic or adds_history or adds_two_pass else {}
+                         "pass the --model, --head, --head-rank, --head-isotropic, --history-maps, --two-pass and "
+                         "--map-passes it was trained with")
+    adds = adds_isotropic or adds_history or adds_two_pass or adds_passes
+    weights = TokenGenerator(gcfg).state_dict() if adds else {}
     return {**weights, **src.state_dict()}
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from rdpm_gddcm import sample, tokenize, train_generator
 from rdpm_gddcm.chain import ChainSpec, StepContext
 from rdpm_gddcm.codebooks import Grid, VirtualCodebook
-from rdpm_gddcm.generator import (GeneratorConfig, ModelChooser, TokenGenerator, build_generator, checkerboard,
+from rdpm_gddcm.generator import (GeneratorConfig, ModelChooser, TokenGenerator, build_generator, checkerboard, kept_after,
                                   filter_logits, known_blocks, tied_logits, token_history)
 from rdpm_gddcm.guidance import cfg_scale_at
 from rdpm_gddcm.plans import Plan
@@ -234,6 +234,77 @@ def test_two_pass_chooser_keeps_one_half_and_redraws_the_other_given_it():
     plain.forward = lambda *a: (calls.append(1), fwd(*a))[1]
     ModelChooser(plain, y, [torch.Generator().manual_seed(i) for i in range(3)], cfg_scale=2.0).step(_ctx())
     assert len(calls) == 1
+
+
+def test_masked_pass_schedule_and_training_subsets():
+    """kept_after grows with the pass, keeps at least one block and redraws at least one, and follows
+    ⌈G·(1 - cos(π/2·s/P))⌉; training shows nothing to about 1/P of the examples and otherwise a random subset
+    of 1..G-1 blocks, each block as likely as any other, as a function of the generator's seed."""
+    import math
+    for G in (4, 16, 64):
+        for P in (2, 3, 4, 8):
+            kept = [kept_after(s, P, G) for s in range(1, P)]
+            assert kept == sorted(kept) and all(1 <= k <= G - 1 for k in kept)
+            assert all(k == min(G - 1, max(1, math.ceil(round(G * (1 - math.cos(math.pi / 2 * s / P)), 9))))
+                       for s, k in zip(range(1, P), kept))
+    assert [kept_after(s, 4, 64) for s in (1, 2, 3)] == [5, 19, 40]
+    shown = train_generator.shown_subsets(16, 8000, 4, torch.Generator().manual_seed(0))
+    n = shown.sum(1)
+    assert 0.22 < (n == 0).float().mean() < 0.28 and int(n.max()) <= 15
+    assert (shown[n > 0].float().mean(0) - shown[n > 0].float().mean()).abs().max() < 0.03    # no block favoured
+    assert torch.equal(shown, train_generator.shown_subsets(16, 8000, 4, torch.Generator().manual_seed(0)))
+
+
+def test_masked_pass_chooser_keeps_the_most_confident_blocks_and_redraws_the_rest():
+    """A map_passes = P ModelChooser: per map, P model calls (both CFG halves in each), the first with nothing
+    known; pass s + 1 is given exactly the kept_after(s) most confident blocks of what is drawn so far (the
+    drawn token's log-probability; kept blocks stay kept and unchanged); the result is the last draw where
+    nothing was kept. --map-passes 1 calls it once; a generator trained without them refuses more."""
+    torch.manual_seed(0)
+    m = TokenGenerator(tiny_cfg(map_passes=3))
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    y = torch.tensor([1, 2, 3])
+    conf = lambda lg, tk: lg.log_softmax(-1).gather(-1, tk.unsqueeze(-1)).squeeze(-1)  # noqa: E731
+    for n in (-1, 0, 1):                                      # the init row (m = 0) and chain steps (rows 1, 2)
+        ctx = _ctx(n)
+        cb = ctx.spec.codebook_blocks(ctx.spec.row_of_step(n), "cpu")
+        mc = ModelChooser(m, y, [torch.Generator().manual_seed(i) for i in range(3)], cfg_scale=2.0)
+        assert mc.map_passes == 3
+        seen, logits, draws = [], [], []
+        forward, logits_of, draw = m.forward, mc.logits, mc.draw
+        m.forward = lambda *a: (seen.append(a[5] if len(a) > 5 else None), forward(*a))[1]
+        mc.logits = lambda c, known=None: (logits.append(logits_of(c, known)), logits[-1])[1]
+        mc.draw = lambda lg: (draws.append(draw(lg)), draws[-1])[1]
+        try:
+            out = mc.step(ctx)
+        finally:
+            del m.forward
+        assert len(seen) == 3 and seen[0] is None
+        tokens, score, keep = draws[0], conf(logits[0], draws[0]), torch.zeros(3, 4, dtype=torch.bool)
+        for s in (1, 2):
+            known = seen[s][:3]
+            assert torch.equal(seen[s][3:], known)                     # the image's kept blocks, in both branches
+            new_keep = known[..., -1].bool()
+            assert (new_keep.sum(1) == kept_after(s, 3, 4)).all() and not (keep & ~new_keep).any()
+            ranked = score.masked_fill(keep, float("inf"))
+            assert (ranked.masked_fill(~new_keep, float("inf")).min(1).values
+                    > ranked.masked_fill(new_keep, -float("inf")).max(1).values).all()
+            want = torch.cat([cb[tokens, torch.arange(4)] * new_keep[..., None], new_keep[..., None].float()], -1)
+            assert torch.equal(known, want)
+            keep = new_keep
+            score = torch.where(keep, score, conf(logits[s], draws[s]))
+            tokens = torch.where(keep, tokens, draws[s])
+        assert torch.equal(out, tokens)
+    calls, fwd = [], m.forward
+    m.forward = lambda *a: (calls.append(1), fwd(*a))[1]
+    ModelChooser(m, y, [torch.Generator().manual_seed(i) for i in range(3)], cfg_scale=2.0, map_passes=1).step(_ctx())
+    del m.forward
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="--map-passes"):
+        ModelChooser(TokenGenerator(tiny_cfg()), y, [], map_passes=3)
+    with pytest.raises(ValueError, match="map_passes"):
+        TokenGenerator(tiny_cfg(map_passes=2, two_pass=True))
 
 
 def test_token_history_gathers_the_chosen_vectors_of_earlier_maps():
@@ -726,6 +797,35 @@ def test_two_pass_generator_trains_on_shown_halves_and_reproduces_its_data(toy):
     assert s.model.cfg.two_pass
     _, tokens, _ = s.sample(np.arange(4), data.labels, cfg_scale=1.0, temperature=0.0, return_tokens=True)
     assert torch.equal(tokens, torch.from_numpy(data.tokens[:]))
+
+
+def test_masked_pass_generator_trains_and_reproduces_its_data_in_any_number_of_passes(toy, tmp_path, cli_error):
+    """A --map-passes generator: it records P, validation reports the given-half pass, the overfit model
+    samples its training sequences greedily in P passes (its default) and in one; --init-from a plain
+    generator adds the input; rdpm-sample refuses more passes than a plain generator was trained for, before
+    writing anything."""
+    root, bb, tok = toy
+    run = _train(toy, "masked", ["--map-passes", "3", "--val-tokens", str(tok)])
+    val = json.loads((run / "val_metrics.json").read_text())[-1]
+    assert val["accuracy"] == 1.0 and val["accuracy_second_pass"] == 1.0
+    data = TokenDataset(tok)
+    s = sample.Sampler(str(run), device="cpu")
+    assert s.model.cfg.map_passes == 3 and s.defaults["map_passes"] == 0
+    for passes in (None, 1):
+        _, tokens, _ = s.sample(np.arange(4), data.labels, cfg_scale=1.0, temperature=0.0, return_tokens=True,
+                                map_passes=passes)
+        assert torch.equal(tokens, torch.from_numpy(data.tokens[:]))
+    plain = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    train_generator.main([str(a) for a in ["--tokens", tok, "--model", "gen-tiny", "--max-steps", "2",
+                                           "--global-batch-size", "8", "--results-dir", tmp_path / "added",
+                                           "--init-from", plain, "--map-passes", "3"]])
+    assert json.loads((tmp_path / "added" / "generator.json").read_text())["generator"]["map_passes"] == 3
+    err = cli_error(sample.main, ["--ckpt", str(plain), "--num-samples", "2", "--map-passes", "3",
+                                  "--sample-dir", str(tmp_path / "bad")])
+    assert "--map-passes" in err and not (tmp_path / "bad").exists()
+    out = tmp_path / "three"
+    sample.main(["--ckpt", str(run), "--num-samples", "2", "--map-passes", "3", "--sample-dir", str(out)])
+    assert json.loads((out / "sample_settings.json").read_text())["map_passes"] == 3
 
 
 def test_history_generator_sees_in_sampling_the_history_it_was_trained_on(toy):
