@@ -18,6 +18,11 @@ BACKBONE=${BACKBONE:-assets/cifar10-taef2-edm-long}
 BACKBONE_PIXELS=${BACKBONE_PIXELS:-assets/cifar10-pixels-vp}
 # the previous (pixel-space) generator was trained on the first TOKEN_IMAGES train images (class-interleaved)
 TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
+# where the latent tokens go, and how many train images (all by default; a smaller N is the class-balanced
+# first N, and a later larger N keeps every finished shard)
+TOKENS=${TOKENS:-$RUNS/tokens-cifar10-edm-long-8x8}
+VAL_TOKENS=${VAL_TOKENS:-$RUNS/tokens-cifar10-val-edm-long-8x8}
+LATENT_IMAGES=${LATENT_IMAGES:-50000}
 
 run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
 want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
@@ -28,9 +33,8 @@ if want tokenize; then    # the shipped generator's tokens: all 50,000 train ima
   # (prefix `accelerate launch --multi_gpu --num_processes 2`; the shards do not depend on it)
   LATENT=(--backbone "$BACKBONE" --autoencoder "taef2:$TAEF2" --plan trajectory --p 0.7 --num-steps 10 --grid 8x8
           --codebook-size 4096 --selection dot --conditional --save-states)
-  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --out "$RUNS/tokens-cifar10-edm-long-8x8" "${LATENT[@]}"
-  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out "$RUNS/tokens-cifar10-val-edm-long-8x8" \
-    --num-images 500 "${LATENT[@]}"
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --out "$TOKENS" --num-images "$LATENT_IMAGES" "${LATENT[@]}"
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out "$VAL_TOKENS" --num-images 500 "${LATENT[@]}"
 fi
 
 if want tokenize-pixels; then   # the previous generator's (assets/cifar10-generator-pixels); ~0.22 s/image on 2 cores

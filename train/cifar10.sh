@@ -23,6 +23,10 @@ GEN_INIT=${GEN_INIT:-$RUNS/gen-latent}
 # it was continued over several sessions from assets/backbone-long-run)
 BACKBONE=${BACKBONE:-assets/cifar10-taef2-edm-long}
 BACKBONE_PIXELS=${BACKBONE_PIXELS:-assets/cifar10-pixels-vp}
+# the latent generators' tokens (the tokenize stage writes them; LATENT_IMAGES: how many train images)
+TOKENS=${TOKENS:-$RUNS/tokens-cifar10-edm-long-8x8}
+VAL_TOKENS=${VAL_TOKENS:-$RUNS/tokens-cifar10-val-edm-long-8x8}
+LATENT_IMAGES=${LATENT_IMAGES:-50000}
 
 run() { echo "+ $*"; if [ -z "${DRY_RUN:-}" ]; then "$@"; fi; }
 want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
@@ -57,43 +61,44 @@ if want classifier; then  # the CPU proxy behind "CIFAR-feature FD" / "class acc
 fi
 
 if want tokenize; then    # the generators' train and val tokens (tokenizer/cifar10.sh)
-  run env DATA="$DATA" RUNS="$RUNS" TAEF2="$TAEF2" BACKBONE="$BACKBONE" PY="$PY" STAGES=tokenize bash tokenizer/cifar10.sh
+  run env DATA="$DATA" RUNS="$RUNS" TAEF2="$TAEF2" BACKBONE="$BACKBONE" PY="$PY" TOKENS="$TOKENS" VAL_TOKENS="$VAL_TOKENS" \
+    LATENT_IMAGES="$LATENT_IMAGES" STAGES=tokenize bash tokenizer/cifar10.sh
 fi
 
 if want generator; then   # the shipped generator: gen-mini over the latent tokens of all 50,000 train images, 2
   # CPU processes (accelerate launch --multi_gpu --num_processes 2 here); its card has the measured wall time
-  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent" \
+  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "$RUNS/gen-latent" \
     --model gen-mini --head-rank 4 --max-steps 3300 --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
     --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
-    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+    --val-tokens "$VAL_TOKENS"
 fi
 
 if want generator-xs; then   # an ablation, not in the default STAGES: the next size up (gen-xs, 7.31M) on the same
   # tokens, same batch and LR, from scratch; 3,800 steps x 64, ~1 h 45 min as 2 CPU processes here
   # (README: Generator size)
-  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-xs" \
+  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "$RUNS/gen-xs" \
     --model gen-xs --head-rank 4 --max-steps 3800 --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
     --log-every 25 --ckpt-every 200 --sample-every 0 --backbone "$BACKBONE" \
-    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+    --val-tokens "$VAL_TOKENS"
 fi
 
 if want generator-isotropic; then   # an ablation, not in the default STAGES: continue the generator stage's weights
   # with the isotropic head term added (rdpm-train --init-from: a new run, fresh optimizer and cosine schedule);
   # 2,500 steps x 64, ~50 min as 2 CPU processes here. Lower held-out CE, worse FID (README, Design)
-  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-iso" \
+  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "$RUNS/gen-latent-iso" \
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --head-isotropic --max-steps 2500 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
-    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+    --val-tokens "$VAL_TOKENS"
 fi
 
 if want generator-history; then   # continue the generator stage's weights with the token-history input added
   # (--history-maps 10: every earlier map's chosen codebook vectors; rdpm-train --init-from adds the zero-initialised
   # layer: a new run, fresh optimizer and cosine schedule); 2,500 steps x 64, 61 min as 2 CPU processes here. An
   # ablation, not in the default STAGES: lower held-out CE, no better FID (README, Token history)
-  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-hist" \
+  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "$RUNS/gen-latent-hist" \
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --history-maps 10 --max-steps 2500 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
-    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+    --val-tokens "$VAL_TOKENS"
 fi
 
 if want generator-longer; then   # an ablation, not in the default STAGES: continue the generator stage's export with
@@ -101,10 +106,10 @@ if want generator-longer; then   # an ablation, not in the default STAGES: conti
   # x 64 at lr 5e-4 on the tokens of the first 25,600 train images (the tokenize stage's command with --num-images
   # 25600), as 2 CPU processes here (README: the main FID table). GEN_INIT=assets/cifar10-generator (the generator
   # stage's export); tokens at another backbone precision than GEN_INIT's are accepted
-  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-longer" \
+  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "$RUNS/gen-latent-longer" \
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --max-steps 1200 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
-    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+    --val-tokens "$VAL_TOKENS"
 fi
 
 if want generator-two-pass; then   # continue the generator stage's weights with two-pass maps (--two-pass: each map
@@ -113,10 +118,23 @@ if want generator-two-pass; then   # continue the generator stage's weights with
   # measured on the tokens of the first 25,600 train images (the tokenize stage's command with --num-images 25600;
   # a later --num-images 50000 extends them), GEN_INIT=assets/cifar10-generator (the generator stage's export),
   # 2,500 steps x 64 as 2 CPU processes here (README: Two-pass maps)
-  run $PY -m rdpm_gddcm.train_generator --tokens "$RUNS/tokens-cifar10-edm-long-8x8" --results-dir "$RUNS/gen-latent-2pass" \
+  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "$RUNS/gen-latent-2pass" \
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --two-pass --max-steps 2500 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
-    --val-tokens "$RUNS/tokens-cifar10-val-edm-long-8x8"
+    --val-tokens "$VAL_TOKENS"
+fi
+
+if want generator-masked; then   # not in the default STAGES: the masked-pass generator (--map-passes 4: each map
+  # drawn in four passes, each keeping the most confident blocks; rdpm-train --init-from adds the zero-initialised
+  # layer: a new run, fresh optimizer and cosine schedule) continued from GEN_INIT. Measured over the decayed
+  # backbone: BACKBONE=assets/cifar10-taef2-edm-2m, its tokens of the first 25,600 train images
+  # (TOKENS=runs/tokens-cifar10-edm-2m-8x8 VAL_TOKENS=runs/tokens-cifar10-val-edm-2m-8x8 LATENT_IMAGES=25600,
+  # the tokenize stage), GEN_INIT=assets/cifar10-generator (the generator stage's export: its tokens' backbone is
+  # the one this backbone was fine-tuned from), as 2 CPU processes here (README: Masked passes)
+  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "${MASKED_RUN:-$RUNS/gen-latent-masked}" \
+    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --map-passes 4 --max-steps "${MASKED_STEPS:-2000}" \
+    --global-batch-size 64 --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 \
+    --backbone "$BACKBONE" --val-tokens "$VAL_TOKENS"
 fi
 
 if want tokenize-pixels; then
