@@ -119,7 +119,7 @@ Weights: EMA, fp16 safetensors ({card['file_mb']:.1f} MB). 10 classes + a null c
 - Command (run at commit `{card['commit']}`):
   `{card['command']}`
 - Data: CIFAR-10 `train` ({card['training_images']} images{f", {card['images_seen']:,} seen in training" if card.get('images_seen') else ''}).
-- {card['steps']} optimizer steps, wall time {card["wall_min"]:.0f} min on 1 CPU thread shared with other jobs (training loop only;
+- {card['steps']} optimizer steps, wall time {card["wall_min"]:.0f} min on {card.get("threads", 1)} CPU thread{"s" if card.get("threads", 1) > 1 else ""} shared with other jobs (training loop only;
   encoding the training set once through the autoencoder, cached in the run dir, is not included).
 - Final training loss (mean of the last logging window): {card['final_loss']:.5f}.
 {note}
@@ -162,6 +162,7 @@ def main():
                    help="Inception features of the reference images (benchmarks/bench_fid_reference.py)")
     p.add_argument("--classifier", default=str(ROOT / "assets" / "cifar10-classifier"))
     p.add_argument("--grid-only", action="store_true", help="only re-render samples.png")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads the run trained on (for the card's wall time)")
     p.add_argument("--note", default=None, help="a paragraph for the card (e.g. what a fine-tune started from and why)")
     a = p.parse_args()
     run, dst = Path(a.run), ROOT / "assets" / a.name
@@ -193,7 +194,7 @@ def main():
     card = {"name": a.name, "family": bb.family.name, "prediction": meta["prediction"],
             "autoencoder": meta["autoencoder"]["name"], "autoencoder_spec_used": meta["autoencoder_spec"],
             "image_size": size, "latent_shape": list(bb.latent_shape), "parameters_m": round(sum(v.numel() for v in bb.net.parameters()) / 1e6, 2),
-            "model": meta.get("model"), "steps": meta.get("steps", stats["steps"]), "images_seen": meta.get("images_seen") or (meta.get("train_config") or {}).get("global_batch_size", 0) * meta.get("steps", 0) or None, "wall_min": stats["wall_min"], "final_loss": stats["final_loss"],
+            "model": meta.get("model"), "steps": meta.get("steps", stats["steps"]), "images_seen": meta.get("images_seen") or (meta.get("train_config") or {}).get("global_batch_size", 0) * meta.get("steps", 0) or None, "wall_min": stats["wall_min"], "threads": a.threads, "final_loss": stats["final_loss"],
             "training_images": len(train_lat), "command": a.command, "commit": a.commit, "note": a.note,
             "denoising_mse": denoising_mse(bb, x), "denoising_mse_linear_gaussian_floor": denoising_mse(floor, x),
             "denoising_space": "pixels in [-1, 1]" if meta["autoencoder"]["name"] == "pixels" else "taef2 latent",

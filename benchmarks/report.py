@@ -440,6 +440,43 @@ def t_generator_fid_latent():
             f"floor from `benchmarks/results/fid_reference.json`. " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
+def t_generator_masked():
+    """The stack over the decayed backbone (assets/cifar10-taef2-edm-2m): the masked-pass generator continued
+    from the shipped gen-mini on its tokens, sampled in P passes and in one, against the new backbone's own
+    ODE (its card), random and decoded tokens of the same tokenizer, and the shipped stack; FID-1k vs `val`."""
+    d = _merged("generator_fid_masked", "generator_fid_masked_b")
+    card_path = ROOT / "assets" / "cifar10-taef2-edm-2m" / "card.json"
+    if not d or not card_path.exists():
+        return None
+    total = lambda r: sum(r.get("seconds_per_image", {}).values())  # noqa: E731
+    rows = []
+    for r in sorted(d["rows"], key=lambda r: ({"generator": 0, "random": 2, "tokens": 3}.get(r["kind"], 4),
+                                              -(r.get("map_passes") or 1))):
+        name = r["label"] + (f" ({generator_of(r)['generator_model']}, {generator_of(r)['generator_parameters_m']:.2f}M)"
+                             if r["kind"] == "generator" else "")
+        rows.append((name, "edm-2m", _gen_rows({"rows": [r]})[0][1],
+                     "10 + 1", f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",
+                     f"{total(r):.3f}" + (f" ({r['threads']} threads)" if (r.get("threads") or 1) > 1 else "")))
+    for r in json.loads(card_path.read_text()).get("fid") or []:
+        rows.append((f"backbone's own {r['sampler']} (its card)", "edm-2m", f"CFG w={r['cfg_scale']}",
+                     r["sampler"].split("= ")[-1].split(" ")[0], f"{r['fid']:.1f}", "-",
+                     f"{100 * r['class_accuracy']:.1f} %", f"{r['sample_s_per_image']:.3f}"))
+    old = _latent_fid()
+    shipped = shipped_row(old["rows"]) if old else None
+    if shipped:
+        rows.append(("the shipped generator (gen-mini) over its own tokens (main table)", "edm-long",
+                     _gen_rows({"rows": [shipped]})[0][1], "10 + 1", f"{shipped['fid']:.1f}",
+                     f"{shipped['kid'] * 1e3:.1f}", f"{100 * shipped['class accuracy']:.1f} %", f"{total(shipped):.3f}"))
+    n = d["rows"][0]["num_images"]
+    return (md(["sampler", "backbone", "setting", "network calls", f"FID-{n // 1000}k ↓", "KID ×10³ ↓",
+                "class accuracy ↑ (proxy)", "s/image"], rows) +
+            f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i)), scored at 32 px, standard FID "
+            f"Inception against {d['rows'][0]['fid_reference']}. edm-2m: `assets/cifar10-taef2-edm-2m`; edm-long: "
+            "`assets/cifar10-taef2-edm-long`. Seconds per image in fp32 on one thread per process (two processes "
+            "shared the 2 cores) unless marked, the card rows as their card says. "
+            + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+
+
 def t_fid_resolution():
     """The same kept samples scored at the latent stack's 64 px and at the reference's 32 px."""
     d64, d32 = load("generator_fid_latent_64px"), _merged("generator_fid_latent", "generator_fid_latent_b",
@@ -860,7 +897,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

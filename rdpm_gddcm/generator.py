@@ -417,12 +417,12 @@ class ModelChooser:
                 return shortest.expand(ctx.state.shape[0], -1)
         logits = self.logits(ctx)
         first = self.draw(logits)
-        m = ctx.spec.row_of_step(ctx.n)
         if self.model.cfg.two_pass:
+            m = ctx.spec.row_of_step(ctx.n)
             keep = checkerboard(ctx.grid, m, first.device).expand_as(first)
             known = known_blocks(ctx.spec.codebook_blocks(m, first.device), first, keep)
             return torch.where(keep, first, self.draw(self.logits(ctx, known)))
-        return self.masked_passes(ctx, m, first, logits) if self.map_passes > 1 else first
+        return self.masked_passes(ctx, ctx.spec.row_of_step(ctx.n), first, logits) if self.map_passes > 1 else first
 
     def masked_passes(self, ctx, m: int, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Passes 2..P of a map (module docstring: masked passes), from pass 1's ``tokens`` and ``logits``."""
