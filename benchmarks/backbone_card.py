@@ -63,6 +63,15 @@ def denoising_mse(bb, x: torch.Tensor, seed: int = 0) -> dict:
     return out
 
 
+def images_seen(meta: dict, run: Path) -> dict:
+    """Training images seen by the exported weights: this run's, plus those of the weights it started from
+    (``--init-from``, recorded in the run's config.json as ``init_images_seen``)."""
+    mine = meta.get("images_seen") or (meta.get("train_config") or {}).get("global_batch_size", 0) * meta.get("steps", 0)
+    cfg = run / "config.json"
+    before = (json.loads(cfg.read_text()).get("resolved") or {}).get("init_images_seen", 0) if cfg.exists() else 0
+    return {"images_seen": (mine + before) or None, "images_seen_before_run": before or None}
+
+
 def fid_rows(bb, ae, a) -> list[dict]:
     """FID-N of the backbone's own sampler at each of ``a.fid_steps`` (CFG ``a.cfg_scale``)."""
     import time
@@ -118,7 +127,7 @@ Weights: EMA, fp16 safetensors ({card['file_mb']:.1f} MB). 10 classes + a null c
 ## Training
 - Command (run at commit `{card['commit']}`):
   `{card['command']}`
-- Data: CIFAR-10 `train` ({card['training_images']} images{f", {card['images_seen']:,} seen in training" if card.get('images_seen') else ''}).
+- Data: CIFAR-10 `train` ({card['training_images']} images{f", {card['images_seen']:,} seen in training" if card.get('images_seen') else ''}{f", {card['images_seen_before_run']:,} of them by the weights it started from" if card.get('images_seen_before_run') else ''}).
 - {card['steps']} optimizer steps, wall time {card["wall_min"]:.0f} min on {card.get("threads", 1)} CPU thread{"s" if card.get("threads", 1) > 1 else ""} shared with other jobs (training loop only;
   encoding the training set once through the autoencoder, cached in the run dir, is not included).
 - Final training loss (mean of the last logging window): {card['final_loss']:.5f}.
@@ -181,7 +190,9 @@ def main():
     # the grid comes from the shipped fp16 EMA weights as loaded (x̂0 clipping for pixel models)
     sample_grid(bb, ae, bb.num_classes, a.grid_steps, seed=0, path=dst / "samples.png")
     if a.grid_only:
-        write_card_md(json.loads((dst / "card.json").read_text()), dst, a.grid_steps)
+        card = {**json.loads((dst / "card.json").read_text()), **images_seen(meta, run)}
+        (dst / "card.json").write_text(json.dumps(card, indent=1))
+        write_card_md(card, dst, a.grid_steps)
         return
     size = meta["data"]["image_size"]
     val = build_dataset(a.val_path, size)
@@ -194,7 +205,7 @@ def main():
     card = {"name": a.name, "family": bb.family.name, "prediction": meta["prediction"],
             "autoencoder": meta["autoencoder"]["name"], "autoencoder_spec_used": meta["autoencoder_spec"],
             "image_size": size, "latent_shape": list(bb.latent_shape), "parameters_m": round(sum(v.numel() for v in bb.net.parameters()) / 1e6, 2),
-            "model": meta.get("model"), "steps": meta.get("steps", stats["steps"]), "images_seen": meta.get("images_seen") or (meta.get("train_config") or {}).get("global_batch_size", 0) * meta.get("steps", 0) or None, "wall_min": stats["wall_min"], "threads": a.threads, "final_loss": stats["final_loss"],
+            "model": meta.get("model"), "steps": meta.get("steps", stats["steps"]), **images_seen(meta, run), "wall_min": stats["wall_min"], "threads": a.threads, "final_loss": stats["final_loss"],
             "training_images": len(train_lat), "command": a.command, "commit": a.commit, "note": a.note,
             "denoising_mse": denoising_mse(bb, x), "denoising_mse_linear_gaussian_floor": denoising_mse(floor, x),
             "denoising_space": "pixels in [-1, 1]" if meta["autoencoder"]["name"] == "pixels" else "taef2 latent",

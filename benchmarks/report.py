@@ -115,7 +115,7 @@ def t_classifier():
 
 
 BACKBONE_ASSETS = ("cifar10-pixels-vp", "cifar10-pixels-flow", "cifar10-taef2-edm", "cifar10-taef2-edm-long",
-                   "cifar10-taef2-consistency")
+                   "cifar10-taef2-edm-2m", "cifar10-taef2-consistency")
 
 
 def t_backbone_fid():

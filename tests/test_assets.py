@@ -16,6 +16,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 @pytest.mark.parametrize("name,family", [("cifar10-pixels-vp", "vp-discrete"), ("cifar10-pixels-flow", "flow"),
                                          ("cifar10-taef2-edm", "ve"), ("cifar10-taef2-edm-long", "ve"),
+                                         ("cifar10-taef2-edm-2m", "ve"),
                                          ("cifar10-taef2-consistency", "consistency")])
 def test_shipped_backbone_samples_a_2x2_grid(name, family, request):
     """Each shipped backbone samples with its own sampler: 4 ODE steps, or 1 and 2 steps of the

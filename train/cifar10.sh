@@ -132,7 +132,7 @@ if want generator-masked; then   # not in the default STAGES: the masked-pass ge
   # the tokenize stage), GEN_INIT=assets/cifar10-generator (the generator stage's export: its tokens' backbone is
   # the one this backbone was fine-tuned from), as 2 CPU processes here (README: Masked passes)
   run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "${MASKED_RUN:-$RUNS/gen-latent-masked}" \
-    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --map-passes 4 --max-steps "${MASKED_STEPS:-2000}" \
+    --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --map-passes 4 --max-steps "${MASKED_STEPS:-1500}" \
     --global-batch-size 64 --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 \
     --backbone "$BACKBONE" --val-tokens "$VAL_TOKENS"
 fi
