@@ -15,10 +15,11 @@ from rdpm_gddcm.families import broadcast_time
 from rdpm_gddcm.networks import UNet, UNetConfig
 from rdpm_gddcm.train_backbone import FAMILY_OF, diffusion_loss, main, make_family
 
-# --lr/--warmup-steps make the LR schedule (which follows --max-steps) visible within 4 steps
+# --lr/--warmup-steps make the LR schedule (which follows --max-steps) visible within 4 steps; runs are compared
+# exactly, so not at `auto` precision, whose timing probe can choose differently per run on a loaded machine
 BASE = ("--data-path procedural:64 --image-size 16 --model unet-tiny --family flow --max-steps 4 "
         "--global-batch-size 8 --ckpt-every 2 --sample-every 0 --sample-steps 2 --log-every 1 "
-        "--lr 1e-3 --warmup-steps 0").split()
+        "--lr 1e-3 --warmup-steps 0 --mixed-precision no").split()
 STEP_RE = re.compile(r"step (\d+) loss ([0-9.]+) lr (\S+)")
 
 
