@@ -105,6 +105,12 @@ def generator_rows(a) -> list[dict]:
     for wb in a.backbone_cfg_sweep:
         rows.append(dict(label=f"backbone CFG w_b={wb}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=a.temperature, backbone_cfg_scale=wb))
+    for beta in a.norm_bias_sweep:
+        rows.append(dict(label=f"norm bias β={beta}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                         temperature=a.temperature, norm_bias=beta))
+    for sched in a.cfg_schedule_sweep:
+        rows.append(dict(label=f"CFG {sched} schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+                         temperature=a.temperature, cfg_schedule=sched))
     rows.append(dict(label="CFG linear schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                      temperature=a.temperature, cfg_schedule="linear"))
     for variant in a.head_variant:
@@ -181,7 +187,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
             imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"],
                                      row["temperature"], row["top_k"], row["top_p"], a.global_seed,
                                      min_norm_maps=row["min_norm_maps"], backbone_cfg_scale=row["backbone_cfg_scale"],
-                                     map_passes=row["map_passes"])
+                                     map_passes=row["map_passes"], norm_bias=row["norm_bias"])
             for k in timing:
                 timing[k] += t[k]
         else:
@@ -283,7 +289,7 @@ def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> tuple[np.n
         imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"], row["temperature"],
                                  row["top_k"], row["top_p"], a.global_seed, min_norm_maps=row["min_norm_maps"],
                                  backbone_cfg_scale=row["backbone_cfg_scale"], map_passes=row["map_passes"],
-                                 wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
+                                 norm_bias=row["norm_bias"], wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
         out.append(to_uint8_nhwc(imgs))
         for k in timing:
             timing[k] += t[k]
@@ -308,7 +314,8 @@ def decoded_tokens(a, labels: np.ndarray) -> np.ndarray:
 def sample_key(row: dict, a) -> str:
     """What a row's samples depend on: kept samples are reused only when it matches (a row label alone,
     e.g. "RDPM generator (ours)", does not pin the generator's settings)."""
-    d = {k: v for k, v in row.items() if k != "label"}
+    # a knob at its off value is left out, so samples kept before the knob existed still match
+    d = {k: v for k, v in row.items() if k != "label" and not (k == "norm_bias" and not v)}
     return json.dumps({**d, "num_images": a.num_images, "global_seed": a.global_seed, "tokens": a.tokens,
                        "backbone": a.backbone, "mixed_precision": a.mixed_precision}, sort_keys=True, default=str)
 
@@ -383,6 +390,12 @@ def main():
                    help="ablations: masked passes per token map (rdpm-sample --map-passes; after backbone guidance)")
     p.add_argument("--map-passes", type=int, default=None,
                    help="the generator rows' --map-passes; default: the checkpoint's rdpm-sample default")
+    p.add_argument("--norm-bias-sweep", type=float, nargs="*", default=[],
+                   help="ablations: norm biases β (rdpm-sample --norm-bias; after masked passes)")
+    p.add_argument("--norm-bias", type=float, default=None,
+                   help="the generator rows' --norm-bias; default: the checkpoint's rdpm-sample default")
+    p.add_argument("--cfg-schedule-sweep", nargs="*", default=[],
+                   help="ablations: CFG schedules, e.g. interval:1-6 (rdpm-sample --cfg-schedule; after the norm biases)")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
                    help="backbone and generator precision (rdpm_gddcm.precision)")
     p.add_argument("--fid-reference", default=None, metavar="GLOB",
@@ -411,6 +424,8 @@ def main():
             r["backbone_cfg_scale"] = a.backbone_cfg_scale
         if r["kind"] in ("generator", "mixed") and "map_passes" not in r:
             r["map_passes"] = a.map_passes
+        if r["kind"] in ("generator", "mixed") and "norm_bias" not in r:
+            r["norm_bias"] = a.norm_bias
     if a.rows:
         rows = [rows[int(i)] for i in a.rows.split(",")]
     labels = labels_for(a.num_images, 10, None)
@@ -425,6 +440,8 @@ def main():
                 row["label"] += f", backbone CFG w_b={row['backbone_cfg_scale']}"
             if row["map_passes"] > 1 and "passes per map" not in row["label"]:
                 row["label"] += f", {row['map_passes']} passes per map"
+            if row["norm_bias"] and "norm bias" not in row["label"]:
+                row["label"] += f", norm bias β={row['norm_bias']}"
         if row["label"] in done:
             continue
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")

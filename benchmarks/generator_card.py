@@ -146,7 +146,7 @@ def tuned_sampling(paths: list[Path], min_class_accuracy: float = 0.0) -> dict:
     return {"cfg_scale": best["cfg_scale"], "cfg_schedule": best.get("cfg_schedule", "constant"),
             "temperature": best["temperature"], "top_k": best.get("top_k") or 0, "top_p": best.get("top_p") or 1.0,
             "min_norm_maps": best.get("min_norm_maps") or 0, "backbone_cfg_scale": best.get("backbone_cfg_scale") or 1.0,
-            "map_passes": best.get("map_passes") or 1,
+            "map_passes": best.get("map_passes") or 1, "norm_bias": best.get("norm_bias") or 0.0,
             "tuned_by": f"lowest FID of {total} settings{floor}, {best['num_images']} samples each against "
                         f"{best['fid_reference']}, in {', '.join(rel)} (row '{best['label']}')"}
 
@@ -168,7 +168,7 @@ def generator_fid(path: Path, sampling: dict | None = None) -> dict:
             "class_accuracy": row.get("class accuracy"), "cfg_scale": row["cfg_scale"],
             "temperature": row["temperature"], "min_norm_maps": row.get("min_norm_maps") or 0,
             "backbone_cfg_scale": row.get("backbone_cfg_scale") or 1.0, "map_passes": row.get("map_passes") or 1,
-            "source": str(rel),
+            "norm_bias": row.get("norm_bias") or 0.0, "source": str(rel),
             "fid_image_size": row.get("fid_image_size")}
 
 

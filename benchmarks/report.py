@@ -160,10 +160,11 @@ def t_backbones():
 
 
 # the generator's sampling knobs (rdpm_gddcm.sample.SAMPLING_DEFAULTS); rows written before a knob existed used
-# its default: 0 for min_norm_maps, 1 (no guidance) for backbone_cfg_scale, 1 pass per map for map_passes
+# its default: 0 for min_norm_maps, 1 (no guidance) for backbone_cfg_scale, 1 pass per map for map_passes, 0 (off)
+# for norm_bias
 KNOBS = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "min_norm_maps", "backbone_cfg_scale",
-         "map_passes")
-KNOB_DEFAULTS = {"min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 1}
+         "map_passes", "norm_bias")
+KNOB_DEFAULTS = {"min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 1, "norm_bias": 0.0}
 
 
 def knob(r: dict, k: str):
@@ -182,7 +183,8 @@ def _gen_rows(d):
                    + (f", {r['cfg_schedule']} schedule" if r.get("cfg_schedule", "constant") != "constant" else "")
                    + (f", minimum-norm last {r['min_norm_maps']} maps" if r.get("min_norm_maps") else "")
                    + (f", backbone CFG w_b={r['backbone_cfg_scale']}" if knob(r, "backbone_cfg_scale") != 1.0 else "")
-                   + (f", {r['map_passes']} passes per map" if knob(r, "map_passes") > 1 else ""),
+                   + (f", {r['map_passes']} passes per map" if knob(r, "map_passes") > 1 else "")
+                   + (f", norm bias β={r['norm_bias']}" if knob(r, "norm_bias") else ""),
                    "ode": f"CFG w={r.get('cfg_scale')}", "ancestral": f"CFG w={r.get('cfg_scale')}",
                    "random": "uniform random indices", "real": "-", "tokens": "stored tokens, replayed",
                    "autoencoder": "encode + decode"}[r["kind"]]

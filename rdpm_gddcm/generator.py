@@ -36,6 +36,13 @@ near-uniform prediction is a random direction, i.e. noise. Where the generator c
 residual, the shortest entry adds the least of that noise: a deterministic, lower-noise end of the
 chain, as DDIM's η < 1 is of an ancestral sampler. Those maps need no transformer call. M = 0 is SPEC §9.
 
+Norm bias (``norm_bias`` = β ≥ 0, a sampling setting, ours): the soft form of the same idea on the sampled
+chain-step maps: every entry's (CFG) logit gets ``-β·½‖C_m[k]_b‖²`` before top-k/top-p and the temperature,
+so among entries the generator finds about equally likely the shorter ones, which add less noise, win more
+often. With the tied head's ``κ·⟨u_b, C⟩`` this shrinks the Gaussian the head describes towards zero
+(β → ∞: the minimum-norm entry). The init map (row 0 with ``init=codebook``) is the chain's starting noise,
+whose norm the first step's σ assumes: it is never biased. β = 0 is SPEC §9.
+
 Token history (``history_maps`` = H > 0, ours): the input of block b at row m also gets the codebook
 vectors the previous H maps chose there, C_{m-k}[z_{m-k,b}]_b for k = 1..H (zeros where m-k < 0), through
 a zero-initialised linear layer. The state already holds their sum, scaled and mixed with every other
@@ -362,14 +369,16 @@ class ModelChooser:
 
     def __init__(self, model: TokenGenerator, labels: torch.Tensor, generators: list, cfg_scale: float = 1.0,
                  cfg_schedule: str = "constant", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 autocast_dtype=None, min_norm_maps: int = 0, map_passes: int | None = None):
+                 autocast_dtype=None, min_norm_maps: int = 0, map_passes: int | None = None, norm_bias: float = 0.0):
         if not 0 <= min_norm_maps <= model.cfg.num_rows:
             raise ValueError(f"min_norm_maps {min_norm_maps} outside [0, {model.cfg.num_rows}] (the token maps)")
+        if not (math.isfinite(norm_bias) and norm_bias >= 0):
+            raise ValueError(f"norm_bias {norm_bias}: must be a finite number >= 0 (0 = off)")
         self.map_passes = resolve_map_passes(model.cfg, map_passes)
         self.model, self.labels, self.generators = model, labels.long(), generators
         self.cfg_scale, self.cfg_schedule = cfg_scale, cfg_schedule
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
-        self.min_norm_maps = min_norm_maps
+        self.min_norm_maps, self.norm_bias = min_norm_maps, norm_bias
         self.autocast_dtype = autocast_dtype
         self.time_in_model = 0.0
         self._device_generators: list | None = None
@@ -406,8 +415,12 @@ class ModelChooser:
                 return self.model.head_logits(self.model(s, x, r, labels, kw.get("history"), kw.get("known")), cb)
             inputs = (state, xh, row, *extra.values())
             out = logits_of(*inputs, y) if w == 1.0 else guided(logits_of, inputs, y, self.model.cfg.num_classes, w)
+        out = out.float()
+        if self.norm_bias and ctx.n >= 0:                  # module docstring: norm bias (never the init map)
+            entries = ctx.spec.codebook_blocks(m, dev) if cb is None else cb          # (K, G, Db)
+            out = out - self.norm_bias * 0.5 * entries.float().square().sum(-1).T
         self.time_in_model += time.time() - t0
-        return out.float()
+        return out
 
     def choose(self, ctx) -> torch.Tensor:
         if self.min_norm_maps:                                     # module docstring: minimum-norm maps

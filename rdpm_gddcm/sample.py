@@ -43,25 +43,28 @@ from tqdm import tqdm
 from . import cli
 from .cli import class_labels, nonneg_float, nonneg_int, open_probability, positive_int
 from .generator import ModelChooser, resolve_map_passes
+from .guidance import parse_cfg_schedule
 from .precision import CHOICES, HELP as PRECISION_HELP
 from .files import write_json_atomic
 
 
 # Used where neither the command line nor the checkpoint's generator.json sets a sampling knob.
 SAMPLING_DEFAULTS = {"cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-                     "min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 0}
+                     "min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 0, "norm_bias": 0.0}
 
 
 def _schedule(text: str) -> str:
-    if text not in ("constant", "linear"):
-        raise ValueError(text)
+    try:
+        parse_cfg_schedule(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
 # how a recorded value is checked: the command line's own parsers
 _RECORDED = {"cfg_scale": nonneg_float, "cfg_schedule": _schedule, "temperature": nonneg_float, "top_k": nonneg_int,
              "top_p": open_probability, "min_norm_maps": nonneg_int, "backbone_cfg_scale": nonneg_float,
-             "map_passes": nonneg_int}
+             "map_passes": nonneg_int, "norm_bias": nonneg_float}
 
 
 def recorded_sampling(meta: dict, source: str) -> dict:
@@ -93,8 +96,9 @@ def parse_args(argv=None):
     recorded = "default: the checkpoint's recorded setting, else {}"
     p.add_argument("--cfg-scale", type=nonneg_float, default=argparse.SUPPRESS,
                    help=f"w in l_u + w·(l_c - l_u); 1 = no guidance ({recorded.format(SAMPLING_DEFAULTS['cfg_scale'])})")
-    p.add_argument("--cfg-schedule", choices=["constant", "linear"], default=argparse.SUPPRESS,
-                   help=f"linear ramps w from 1 at the first token map ({recorded.format(SAMPLING_DEFAULTS['cfg_schedule'])})")
+    p.add_argument("--cfg-schedule", type=_schedule, default=argparse.SUPPRESS,
+                   help="constant; linear ramps w from 1 at the first token map; interval:A-B guides token maps A to B "
+                        f"only ({recorded.format(SAMPLING_DEFAULTS['cfg_schedule'])})")
     p.add_argument("--temperature", type=nonneg_float, default=argparse.SUPPRESS,
                    help=f"Gumbel-max temperature τ, 0 = greedy argmax ({recorded.format(SAMPLING_DEFAULTS['temperature'])})")
     p.add_argument("--top-k", type=nonneg_int, default=argparse.SUPPRESS,
@@ -111,6 +115,9 @@ def parse_args(argv=None):
                    help="draw each token map in this many masked passes (generator.py); more than 1 needs a generator "
                         "trained with rdpm-train --map-passes, 0 = the number it was trained for "
                         f"({recorded.format(SAMPLING_DEFAULTS['map_passes'])})")
+    p.add_argument("--norm-bias", type=nonneg_float, default=argparse.SUPPRESS,
+                   help="β: every sampled chain-step map's logits get -β·½‖C_k‖², favouring shorter codebook entries "
+                        f"(less injected noise; generator.py), 0 = off ({recorded.format(SAMPLING_DEFAULTS['norm_bias'])})")
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (in fp32 results do not depend on it; under bf16 autocast the last bits can, see above)")
     p.add_argument("--sample-dir", required=True)
@@ -197,7 +204,7 @@ class Sampler:
     @torch.no_grad()
     def sample(self, indices, labels, cfg_scale=None, cfg_schedule=None, temperature=None, top_k=None, top_p=None,
                global_seed=0, return_tokens=False, wrap_chooser=None, min_norm_maps=None, backbone_cfg_scale=None,
-               map_passes=None):
+               map_passes=None, norm_bias=None):
         """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting.
         ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics)."""
         from .chain import run_chain
@@ -210,12 +217,13 @@ class Sampler:
         min_norm_maps = d["min_norm_maps"] if min_norm_maps is None else min_norm_maps
         backbone_cfg_scale = d["backbone_cfg_scale"] if backbone_cfg_scale is None else backbone_cfg_scale
         map_passes = d["map_passes"] if map_passes is None else map_passes
+        norm_bias = d["norm_bias"] if norm_bias is None else norm_bias
         tok = self.tokenizer
         backbone = self.chain_backbone(backbone_cfg_scale)
         gens = [image_generator(global_seed, int(i)) for i in indices]
         y = torch.as_tensor(np.asarray(labels)).long()
         chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast,
-                               min_norm_maps, map_passes)
+                               min_norm_maps, map_passes, norm_bias)
         t0 = time.time()
         out = run_chain(backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
                         y if tok.cfg.conditional else None, self.device)
@@ -263,6 +271,7 @@ def check_resumable(out: Path, settings: dict) -> None:
     old.setdefault("min_norm_maps", SAMPLING_DEFAULTS["min_norm_maps"])
     old.setdefault("backbone_cfg_scale", SAMPLING_DEFAULTS["backbone_cfg_scale"])
     old.setdefault("map_passes", SAMPLING_DEFAULTS["map_passes"])
+    old.setdefault("norm_bias", SAMPLING_DEFAULTS["norm_bias"])
     diff = {k: (old.get(k), settings.get(k)) for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)}
     if diff:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
@@ -315,7 +324,7 @@ def run(a):
         idx = mine[b:b + a.batch_size]
         imgs, t = sampler.sample(idx, labels[idx], a.cfg_scale, a.cfg_schedule, a.temperature, a.top_k, a.top_p, a.global_seed,
                                  min_norm_maps=a.min_norm_maps, backbone_cfg_scale=a.backbone_cfg_scale,
-                                 map_passes=a.map_passes)
+                                 map_passes=a.map_passes, norm_bias=a.norm_bias)
         for k in timing:
             timing[k] += t[k]
         save_images(imgs.cpu(), [str(out / f"{i:06d}.png") for i in idx])

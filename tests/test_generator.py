@@ -733,6 +733,54 @@ def test_min_norm_maps_take_each_blocks_shortest_entry(toy, tmp_path, cli_error)
     assert "--min-norm-maps" in err and not (tmp_path / "bad").exists()
 
 
+def test_norm_bias_favours_short_entries_and_the_guidance_interval_guides_only_its_maps(toy, tmp_path, cli_error):
+    """--norm-bias β subtracts β·½‖C_k‖² from a chain-step map's logits (never the init map's); a large β makes the
+    greedy pick each block's shortest entry. --cfg-schedule interval:A-B guides rows A..B only. Both are recorded
+    like the other knobs; a nonsense value is one clear error with nothing written."""
+    from rdpm_gddcm.generator import min_norm_entries
+    torch.manual_seed(0)
+    m = TokenGenerator(tiny_cfg())
+    for q in m.parameters():
+        torch.nn.init.normal_(q, std=0.1)
+    y = torch.tensor([1, 2, 3])
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(3)]  # noqa: E731
+    for n in (-1, 0):
+        ctx = _ctx(n)
+        row = ctx.spec.row_of_step(n)
+        plain = ModelChooser(m, y, gens(), cfg_scale=2.0).logits(ctx)
+        biased = ModelChooser(m, y, gens(), cfg_scale=2.0, norm_bias=0.3).logits(ctx)
+        sq = ctx.spec.codebook_blocks(row, "cpu").square().sum(-1).T                 # (G, K)
+        want = plain if n < 0 else plain - 0.15 * sq
+        assert torch.allclose(biased, want, atol=1e-4)
+        if n >= 0:
+            greedy = ModelChooser(m, y, gens(), temperature=0.0, norm_bias=1e4).step(ctx)
+            assert torch.equal(greedy, min_norm_entries(ctx.spec.codebook_blocks(row, "cpu")).expand(3, -1))
+    with pytest.raises(ValueError, match="norm_bias"):
+        ModelChooser(m, y, gens(), norm_bias=float("nan"))
+    assert [cfg_scale_at(n, 5, 3.0, "interval:1-2") for n in range(5)] == [1.0, 3.0, 3.0, 1.0, 1.0]
+    ctx = _ctx(0)                                                                    # row 1 of this spec
+    unguided = ModelChooser(m, y, gens(), cfg_scale=1.0).logits(ctx)
+    assert torch.equal(ModelChooser(m, y, gens(), cfg_scale=3.0, cfg_schedule="interval:2-4").logits(ctx), unguided)
+    assert torch.allclose(ModelChooser(m, y, gens(), cfg_scale=3.0, cfg_schedule="interval:0-1").logits(ctx),
+                          ModelChooser(m, y, gens(), cfg_scale=3.0).logits(ctx))
+    for bad in ("interval:3-1", "interval:1", "cosine"):
+        with pytest.raises(ValueError, match="interval:A-B"):
+            cfg_scale_at(0, 5, 2.0, bad)
+    # the command line: recorded, resumed, refused
+    root, bb, tok = toy
+    run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    common = ["--ckpt", str(run), "--num-samples", "2", "--mixed-precision", "no"]
+    sample.main(common + ["--norm-bias", "0.5", "--cfg-schedule", "interval:1-3", "--sample-dir", str(tmp_path / "ok")])
+    rec = json.loads((tmp_path / "ok" / "sample_settings.json").read_text())
+    assert (rec["norm_bias"], rec["cfg_schedule"]) == (0.5, "interval:1-3")
+    err = cli_error(sample.main, common + ["--norm-bias", "0.25", "--cfg-schedule", "interval:1-3", "--sample-dir",
+                                           str(tmp_path / "ok")])
+    assert "norm_bias: 0.5 -> 0.25" in err
+    for flag, value in (("--norm-bias", "-1"), ("--norm-bias", "nan"), ("--cfg-schedule", "interval:5-2")):
+        err = cli_error(sample.main, common + [flag, value, "--sample-dir", str(tmp_path / "bad")])
+        assert flag in err and not (tmp_path / "bad").exists()
+
+
 def test_backbone_guidance_guides_the_chains_backbone(toy, tmp_path, cli_error):
     """--backbone-cfg-scale w_b: the chain's backbone calls (and the final ODE) run classifier-free guided, i.e.
     also with the null class, and change the images; w_b = 1 is the unguided chain itself; it is recorded like
