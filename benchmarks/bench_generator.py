@@ -109,7 +109,8 @@ def generator_rows(a) -> list[dict]:
         rows.append(dict(label=f"norm bias β={beta}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=a.temperature, norm_bias=beta))
     for sched in a.cfg_schedule_sweep:
-        rows.append(dict(label=f"CFG {sched} schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
+        rows.append(dict(label=f"CFG {sched} schedule" + (f", w={a.cfg_scale}" if a.cfg_scale is not None else ""),
+                         kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=a.temperature, cfg_schedule=sched))
     rows.append(dict(label="CFG linear schedule", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                      temperature=a.temperature, cfg_schedule="linear"))
