@@ -36,12 +36,12 @@ near-uniform prediction is a random direction, i.e. noise. Where the generator c
 residual, the shortest entry adds the least of that noise: a deterministic, lower-noise end of the
 chain, as DDIM's η < 1 is of an ancestral sampler. Those maps need no transformer call. M = 0 is SPEC §9.
 
-Norm bias (``norm_bias`` = β ≥ 0, a sampling setting, ours): the soft form of the same idea on the sampled
+Norm bias (``norm_bias`` = β, a sampling setting, ours): the soft form of the same idea on the sampled
 chain-step maps: every entry's (CFG) logit gets ``-β·½‖C_m[k]_b‖²`` before top-k/top-p and the temperature,
-so among entries the generator finds about equally likely the shorter ones, which add less noise, win more
-often. With the tied head's ``κ·⟨u_b, C⟩`` this shrinks the Gaussian the head describes towards zero
-(β → ∞: the minimum-norm entry). The init map (row 0 with ``init=codebook``) is the chain's starting noise,
-whose norm the first step's σ assumes: it is never biased. β = 0 is SPEC §9.
+so with β > 0 among entries the generator finds about equally likely the shorter ones, which add less noise,
+win more often (β → ∞: the minimum-norm entry); β < 0 favours the longer ones, as ``dot`` data tokens are.
+The init map (row 0 with ``init=codebook``) is the chain's starting noise, whose norm the first step's σ
+assumes: it is never biased. β = 0 is SPEC §9.
 
 Token history (``history_maps`` = H > 0, ours): the input of block b at row m also gets the codebook
 vectors the previous H maps chose there, C_{m-k}[z_{m-k,b}]_b for k = 1..H (zeros where m-k < 0), through
@@ -372,8 +372,8 @@ class ModelChooser:
                  autocast_dtype=None, min_norm_maps: int = 0, map_passes: int | None = None, norm_bias: float = 0.0):
         if not 0 <= min_norm_maps <= model.cfg.num_rows:
             raise ValueError(f"min_norm_maps {min_norm_maps} outside [0, {model.cfg.num_rows}] (the token maps)")
-        if not (math.isfinite(norm_bias) and norm_bias >= 0):
-            raise ValueError(f"norm_bias {norm_bias}: must be a finite number >= 0 (0 = off)")
+        if not math.isfinite(norm_bias):
+            raise ValueError(f"norm_bias {norm_bias}: must be a finite number (0 = off)")
         self.map_passes = resolve_map_passes(model.cfg, map_passes)
         self.model, self.labels, self.generators = model, labels.long(), generators
         self.cfg_scale, self.cfg_schedule = cfg_scale, cfg_schedule

@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from . import cli
-from .cli import class_labels, nonneg_float, nonneg_int, open_probability, positive_int
+from .cli import class_labels, finite_float, nonneg_float, nonneg_int, open_probability, positive_int
 from .generator import ModelChooser, resolve_map_passes
 from .guidance import parse_cfg_schedule
 from .precision import CHOICES, HELP as PRECISION_HELP
@@ -64,7 +64,7 @@ def _schedule(text: str) -> str:
 # how a recorded value is checked: the command line's own parsers
 _RECORDED = {"cfg_scale": nonneg_float, "cfg_schedule": _schedule, "temperature": nonneg_float, "top_k": nonneg_int,
              "top_p": open_probability, "min_norm_maps": nonneg_int, "backbone_cfg_scale": nonneg_float,
-             "map_passes": nonneg_int, "norm_bias": nonneg_float}
+             "map_passes": nonneg_int, "norm_bias": finite_float}
 
 
 def recorded_sampling(meta: dict, source: str) -> dict:
@@ -115,9 +115,9 @@ def parse_args(argv=None):
                    help="draw each token map in this many masked passes (generator.py); more than 1 needs a generator "
                         "trained with rdpm-train --map-passes, 0 = the number it was trained for "
                         f"({recorded.format(SAMPLING_DEFAULTS['map_passes'])})")
-    p.add_argument("--norm-bias", type=nonneg_float, default=argparse.SUPPRESS,
-                   help="β: every sampled chain-step map's logits get -β·½‖C_k‖², favouring shorter codebook entries "
-                        f"(less injected noise; generator.py), 0 = off ({recorded.format(SAMPLING_DEFAULTS['norm_bias'])})")
+    p.add_argument("--norm-bias", type=finite_float, default=argparse.SUPPRESS,
+                   help="β: every sampled chain-step map's logits get -β·½‖C_k‖²: β > 0 favours shorter codebook "
+                        f"entries (less injected noise; generator.py), β < 0 longer ones, 0 = off ({recorded.format(SAMPLING_DEFAULTS['norm_bias'])})")
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (in fp32 results do not depend on it; under bf16 autocast the last bits can, see above)")
     p.add_argument("--sample-dir", required=True)

@@ -752,6 +752,8 @@ def test_norm_bias_favours_short_entries_and_the_guidance_interval_guides_only_i
         sq = ctx.spec.codebook_blocks(row, "cpu").square().sum(-1).T                 # (G, K)
         want = plain if n < 0 else plain - 0.15 * sq
         assert torch.allclose(biased, want, atol=1e-4)
+        longer = ModelChooser(m, y, gens(), cfg_scale=2.0, norm_bias=-0.3).logits(ctx)     # β < 0: longer entries
+        assert torch.allclose(longer, plain if n < 0 else plain + 0.15 * sq, atol=1e-4)
         if n >= 0:
             greedy = ModelChooser(m, y, gens(), temperature=0.0, norm_bias=1e4).step(ctx)
             assert torch.equal(greedy, min_norm_entries(ctx.spec.codebook_blocks(row, "cpu")).expand(3, -1))
@@ -776,7 +778,7 @@ def test_norm_bias_favours_short_entries_and_the_guidance_interval_guides_only_i
     err = cli_error(sample.main, common + ["--norm-bias", "0.25", "--cfg-schedule", "interval:1-3", "--sample-dir",
                                            str(tmp_path / "ok")])
     assert "norm_bias: 0.5 -> 0.25" in err
-    for flag, value in (("--norm-bias", "-1"), ("--norm-bias", "nan"), ("--cfg-schedule", "interval:5-2")):
+    for flag, value in (("--norm-bias", "inf"), ("--norm-bias", "nan"), ("--cfg-schedule", "interval:5-2")):
         err = cli_error(sample.main, common + [flag, value, "--sample-dir", str(tmp_path / "bad")])
         assert flag in err and not (tmp_path / "bad").exists()
 
