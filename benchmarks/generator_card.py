@@ -68,7 +68,9 @@ def write_card_md(card: dict, dst: Path):
             (f", top-k {smp['top_k']}" if smp.get("top_k") else "") + (f", top-p {smp['top_p']}" if smp.get("top_p", 1) < 1 else "") + \
             (f", the last {smp['min_norm_maps']} token maps minimum-norm" if smp.get("min_norm_maps") else "") + \
             (f", backbone CFG w_b = {smp['backbone_cfg_scale']}" if smp.get("backbone_cfg_scale", 1.0) != 1.0 else "") + \
-            (f", {smp['map_passes']} passes per token map" if (smp.get("map_passes") or 1) > 1 else "")
+            (f", {smp['map_passes']} passes per token map" if (smp.get("map_passes") or 1) > 1 else "") + \
+            (f", CFG {smp['cfg_schedule']} schedule" if smp.get("cfg_schedule", "constant") != "constant" else "") + \
+            (f", norm bias β = {smp['norm_bias']}" if smp.get("norm_bias") else "")
         sampling = (f"`rdpm-sample` defaults to this checkpoint's tuned setting ({knobs}; recorded in generator.json "
                     f"\"sampling\", chosen as the {smp['tuned_by']}); flags override it.\n")
         shown = knobs
@@ -191,14 +193,37 @@ def class_rows_grid(dst: Path, per_class: int = 10) -> str:
     return f"{per_class} samples per class with rdpm-sample's defaults, one class per row (classes 0-9 top to bottom), seed 0"
 
 
+def retune(dst: Path, a):
+    """Re-record a shipped generator's "sampling" (the lowest-FID setting of --sampling-from), its card's FID
+    (--fid-from) and samples.png; the weights, tokens header and training record stay as they are."""
+    meta_path, card_path = dst / "generator.json", dst / "card.json"
+    if not meta_path.exists() or not card_path.exists():
+        raise SystemExit(f"error: --retune {dst}: no generator.json and card.json there (a generator_card.py asset)")
+    meta, card = json.loads(meta_path.read_text()), json.loads(card_path.read_text())
+    sampling = tuned_sampling([Path(f) for f in a.sampling_from], a.min_class_accuracy)
+    fid = generator_fid(Path(a.fid_from), sampling) if a.fid_from else None
+    previous = {k: v for k, v in (meta.get("sampling") or {}).items() if k != "tuned_by"}
+    meta["sampling"] = sampling
+    meta_path.write_text(json.dumps(meta, indent=2))
+    card["grid_note"] = class_rows_grid(dst)
+    card.update(sampling=sampling, fid=fid, previous_sampling=previous)
+    card_path.write_text(json.dumps(card, indent=2))
+    write_card_md(card, dst)
+    print(f"re-tuned {dst}: sampling {({k: v for k, v in sampling.items() if k != 'tuned_by'})}"
+          + (f", FID {fid['fid']:.1f}" if fid else ""))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--run", required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--backbone-asset", required=True, help="the shipped backbone under assets/ the tokens were made with")
-    p.add_argument("--command", required=True)
-    p.add_argument("--tokenize-command", required=True)
-    p.add_argument("--commit", required=True)
+    p.add_argument("--run", help="the training run to package (required unless --retune)")
+    p.add_argument("--retune", metavar="ASSET_DIR", default=None,
+                   help="instead of packaging a run: re-record a shipped generator's sampling defaults (--sampling-from), "
+                        "its FID (--fid-from) and samples.png, keeping its weights and training record")
+    p.add_argument("--name")
+    p.add_argument("--backbone-asset", help="the shipped backbone under assets/ the tokens were made with")
+    p.add_argument("--command")
+    p.add_argument("--tokenize-command")
+    p.add_argument("--commit")
     p.add_argument("--note", default="", help="how the run went, for the card (interruptions, shared CPU, ...)")
     p.add_argument("--sampling-from", nargs="+", default=None, metavar="JSON",
                    help="bench_generator.py tuning JSONs: their lowest-FID generator row becomes rdpm-sample's default")
@@ -208,6 +233,14 @@ def main():
                    help="a bench_generator.py JSON whose generator row at the recorded setting (--sampling-from) is the "
                         "card's FID, else its 'RDPM generator (ours)' row")
     a = p.parse_args()
+    if a.retune:
+        if not a.sampling_from:
+            p.error("--retune needs --sampling-from (the tuning JSONs whose best setting becomes the default)")
+        return retune(Path(a.retune), a)
+    missing = [f"--{k.replace('_', '-')}" for k in ("run", "name", "backbone_asset", "command", "tokenize_command", "commit")
+               if not getattr(a, k)]
+    if missing:
+        p.error(f"packaging a run needs {', '.join(missing)} (or --retune ASSET_DIR to re-tune a shipped generator)")
     run, dst = Path(a.run), ROOT / "assets" / a.name
     meta = json.loads((run / "generator.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
