@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from rdpm_gddcm.generator import count_params, resolve_map_passes  # noqa: E402
 from rdpm_gddcm.image_sources import ArrayImages, Source, load_source  # noqa: E402
 from rdpm_gddcm.proxy_metrics import PROXY_ACC, PROXY_FD, proxy_metrics  # noqa: E402
-from rdpm_gddcm.sample import Sampler, image_generator, labels_for  # noqa: E402
+from rdpm_gddcm.sample import Sampler, image_generator, labels_for, resolve_recorded_path  # noqa: E402
 
 
 def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
@@ -137,6 +137,12 @@ def baseline_tokenizer(a, cache: dict):
     return cache["tok"]
 
 
+def relative_to_root(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it (how rows name their backbone)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 def generator_sampler(row: dict, a, cache: dict) -> Sampler:
     """The row's generator (loaded once); knobs the row does not set become the checkpoint's recorded
     rdpm-sample defaults, written into the row."""
@@ -146,6 +152,9 @@ def generator_sampler(row: dict, a, cache: dict) -> Sampler:
     for k, v in sampler.defaults.items():
         if row.get(k) is None:
             row[k] = v
+    # the backbone the chain runs: the generator's recorded one (a shipped generator can be re-bound to another,
+    # generator_card.py --retune), part of the row's key and record
+    row["backbone_asset"] = relative_to_root(resolve_recorded_path(sampler.meta.get("backbone"), row["ckpt"]) or a.backbone)
     row["map_passes"] = resolve_map_passes(sampler.model.cfg, row["map_passes"])     # 0: the generator's own
     return sampler
 
@@ -473,6 +482,7 @@ def main():
              PROXY_ACC: values.get(PROXY_ACC), "num_images": len(imgs), "wall_s": wall,
              "seconds_per_image": {k: v / len(imgs) for k, v in timing.items()},
              "generator": str(Path(row["ckpt"]).relative_to(ROOT)) if row.get("ckpt", "").startswith(str(ROOT)) else row.get("ckpt")}
+        r.setdefault("backbone_asset", relative_to_root(a.backbone))
         if row.get("ckpt") in cache:         # which generator (a path's weights change when an asset is replaced)
             sampler = cache[row["ckpt"]]
             r["generator_model"] = sampler.meta.get("train_config", {}).get("model")

@@ -98,6 +98,15 @@ def write_card_md(card: dict, dst: Path):
         f"tokens of {e['training_images']} images, {e['wall_min']:.0f} min).\n" for i, e in enumerate(stages))
     if stages:
         earlier += f"- Stage {len(stages) + 1} (this run, continuing stage {len(stages)}'s weights with a fresh optimizer and schedule):\n"
+    bindings = card.get("bindings") or []
+    trained_on = bindings[0]["backbone_asset"] if bindings else card["backbone_asset"]
+    bound = (f"Its weights were trained on the tokens of `assets/{trained_on}` (Training below) and are used "
+             f"unchanged with `assets/{card['backbone_asset']}`, a fine-tuned continuation of that backbone's "
+             "training run: the generator reads the chain's state and x̂0, which the newer backbone computes "
+             "better, and its generator.json holds that backbone's tokens header (`generator_card.py --retune "
+             "--backbone-asset`). "
+             + "".join(f"With `{b['backbone_asset']}` it scored FID-{b['fid']['num_images'] // 1000}k {b['fid']['fid']:.1f}. "
+                       for b in bindings if b.get("fid")) + "\n\n") if bindings else ""
     text = f"""# {card['name']}
 
 A class-conditional CIFAR-10 RDPM-style generator over gDDCM token maps, trained by this project on
@@ -106,11 +115,11 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
 
     rdpm-sample --ckpt assets/{card['name']} --num-samples 100 --sample-dir samples/cifar10
 
-{sampling}
+{bound}{sampling}
 - Model: `{g['model']}` ({card['parameters_m']:.2f}M parameters; hidden {g['hidden']}, depth {g['depth']},
   {g['heads']} heads), {g['head']} head scoring the entries with the tokens' `{g['score']}` rule{rank}, EMA weights, fp16
   safetensors ({card['weights_mb']:.1f} MB).
-- Tokens: `{card['backbone_asset']}` ({bb_text}), plan `{t['plan']}` p={t['p']}, N={t['num_steps']} steps,
+- Tokens: `{trained_on}` ({bb_text}), plan `{t['plan']}` p={t['p']}, N={t['num_steps']} steps,
   grid {t['grid']} ({t['blocks']} blocks of {t['block_dim']} values), K={t['codebook_size']}, selection `{t['selection']}`,
   init `{t['init']}`, backbone called with the class label: {t['conditional']}. {t['num_token_rows']} token maps per image.
 
@@ -195,22 +204,50 @@ def class_rows_grid(dst: Path, per_class: int = 10) -> str:
 
 def retune(dst: Path, a):
     """Re-record a shipped generator's "sampling" (the lowest-FID setting of --sampling-from), its card's FID
-    (--fid-from) and samples.png; the weights, tokens header and training record stay as they are."""
+    (--fid-from) and samples.png; the weights and training record stay as they are. With --backbone-asset
+    and --tokens-header-from it is also bound to another backbone of the same tokenizer (a fine-tuned one,
+    e.g. the long run's decay phase): its generator.json then holds that backbone's tokens header, as
+    ``rdpm-train --init-from`` accepts a generator of such a backbone."""
+    from rdpm_gddcm.backbones import load_backbone
+    from rdpm_gddcm.header import TokenHeader
     meta_path, card_path = dst / "generator.json", dst / "card.json"
     if not meta_path.exists() or not card_path.exists():
         raise SystemExit(f"error: --retune {dst}: no generator.json and card.json there (a generator_card.py asset)")
     meta, card = json.loads(meta_path.read_text()), json.loads(card_path.read_text())
-    sampling = tuned_sampling([Path(f) for f in a.sampling_from], a.min_class_accuracy)
-    fid = generator_fid(Path(a.fid_from), sampling) if a.fid_from else None
-    previous = {k: v for k, v in (meta.get("sampling") or {}).items() if k != "tuned_by"}
-    meta["sampling"] = sampling
+    if a.backbone_asset and a.backbone_asset != card["backbone_asset"]:
+        if not a.tokens_header_from:
+            raise SystemExit("error: --retune with another --backbone-asset needs --tokens-header-from TOKENS_DIR "
+                             "(tokens that backbone made with this generator's tokenizer setting)")
+        f = Path(a.tokens_header_from) / "tokenizer_config.json"
+        if not f.exists():
+            raise SystemExit(f"error: --tokens-header-from {a.tokens_header_from}: no tokenizer_config.json (an "
+                             "rdpm-tokenize output directory)")
+        new = TokenHeader.from_json(json.loads(f.read_text())["header"], source=str(f))
+        old = TokenHeader.from_json(meta["tokens_header"], source=str(meta_path))
+        diff = new.mismatch(old, ignore=("backbone", "backbone_dtype"))
+        if diff is not None:
+            raise SystemExit(f"error: --tokens-header-from {a.tokens_header_from}: another {diff[0]} than the generator's "
+                             f"tokens ({diff[1]} vs {diff[2]}); only the backbone's weights may differ")
+        backbone = ROOT / "assets" / a.backbone_asset
+        if load_backbone(str(backbone)).weights_hash() != new.backbone["sha256"]:
+            raise SystemExit(f"error: {backbone} is not the backbone the tokens of --tokens-header-from were made with")
+        card.setdefault("bindings", []).append({"backbone_asset": card["backbone_asset"],
+                                                "backbone_sha256": old.backbone.get("sha256"), "fid": card.get("fid")})
+        meta["tokens_header"], meta["backbone"] = json.loads(f.read_text())["header"], f"../{a.backbone_asset}"
+        card.update(backbone_asset=a.backbone_asset, backbone=backbone_summary(backbone), fid=None)
+    if a.sampling_from:
+        sampling = tuned_sampling([Path(f) for f in a.sampling_from], a.min_class_accuracy)
+        card["previous_sampling"] = {k: v for k, v in (meta.get("sampling") or {}).items() if k != "tuned_by"}
+        meta["sampling"] = card["sampling"] = sampling
+    if a.fid_from:
+        card["fid"] = generator_fid(Path(a.fid_from), meta.get("sampling"))
     meta_path.write_text(json.dumps(meta, indent=2))
     card["grid_note"] = class_rows_grid(dst)
-    card.update(sampling=sampling, fid=fid, previous_sampling=previous)
     card_path.write_text(json.dumps(card, indent=2))
     write_card_md(card, dst)
-    print(f"re-tuned {dst}: sampling {({k: v for k, v in sampling.items() if k != 'tuned_by'})}"
-          + (f", FID {fid['fid']:.1f}" if fid else ""))
+    print(f"re-tuned {dst}: backbone {card['backbone_asset']}, sampling "
+          f"{({k: v for k, v in (meta.get('sampling') or {}).items() if k != 'tuned_by'})}"
+          + (f", FID {card['fid']['fid']:.1f}" if card.get("fid") else ""))
 
 
 def main():
@@ -219,6 +256,8 @@ def main():
     p.add_argument("--retune", metavar="ASSET_DIR", default=None,
                    help="instead of packaging a run: re-record a shipped generator's sampling defaults (--sampling-from), "
                         "its FID (--fid-from) and samples.png, keeping its weights and training record")
+    p.add_argument("--tokens-header-from", metavar="TOKENS_DIR", default=None,
+                   help="--retune with another --backbone-asset: tokens of that backbone (their header is bound)")
     p.add_argument("--name")
     p.add_argument("--backbone-asset", help="the shipped backbone under assets/ the tokens were made with")
     p.add_argument("--command")
@@ -234,8 +273,8 @@ def main():
                         "card's FID, else its 'RDPM generator (ours)' row")
     a = p.parse_args()
     if a.retune:
-        if not a.sampling_from:
-            p.error("--retune needs --sampling-from (the tuning JSONs whose best setting becomes the default)")
+        if not (a.sampling_from or a.fid_from or a.backbone_asset):
+            p.error("--retune needs --sampling-from, --fid-from or --backbone-asset (what to re-record)")
         return retune(Path(a.retune), a)
     missing = [f"--{k.replace('_', '-')}" for k in ("run", "name", "backbone_asset", "command", "tokenize_command", "commit")
                if not getattr(a, k)]

@@ -343,7 +343,8 @@ def _latent_fid():
     continuations of gen-mini, one table."""
     return _merged("generator_fid_latent", "generator_fid_latent_b", "generator_fid_latent_c",
                    "generator_fid_latent_xs", "generator_fid_latent_hist", "generator_fid_latent_2pass",
-                   "generator_fid_latent_longer")
+                   "generator_fid_latent_longer", "generator_fid_latent_2m", "generator_fid_edm2m",
+                   "generator_fid_edm2m_b")
 
 
 def _latent_tuning():
@@ -388,55 +389,79 @@ def is_shipped_generator(r: dict) -> bool:
     return abs(generator_of(r)["generator_parameters_m"] - size) < 1e-3 and r.get("generator") not in PLAIN_CONTINUATIONS
 
 
-def shipped_row(rows: list) -> dict | None:
-    """The shipped generator's row sampled with its recorded `rdpm-sample` defaults."""
+def shipped_row(rows: list, bound: bool = False) -> dict | None:
+    """The shipped generator's row sampled with its recorded `rdpm-sample` defaults (``bound``: and with the
+    backbone it is bound to now, not an earlier one)."""
     rec = shipped_sampling()
-    return next((r for r in rows if r["kind"] == "generator" and same_setting(r, rec) and is_shipped_generator(r)), None)
+    return next((r for r in rows if r["kind"] == "generator" and same_setting(r, rec) and is_shipped_generator(r)
+                 and (not bound or backbone_of(r) == shipped_backbone())), None)
+
+
+def backbone_of(r: dict) -> str:
+    """The backbone asset a latent row ran (rows before the re-binding did not record it: the edm-long one)."""
+    return Path(r.get("backbone_asset") or "assets/cifar10-taef2-edm-long").name
+
+
+def shipped_backbone() -> str:
+    """The backbone the shipped generator is bound to (its card's)."""
+    return json.loads((ROOT / "assets" / "cifar10-generator" / "card.json").read_text())["backbone_asset"]
+
+
+BACKBONE_SHORT = {"cifar10-taef2-edm-long": "edm-long", "cifar10-taef2-edm-2m": "edm-2m"}
 
 
 def t_generator_fid_latent():
     """The latent generator against its backbone's own samplers, random tokens and the previous
-    generator, all FID-1k against `val` (1,000 class-balanced samples, image i seeded by (0, i))."""
+    generator, all FID-1k against `val` (1,000 class-balanced samples, image i seeded by (0, i)); rows of
+    both backbones the shipped weights have been bound to, the one it is bound to now first."""
     d = _latent_fid()
     if not d:
         return None
     rows = []
     total = lambda r: sum(r.get("seconds_per_image", {}).values())  # noqa: E731
-    shipped = shipped_row(d["rows"])
-    for r in sorted(d["rows"], key=lambda r: r is not shipped):          # the shipped default first
+    shipped, now = shipped_row(d["rows"], bound=True), shipped_backbone()
+    earlier = shipped_row([r for r in d["rows"] if backbone_of(r) != now])
+    order = lambda r: (r is not shipped, r is not earlier, backbone_of(r) != now, r["kind"] != "generator")  # noqa: E731
+    for r in sorted(d["rows"], key=order):
         setting = _gen_rows({"rows": [r]})[0][1]
         calls = {"generator": "10 + 1", "random": "10 + 1", "tokens": "10 + 1", "real": "-", "autoencoder": "-"}.get(
             r["kind"], r.get("steps"))
         if r["kind"] == "generator" and not is_shipped_generator(r):
             note = f" ({generator_of(r)['generator_model']}, {generator_of(r)['generator_parameters_m']:.2f}M: not shipped)"
+        elif r is earlier:
+            note = " (the shipped weights with the backbone they were trained on, before the re-binding)"
         else:
             note = " (earlier default)" if r["kind"] == "generator" and r is not shipped else ""
-        rows.append((r["label"] + note,
+        rows.append((r["label"] + note, BACKBONE_SHORT.get(backbone_of(r), backbone_of(r)),
                      setting, calls, f"**{r['fid']:.1f}**" if r is shipped else f"{r['fid']:.1f}",
                      f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",
                      (f"{total(r):.3f}" + (f" ({r['threads']} threads)" if (r.get("threads") or 1) > 1 else ""))
                      if r["kind"] != "real" else "-"))
-    card = json.loads((ROOT / "assets" / "cifar10-taef2-edm-long" / "card.json").read_text())
-    for r in card.get("fid") or []:
-        rows.append((f"backbone's own {r['sampler']} (its card)", f"CFG w={r['cfg_scale']}", r["sampler"].split("= ")[-1]
-                     .split(" ")[0], f"{r['fid']:.1f}", "-", f"{100 * r['class_accuracy']:.1f} %",
-                     f"{r['sample_s_per_image']:.3f}"))
+    for bb in sorted({backbone_of(r) for r in d["rows"]}, key=lambda b: b != now):
+        card = json.loads((ROOT / "assets" / bb / "card.json").read_text())
+        for r in card.get("fid") or []:
+            rows.append((f"backbone's own {r['sampler']} (its card)", BACKBONE_SHORT.get(bb, bb), f"CFG w={r['cfg_scale']}",
+                         r["sampler"].split("= ")[-1].split(" ")[0], f"{r['fid']:.1f}", "-",
+                         f"{100 * r['class_accuracy']:.1f} %", f"{r['sample_s_per_image']:.3f}"))
     old = load("generator_fid")
     for r in (old or {}).get("rows", []):
         if r["kind"] == "generator":
-            rows.append(("previous generator (`gen-mini`, pixel VP-ε tokens of 8,192 images)",
+            rows.append(("previous generator (`gen-mini`, pixel VP-ε tokens of 8,192 images)", "pixels-vp",
                          f"CFG w={r['cfg_scale']}, τ={r['temperature']}", "10 + 1", f"{r['fid']:.1f}",
                          f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %", f"{total(r):.3f}"))
     ref = load("fid_reference")
     floor = [x for x in (ref or {}).get("rows", []) if x["pair"].startswith("train 1,000 vs val")]
     if floor:
-        rows.append(("real CIFAR-10 `train` images (the floor at this count)", "-", "-", f"{floor[0]['fid']:.1f}",
+        rows.append(("real CIFAR-10 `train` images (the floor at this count)", "-", "-", "-", f"{floor[0]['fid']:.1f}",
                      f"{floor[0]['kid'] * 1e3:.1f}", "-", "-"))
     n = d["rows"][0]["num_images"]
-    return (md(["sampler", "setting", "network calls", f"FID-{n // 1000}k ↓", "KID ×10³ ↓", "class accuracy ↑ (proxy)",
-                "s/image"], rows) +
+    return (md(["sampler", "backbone", "setting", "network calls", f"FID-{n // 1000}k ↓", "KID ×10³ ↓",
+                "class accuracy ↑ (proxy)", "s/image"], rows) +
             f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i)), scored at 32 px (the 64 px samples "
-            f"box-filtered, see above), standard FID Inception against {d['rows'][0]['fid_reference']}. The generator's network calls: 10 chain steps plus the final ODE step "
+            f"box-filtered, see above), standard FID Inception against {d['rows'][0]['fid_reference']}. Backbones: "
+            "edm-2m = `assets/cifar10-taef2-edm-2m`, edm-long = `assets/cifar10-taef2-edm-long` (every latent "
+            "generator here was trained on edm-long's tokens; the shipped one now samples with edm-2m). The "
+            "generator's network calls: 10 chain steps plus the final ODE step "
             f"(each chain step also runs the transformer, twice with CFG). Seconds per image: this table's rows in "
             f"fp32 on one thread per process (two processes shared the 2 cores) unless marked, the card rows as their card says, the "
             f"floor from `benchmarks/results/fid_reference.json`. " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
@@ -513,12 +538,12 @@ def t_headline():
     d = _latent_fid()
     if not d:
         return None
-    g = shipped_row(d["rows"])
+    g, bb = shipped_row(d["rows"], bound=True), shipped_backbone()
     if not g:
         return None
-    card = json.loads((ROOT / "assets" / "cifar10-taef2-edm-long" / "card.json").read_text())
+    card = json.loads((ROOT / "assets" / bb / "card.json").read_text())
     own = list(card.get("fid") or []) + [{"fid": r["fid"], "sampler": r["label"].replace("backbone ", "")}
-                                         for r in d["rows"] if r["kind"] in ("ode", "ancestral")]
+                                         for r in d["rows"] if r["kind"] in ("ode", "ancestral") and backbone_of(r) == bb]
     best = min(own or [{}], key=lambda r: r.get("fid", 1e9))
     ref = load("fid_reference")
     floor = [x for x in (ref or {}).get("rows", []) if x["pair"].startswith("train 1,000 vs val")]
@@ -532,7 +557,7 @@ def t_headline():
             f"({g['num_images']:,} class-balanced samples; class accuracy {100 * g['class accuracy']:.0f} % by the proxy "
             f"classifier)"
             + (f"; at the same count real `train` images score {floor[0]['fid']:.1f}" if floor else "")
-            + (f", the backbone's own best sampler {best['fid']:.1f} ({best['sampler']})" if best else "")
+            + (f", its backbone's (`{bb}`) own best sampler {best['fid']:.1f} ({best['sampler']})" if best else "")
             + ". From `benchmarks/results/generator_fid_latent*.json`; the table is under "
               "[Results](#class-conditional-cifar-10-in-10-steps-the-shipped-latent-generator).*")
 
@@ -562,6 +587,28 @@ def t_generator_tuning():
             "Rows without \"minimum-norm\" sample every token map (`--min-norm-maps 0`; they were run before that "
             "setting existed, so their commands do not pass it). "
             + "; ".join(f"`{c}`" for c in cmds))
+
+
+def t_generator_knobs():
+    """The shipped weights' sampling settings against the first 5,000 `train` images' features (the tuning
+    set): the norm bias and CFG schedules with edm-long, then the setting re-checked with edm-2m."""
+    d = _merged("generator_tuning_f", "generator_tuning_2m")
+    if not d:
+        return None
+    rec, now = shipped_sampling(), shipped_backbone()
+    chosen = lambda r: same_setting(r, rec) and backbone_of(r) == now  # noqa: E731
+    rs = sorted(d["rows"], key=lambda r: (backbone_of(r) != now, r["fid"]))
+    rows = [(BACKBONE_SHORT.get(backbone_of(r), backbone_of(r)), r["label"], _gen_rows({"rows": [r]})[0][1],
+             f"{r['fid']:.1f}" + (" (chosen)" if chosen(r) else ""), f"{r['kid'] * 1e3:.1f}",
+             f"{100 * r['class accuracy']:.1f} %") for r in rs]
+    n = rs[0]["num_images"]
+    return (md(["backbone", "row", "setting", f"FID-{n} ↓ (vs train)", "KID ×10³ ↓", "class accuracy ↑ (proxy)"], rows) +
+            f"\n\n{n} class-balanced samples per setting against {rs[0]['fid_reference']}: the tuning set (its FID "
+            "is not comparable with the older tuning tables', whose reference held 20,000 images), not the `val` "
+            "images results are reported on. The shipped weights (gen-mini) in every row; the chosen setting is the "
+            "lowest FID with edm-2m among those reaching 60 % class accuracy (`benchmarks/generator_card.py --retune "
+            "assets/cifar10-generator --sampling-from benchmarks/results/generator_tuning_2m.json "
+            "--min-class-accuracy 0.6`). " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
 def t_generator_sizes():
@@ -902,7 +949,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),
