@@ -476,11 +476,14 @@ def test_init_from_continues_a_trained_generator_and_refuses_another(toy, tmp_pa
     assert "codebook size" in cli_error(train_generator.main, ["--tokens", other] + base[2:] + [
         "--results-dir", tmp_path / "y", "--init-from", src])
     assert "nope" in cli_error(train_generator.main, base + ["--results-dir", tmp_path / "z", "--init-from", tmp_path / "nope"])
-    # the same tokenizer with the backbone run at another precision: continued (only the last bits of the states differ)
-    bf16 = tmp_path / "tok-bf16"
+    # the same tokenizer with the backbone run at another precision: continued (only the last bits of the states differ);
+    # the toy's tokens were made at `auto`, which a CPU with native bf16 may resolve to bf16: take the other one
+    other_precision = "no" if TokenDataset(tok).header.backbone_dtype == "bfloat16" else "bf16"
+    bf16 = tmp_path / "tok-other-precision"
     tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb), "--out", str(bf16),
                                       "--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--codebook-size", "16",
-                                      "--grid", "2x2", "--save-states", "--batch-size", "4", "--mixed-precision", "bf16"]))
+                                      "--grid", "2x2", "--save-states", "--batch-size", "4", "--mixed-precision",
+                                      other_precision]))
     assert TokenDataset(bf16).header.backbone_dtype != TokenDataset(tok).header.backbone_dtype
     train_generator.main([str(a) for a in ["--tokens", bf16] + base[2:] + ["--results-dir", tmp_path / "prec",
                                                                            "--init-from", src]])
