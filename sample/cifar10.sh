@@ -157,6 +157,43 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --backbone assets/cifar10-taef2-edm-long --batch-size 50 --mixed-precision no --fid-reference 'runs/fid-features/val-*.npy' \
     --fid-reference-name 'CIFAR-10 val' --features-dir runs/generator-features-latent-2pass --suite main --num-images 1000 --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --rows 0 \
     --out benchmarks/results/generator_fid_latent_2pass.json
+  # the shipped weights re-bound to the decayed backbone (README: "The shipped generator bound to the decayed
+  # backbone"): edm-2m's val tokens (their header), the tuning set = the first 5,000 train images' features, the
+  # norm-bias / CFG-interval rows with edm-long (run before the re-binding: they need the asset bound to edm-long),
+  # the re-binding, the setting re-checked with edm-2m, then FID-1k against val and edm-2m's own samplers
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out runs/tokens-cifar10-val-edm-2m-8x8 --num-images 500 \
+    --backbone assets/cifar10-taef2-edm-2m --autoencoder taef2:../shared/weights/taef2 --plan trajectory --p 0.7 \
+    --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional --save-states
+  run $PY benchmarks/bench_fid_reference.py --data "$DATA" --cache runs/fid-features --train-images 5000 --shard 0/2
+  TUNE5K=(--batch-size 50 --mixed-precision no --suite ablations --num-images 500 --temperature 1.0 --min-norm-maps 4
+          --fid-reference runs/fid-features/train-000000-005000.npy
+          --fid-reference-name 'CIFAR-10 train (first 5,000, class-balanced)' --temperature-sweep)
+  KNOBS=(--generator assets/cifar10-generator --backbone assets/cifar10-taef2-edm-long --features-dir runs/generator-features-tune5k
+         "${TUNE5K[@]}" --out benchmarks/results/generator_tuning_f.json)
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 2 --cfg-sweep 2 --rows 0
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 2 --cfg-sweep --norm-bias-sweep 0.25 0.5 0.1 1.0 --rows 0,1,2,3
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 3 --cfg-sweep --rows 0
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 2 --cfg-sweep --cfg-schedule-sweep interval:1-6 --rows 0
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 3 --cfg-sweep --cfg-schedule-sweep interval:1-6 interval:2-6 --rows 0,1
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 4 --cfg-sweep --cfg-schedule-sweep linear --rows 0
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 2 --cfg-sweep --norm-bias-sweep -0.1 -0.25 --rows 0,1
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 2 --cfg-sweep --cfg-schedule-sweep interval:0-2 interval:0-0 --rows 0,1
+  run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 3 --cfg-sweep --cfg-schedule-sweep interval:0-0 interval:0-2 --rows 0,1
+  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --backbone-asset cifar10-taef2-edm-2m \
+    --tokens-header-from runs/tokens-cifar10-val-edm-2m-8x8
+  EDM2M=(--tokens runs/tokens-cifar10-val-edm-2m-8x8 --backbone assets/cifar10-taef2-edm-2m --batch-size 50 --mixed-precision no)
+  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${TUNE5K[@]}" \
+    --features-dir runs/generator-features-tune5k-2m --cfg-scale 2 --cfg-sweep 2 2.5 1.5 --min-norm-maps-sweep 3 5 \
+    --rows 0,1,2,3,4 --out benchmarks/results/generator_tuning_2m.json
+  VAL2M=(--suite main --num-images 1000 --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val')
+  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${VAL2M[@]}" \
+    --features-dir runs/generator-features-latent-2m --rows 0,3 --out benchmarks/results/generator_fid_latent_2m.json
+  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --sampling-from benchmarks/results/generator_tuning_2m.json \
+    --min-class-accuracy 0.65 --fid-from benchmarks/results/generator_fid_latent_2m.json
+  run $PY benchmarks/bench_generator.py "${EDM2M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-2m --rows 2,5 \
+    --out benchmarks/results/generator_fid_edm2m.json
+  run $PY benchmarks/bench_generator.py "${EDM2M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-2m --rows 6 \
+    --out benchmarks/results/generator_fid_edm2m_b.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
