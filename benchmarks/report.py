@@ -558,7 +558,7 @@ def t_headline():
             f"classifier)"
             + (f"; at the same count real `train` images score {floor[0]['fid']:.1f}" if floor else "")
             + (f", its backbone's (`{bb}`) own best sampler {best['fid']:.1f} ({best['sampler']})" if best else "")
-            + ". From `benchmarks/results/generator_fid_latent*.json`; the table is under "
+            + ". From `benchmarks/results/generator_fid_latent*.json` and `generator_fid_edm2m*.json`; the table is under "
               "[Results](#class-conditional-cifar-10-in-10-steps-the-shipped-latent-generator).*")
 
 
