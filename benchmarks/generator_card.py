@@ -202,14 +202,33 @@ def class_rows_grid(dst: Path, per_class: int = 10) -> str:
     return f"{per_class} samples per class with rdpm-sample's defaults, one class per row (classes 0-9 top to bottom), seed 0"
 
 
+def bound_meta(meta: dict, tokens_dir: Path, backbone: Path, backbone_ref: str) -> dict:
+    """generator.json ``meta`` bound to ``backbone`` (recorded as ``backbone_ref``): the tokens header of
+    ``tokens_dir``, which must be this generator's tokenizer setting with only the backbone's weights (and
+    precision) changed, made by that very backbone. SystemExit with one clear error otherwise."""
+    from rdpm_gddcm.backbones import load_backbone
+    from rdpm_gddcm.header import TokenHeader
+    f = tokens_dir / "tokenizer_config.json"
+    if not f.exists():
+        raise SystemExit(f"error: --tokens-header-from {tokens_dir}: no tokenizer_config.json (an rdpm-tokenize "
+                         "output directory)")
+    header = json.loads(f.read_text())["header"]
+    new, old = TokenHeader.from_json(header, source=str(f)), TokenHeader.from_json(meta["tokens_header"])
+    diff = new.mismatch(old, ignore=("backbone", "backbone_dtype"))
+    if diff is not None:
+        raise SystemExit(f"error: --tokens-header-from {tokens_dir}: another {diff[0]} than the generator's tokens "
+                         f"({diff[1]} vs {diff[2]}); only the backbone's weights may differ")
+    if load_backbone(str(backbone)).weights_hash() != new.backbone["sha256"]:
+        raise SystemExit(f"error: {backbone} is not the backbone the tokens of --tokens-header-from were made with")
+    return {**meta, "tokens_header": header, "backbone": backbone_ref}
+
+
 def retune(dst: Path, a):
     """Re-record a shipped generator's "sampling" (the lowest-FID setting of --sampling-from), its card's FID
     (--fid-from) and samples.png; the weights and training record stay as they are. With --backbone-asset
     and --tokens-header-from it is also bound to another backbone of the same tokenizer (a fine-tuned one,
     e.g. the long run's decay phase): its generator.json then holds that backbone's tokens header, as
     ``rdpm-train --init-from`` accepts a generator of such a backbone."""
-    from rdpm_gddcm.backbones import load_backbone
-    from rdpm_gddcm.header import TokenHeader
     meta_path, card_path = dst / "generator.json", dst / "card.json"
     if not meta_path.exists() or not card_path.exists():
         raise SystemExit(f"error: --retune {dst}: no generator.json and card.json there (a generator_card.py asset)")
@@ -218,22 +237,11 @@ def retune(dst: Path, a):
         if not a.tokens_header_from:
             raise SystemExit("error: --retune with another --backbone-asset needs --tokens-header-from TOKENS_DIR "
                              "(tokens that backbone made with this generator's tokenizer setting)")
-        f = Path(a.tokens_header_from) / "tokenizer_config.json"
-        if not f.exists():
-            raise SystemExit(f"error: --tokens-header-from {a.tokens_header_from}: no tokenizer_config.json (an "
-                             "rdpm-tokenize output directory)")
-        new = TokenHeader.from_json(json.loads(f.read_text())["header"], source=str(f))
-        old = TokenHeader.from_json(meta["tokens_header"], source=str(meta_path))
-        diff = new.mismatch(old, ignore=("backbone", "backbone_dtype"))
-        if diff is not None:
-            raise SystemExit(f"error: --tokens-header-from {a.tokens_header_from}: another {diff[0]} than the generator's "
-                             f"tokens ({diff[1]} vs {diff[2]}); only the backbone's weights may differ")
         backbone = ROOT / "assets" / a.backbone_asset
-        if load_backbone(str(backbone)).weights_hash() != new.backbone["sha256"]:
-            raise SystemExit(f"error: {backbone} is not the backbone the tokens of --tokens-header-from were made with")
+        old_backbone = meta["tokens_header"].get("backbone", {})
+        meta = bound_meta(meta, Path(a.tokens_header_from), backbone, f"../{a.backbone_asset}")
         card.setdefault("bindings", []).append({"backbone_asset": card["backbone_asset"],
-                                                "backbone_sha256": old.backbone.get("sha256"), "fid": card.get("fid")})
-        meta["tokens_header"], meta["backbone"] = json.loads(f.read_text())["header"], f"../{a.backbone_asset}"
+                                                "backbone_sha256": old_backbone.get("sha256"), "fid": card.get("fid")})
         card.update(backbone_asset=a.backbone_asset, backbone=backbone_summary(backbone), fid=None)
     if a.sampling_from:
         sampling = tuned_sampling([Path(f) for f in a.sampling_from], a.min_class_accuracy)

@@ -681,6 +681,43 @@ def test_gumbel_max_sampler_draws_from_the_softmax(tau):
     assert stats.chisquare(counts, inverted).pvalue < 1e-12                  # a sign error would be caught
 
 
+def test_binding_a_generator_to_a_fine_tuned_backbone(toy, tmp_path, make_tiny_backbone):
+    """generator_card.py --retune --backbone-asset: a generator is re-bound to another backbone only with tokens of
+    the same tokenizer made by that backbone; its generator.json then names them, and it samples with it."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "generator_card.py"
+    spec = importlib.util.spec_from_file_location("generator_card_for_test", path)
+    card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card)
+    root, bb, tok = toy
+    run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    meta = json.loads((run / "generator.json").read_text())
+    bb2 = make_tiny_backbone(tmp_path / "bb2", seed=1)                 # "fine-tuned": other weights, same family
+    flags = ["--plan", "trajectory", "--p", "0.5", "--num-steps", "2", "--grid", "2x2", "--save-states", "--batch-size", "4"]
+    tok2, tok32 = tmp_path / "tok-bb2", tmp_path / "tok-bb2-k32"
+    for out, k in ((tok2, "16"), (tok32, "32")):
+        tokenize.run(tokenize.parse_args(["--data-path", "procedural:4", "--backbone", str(bb2), "--out", str(out),
+                                          "--codebook-size", k, *flags]))
+    bound = card.bound_meta(meta, tok2, bb2, str(bb2))
+    assert bound["tokens_header"] == json.loads((tok2 / "tokenizer_config.json").read_text())["header"]
+    assert bound["backbone"] == str(bb2) and bound["generator"] == meta["generator"]
+    with pytest.raises(SystemExit, match="codebook size"):                      # another tokenizer
+        card.bound_meta(meta, tok32, bb2, str(bb2))
+    with pytest.raises(SystemExit, match="not the backbone"):                  # tokens of bb2, weights of bb
+        card.bound_meta(meta, tok2, bb, str(bb))
+    with pytest.raises(SystemExit, match="tokenizer_config.json"):
+        card.bound_meta(meta, tmp_path / "nope", bb2, str(bb2))
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "generator.safetensors").write_bytes((run / "generator.safetensors").read_bytes())
+    (gen / "generator.json").write_text(json.dumps(bound))
+    s = sample.Sampler(str(gen), mixed_precision="no")
+    assert s.tokenizer.backbone.weights_hash() == bound["tokens_header"]["backbone"]["sha256"]
+    imgs, _ = s.sample(np.arange(2), np.arange(2))
+    assert torch.isfinite(imgs).all()
+
+
 def test_diagnostics_recombined_tokens_keep_row_and_block(toy):
     """bench_generator's diagnostics draw other images' stored tokens whole, one image per map or one per
     token: every token stays at its own row and block (the codebook it indexes) and is a stored token there."""
