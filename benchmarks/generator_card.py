@@ -214,7 +214,7 @@ def bound_meta(meta: dict, tokens_dir: Path, backbone: Path, backbone_ref: str) 
                          "output directory)")
     header = json.loads(f.read_text())["header"]
     new, old = TokenHeader.from_json(header, source=str(f)), TokenHeader.from_json(meta["tokens_header"])
-    diff = new.mismatch(old, ignore=("backbone", "backbone_dtype"))
+    diff = new.mismatch(old, ignore=TokenHeader.FINE_TUNE_FIELDS)
     if diff is not None:
         raise SystemExit(f"error: --tokens-header-from {tokens_dir}: another {diff[0]} than the generator's tokens "
                          f"({diff[1]} vs {diff[2]}); only the backbone's weights may differ")
@@ -245,7 +245,9 @@ def retune(dst: Path, a):
         card.update(backbone_asset=a.backbone_asset, backbone=backbone_summary(backbone), fid=None)
     if a.sampling_from:
         sampling = tuned_sampling([Path(f) for f in a.sampling_from], a.min_class_accuracy)
-        card["previous_sampling"] = {k: v for k, v in (meta.get("sampling") or {}).items() if k != "tuned_by"}
+        previous = {k: v for k, v in (meta.get("sampling") or {}).items() if k != "tuned_by"}
+        if previous != {k: v for k, v in sampling.items() if k != "tuned_by"}:      # a re-run keeps the real previous
+            card["previous_sampling"] = previous
         meta["sampling"] = card["sampling"] = sampling
     if a.fid_from:
         card["fid"] = generator_fid(Path(a.fid_from), meta.get("sampling"))

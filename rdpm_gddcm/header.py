@@ -151,6 +151,12 @@ class TokenHeader:
         codebook = VirtualCodebook(self.codebook_seed, math.prod(latent), version=self.codebook_version)
         return ChainSpec(Plan.from_json(self.plan), codebook, Grid(latent, *self.grid), self.codebook_size, init=self.init)
 
+    # A token index means the same codebook vector at the same chain step whichever backbone of the family
+    # chose it: tokens of a fine-tuned backbone (other weights, or run at another precision) are the same
+    # tokenizer's, so a generator of one may continue on (rdpm-train --init-from) or sample with the other
+    # (generator_card.py --retune). Exact decoding, what those fields guard, is another matter.
+    FINE_TUNE_FIELDS = ("backbone", "backbone_dtype")
+
     def mismatch(self, other: "TokenHeader", ignore: tuple[str, ...] = ()) -> tuple[str, object, object] | None:
         """The first checked field (but those in ``ignore``) where ``other`` (the decoder's header) differs:
         (what, ours, theirs)."""

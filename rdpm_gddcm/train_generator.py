@@ -365,7 +365,7 @@ def initial_weights(cfg: GeneratorTrainConfig, header, gcfg: GeneratorConfig) ->
     # backbone: a warm start for its tokens' generator) and precision (only the last bits of the states) may
     # differ. Exact decoding, what those header fields guard, is not at stake in training; the run's own
     # header is the new tokens'.
-    diff = header.mismatch(theirs, ignore=("backbone", "backbone_dtype"))
+    diff = header.mismatch(theirs, ignore=TokenHeader.FINE_TUNE_FIELDS)
     if diff is None and header.backbone != theirs.backbone:
         print(f"note: --init-from {cfg.init_from} was trained on the tokens of backbone {theirs.backbone.get('name')} "
               f"({str(theirs.backbone.get('sha256'))[:12]}); continuing on {header.backbone.get('name')}'s tokens")
