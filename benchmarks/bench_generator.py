@@ -8,7 +8,10 @@ Rows (suite ``main``), all class-balanced, image i seeded by (--global-seed, i):
   and real CIFAR-10 `train` images as the floor of the metric at this sample size.
 Suite ``diagnostics`` (where the generator loses FID): the generator's chain with the stored tokens of
 `train` images replacing its choices in some token rows (``true_rows``): of class-matched images, or of
-other images (``true_from``); score these against `val` (the tokens are `train`'s).
+other images (``true_from``); score these against `val` (the tokens are `train`'s). Its hand-off rows
+(``kind="handoff"``) let the generator draw the first k chain steps only and the backbone's ancestral
+sampler (its ``steps``-step schedule from the first time below the chain's, CFG ``cfg_scale``) finish
+from that state: how far the generator's early maps, and the backbone's late denoising, carry.
 Suite ``ablations`` (also the tuning of a checkpoint's sampling defaults): CFG scale sweep, temperature
 sweep, optional top-k / top-p, minimum-norm and backbone-guidance sweeps, the linear CFG schedule, and
 other heads (``--head-variant LABEL=RUN_DIR``, e.g. an untied head trained with the same command). A knob a row does not set is the
@@ -83,6 +86,12 @@ def generator_rows(a) -> list[dict]:
                  true_from="other images, one per token", **g0),
             # the converse of row 3: how well the generator continues a real image's first maps
             dict(label="true tokens in rows 0-3, the generator after", true_rows=[0, 1, 2, 3], **g0),
+            # hand-off rows (10-12): the generator's first k chain steps, then the backbone's ancestral sampler
+            dict(label="the generator in rows 0-3, then the backbone's ancestral sampler", kind="handoff",
+                 ckpt=a.generator, handoff_steps=3, steps=100, backbone_finish_cfg=a.ode_cfg_scale, min_norm_maps=0),
+            dict(label="the generator in rows 0-6, then the backbone's ancestral sampler", kind="handoff",
+                 ckpt=a.generator, handoff_steps=6, steps=100, backbone_finish_cfg=a.ode_cfg_scale, min_norm_maps=0),
+            dict(label="backbone ancestral, 100 steps", kind="ancestral", steps=100, cfg_scale=a.ode_cfg_scale),
         ]
     rows = []
     for w in a.cfg_sweep:
@@ -185,7 +194,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
         imgs = decoded_tokens(a, labels)
         timing["backbone_and_chain_s"] = time.time() - t0          # the replay and the autoencoder's decode
         return imgs, timing
-    if row["kind"] in ("generator", "mixed"):
+    if row["kind"] in ("generator", "mixed", "handoff"):
         sampler = generator_sampler(row, a, cache)
     if row["kind"] == "mixed":
         return mixed_rows(row, a, labels, sampler)
@@ -193,11 +202,13 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
     for b in range(0, n, a.batch_size):
         idx = np.arange(b, min(b + a.batch_size, n))
         y = torch.from_numpy(labels[idx]).long()
-        if row["kind"] == "generator":
+        if row["kind"] in ("generator", "handoff"):
+            hand_off = (row["handoff_steps"], ancestral_finish(tok.backbone, row, y.to(tok.device))) \
+                if row["kind"] == "handoff" else None
             imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"],
                                      row["temperature"], row["top_k"], row["top_p"], a.global_seed,
                                      min_norm_maps=row["min_norm_maps"], backbone_cfg_scale=row["backbone_cfg_scale"],
-                                     map_passes=row["map_passes"], norm_bias=row["norm_bias"])
+                                     map_passes=row["map_passes"], norm_bias=row["norm_bias"], hand_off=hand_off)
             for k in timing:
                 timing[k] += t[k]
         else:
@@ -222,6 +233,22 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
             timing["autoencoder_s"] += time.time() - t1
         out.append(to_uint8_nhwc(imgs))
     return np.concatenate(out), timing
+
+
+def ancestral_finish(backbone, row: dict, y: torch.Tensor):
+    """A hand-off row's finish: the backbone's ancestral sampler (CFG ``backbone_finish_cfg``) from the chain's
+    state at time t, over the times of its ``steps``-step schedule below t (the start of that schedule is
+    what the generator's first maps replaced)."""
+    from rdpm_gddcm.backbones import GuidedBackbone
+    from rdpm_gddcm.chain import ancestral_sample
+    from rdpm_gddcm.plans import ode_times
+    w = row["backbone_finish_cfg"]
+    bb = GuidedBackbone(backbone, w) if w != 1.0 else backbone
+
+    def finish(state, t, _labels, generators):
+        times = [t] + [u for u in ode_times(bb.family, row["steps"]) if u < t]
+        return ancestral_sample(bb, state / float(bb.family.S(t)), times, y, generators)
+    return finish
 
 
 def train_images(a, labels: np.ndarray, size: int = 32) -> torch.Tensor:
@@ -428,13 +455,13 @@ def main():
     done = {r["label"] for r in res["rows"]}
     rows = generator_rows(a)
     for r in rows:         # --min-norm-maps and --backbone-cfg-scale apply to every generator row not setting them
-        if r["kind"] in ("generator", "mixed") and "min_norm_maps" not in r:
+        if r["kind"] in ("generator", "mixed", "handoff") and "min_norm_maps" not in r:
             r["min_norm_maps"] = a.min_norm_maps
-        if r["kind"] in ("generator", "mixed") and "backbone_cfg_scale" not in r:
+        if r["kind"] in ("generator", "mixed", "handoff") and "backbone_cfg_scale" not in r:
             r["backbone_cfg_scale"] = a.backbone_cfg_scale
-        if r["kind"] in ("generator", "mixed") and "map_passes" not in r:
+        if r["kind"] in ("generator", "mixed", "handoff") and "map_passes" not in r:
             r["map_passes"] = a.map_passes
-        if r["kind"] in ("generator", "mixed") and "norm_bias" not in r:
+        if r["kind"] in ("generator", "mixed", "handoff") and "norm_bias" not in r:
             r["norm_bias"] = a.norm_bias
     if a.rows:
         rows = [rows[int(i)] for i in a.rows.split(",")]
@@ -442,7 +469,7 @@ def main():
     reference = load_source(a.val_path, "reference")
     cache: dict = {}
     for row in rows:
-        if row["kind"] in ("generator", "mixed"):
+        if row["kind"] in ("generator", "mixed", "handoff"):
             generator_sampler(row, a, cache)     # the row's settings, also when its samples were kept earlier
             if row["min_norm_maps"] and "minimum-norm" not in row["label"]:    # rows differ only by it otherwise
                 row["label"] += f", minimum-norm last {row['min_norm_maps']} maps"

@@ -829,6 +829,43 @@ def t_generator_diagnostics():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
+def t_generator_handoff():
+    """The generator's first k chain steps, then the backbone's ancestral sampler (bench_generator.py
+    diagnostics rows 10-11), against the shipped generator alone and the backbone's ancestral sampler alone
+    (main table rows, the same protocol); FID-1k vs `val`."""
+    d = _merged("generator_handoff", "generator_handoff_b")
+    main = _latent_fid()
+    gen_json = ROOT / "assets" / "cifar10-generator" / "generator.json"
+    if not d or not main or not gen_json.exists():
+        return None
+    steps = json.loads(gen_json.read_text())["tokens_header"]["plan"]["steps"]
+    total = lambda r: sum(r.get("seconds_per_image", {}).values())  # noqa: E731
+    bound = shipped_backbone()
+    cells = lambda r: (f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",  # noqa: E731
+                       f"{total(r):.3f}")
+    rows = []
+    shipped = shipped_row(main["rows"], bound=True)
+    if shipped:
+        rows.append(("the shipped generator alone (main table)", "0-10 (the last 4 minimum-norm)", "-", *cells(shipped)))
+    for r in sorted(d["rows"], key=lambda r: r["handoff_steps"]):
+        k = r["handoff_steps"]
+        rows.append((r["label"], f"0-{k}", f"σ = {steps[k - 1][2]:.1f}: the {r['steps']}-step schedule below it, "
+                     f"CFG w={r['backbone_finish_cfg']}", *cells(r)))
+    for r in sorted((r for r in main["rows"] if r["kind"] == "ancestral" and backbone_of(r) == bound),
+                    key=lambda r: r["steps"]):
+        rows.append((f"the backbone's ancestral sampler alone, {r['steps']} steps (main table)", "-",
+                     f"σ = 80: all {r['steps']} steps, CFG w={r['cfg_scale']}", *cells(r)))
+    n = d["rows"][0]["num_images"]
+    return (md(["sampler", "token maps drawn by the generator", "backbone's ancestral sampler from",
+                f"FID-{n // 1000}k ↓", "KID ×10³ ↓", "class accuracy ↑ (proxy)", "s/image"], rows) +
+            f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i), the same per-image seeds in every "
+            f"row), scored at 32 px, standard FID Inception against {d['rows'][0]['fid_reference']}; the shipped "
+            f"generator (gen-mini, CFG w = {d['rows'][0]['cfg_scale']}, τ = {d['rows'][0]['temperature']}) with "
+            f"`assets/{bound}` in every row. Seconds per image in fp32 on one thread per process "
+            "(two processes shared the 2 cores). "
+            + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+
+
 def t_rfid():
     d = load("rfid")
     if not d:
@@ -949,7 +986,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_handoff": t_generator_handoff, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

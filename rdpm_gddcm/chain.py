@@ -264,10 +264,16 @@ def initial_state(spec: ChainSpec, chooser, S0: float, batch: int, labels, devic
 
 
 def run_chain(backbone, spec: ChainSpec, chooser, batch: int, labels=None, device="cpu",
-              record: bool = False, final: bool = True) -> ChainOutput:
-    """Walk ``spec.plan`` with ``chooser`` picking each step's indices (SPEC §2)."""
+              record: bool = False, final: bool = True, num_steps: int | None = None) -> ChainOutput:
+    """Walk ``spec.plan`` with ``chooser`` picking each step's indices (SPEC §2). ``num_steps``: walk
+    only the plan's first steps; the state is then at the last one's t_to and no final sampler runs
+    (a caller hands it to another sampler: ``bench_generator.py``'s hand-off rows)."""
     family = backbone.family
     coefs = spec.plan.coefficients(family)
+    if num_steps is not None:
+        if not 1 <= num_steps <= len(coefs):
+            raise ValueError(f"num_steps {num_steps} outside [1, {len(coefs)}] (the plan's steps)")
+        coefs, final = coefs[:num_steps], False
     tokens: list = []
     S0 = float(family.S(spec.plan.t_initial))
     state = initial_state(spec, chooser, S0, batch, labels, device, tokens)

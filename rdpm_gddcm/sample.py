@@ -204,9 +204,11 @@ class Sampler:
     @torch.no_grad()
     def sample(self, indices, labels, cfg_scale=None, cfg_schedule=None, temperature=None, top_k=None, top_p=None,
                global_seed=0, return_tokens=False, wrap_chooser=None, min_norm_maps=None, backbone_cfg_scale=None,
-               map_passes=None, norm_bias=None):
+               map_passes=None, norm_bias=None, hand_off=None):
         """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting.
-        ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics)."""
+        ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics);
+        ``hand_off = (k, finish)``: the generator draws the first k chain steps only and ``finish(state, t, labels,
+        generators) -> latent`` samples on from that state at time t (benchmark diagnostics)."""
         from .chain import run_chain
         d = self.defaults
         cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
@@ -225,11 +227,15 @@ class Sampler:
         chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast,
                                min_norm_maps, map_passes, norm_bias)
         t0 = time.time()
+        bb_labels = y if tok.cfg.conditional else None
         out = run_chain(backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
-                        y if tok.cfg.conditional else None, self.device)
+                        bb_labels, self.device, num_steps=hand_off[0] if hand_off else None)
+        latent = out.latent
+        if hand_off:
+            latent = hand_off[1](out.state, tok.spec.plan.steps[hand_off[0] - 1][2], bb_labels, gens)
         t_chain = time.time() - t0
         t1 = time.time()
-        images = tok.autoencoder.decode(out.latent)
+        images = tok.autoencoder.decode(latent)
         timing = {"transformer_s": chooser.time_in_model, "backbone_and_chain_s": t_chain - chooser.time_in_model,
                   "autoencoder_s": time.time() - t1}
         return (images, out.tokens, timing) if return_tokens else (images, timing)

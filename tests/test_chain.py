@@ -271,3 +271,22 @@ def test_ancestral_sampler_draws_the_data_distribution(name):
     three = ancestral_sample(bb, noise, ode_times(f, 20), None, gens())
     one = ancestral_sample(bb, noise[2:], ode_times(f, 20), None, gens()[2:])
     assert torch.allclose(one, three[2:], atol=1e-6) and not torch.allclose(three[0], three[1])
+
+
+def test_num_steps_stops_the_chain_where_the_full_walk_passes():
+    """run_chain(num_steps=k) walks the plan's first k steps: its state is the full walk's state before step k
+    (the same loop, so exactly), with k token maps plus the init map, and no final sampler; k outside the
+    plan is refused."""
+    from rdpm_gddcm.backbones import LinearGaussianBackbone
+    f = Family("ve")
+    data = torch.randn(64, 3, 4, 4) * 0.5
+    bb = LinearGaussianBackbone.fit(data, f)
+    plan = build_plan(PlanConfig(kind="trajectory", num_steps=6, p=0.7, t_start=20.0, t_end=0.05), f)
+    spec = ChainSpec(plan, VirtualCodebook(0, 48), Grid((3, 4, 4), 2, 2), codebook_size=256)
+    full = run_chain(bb, spec, EncodeChooser(data[:3], "dot"), 3, record=True)
+    part = run_chain(bb, spec, LookupChooser(full.tokens), 3, num_steps=4)
+    assert torch.equal(part.state, full.states[4]) and torch.equal(part.latent, part.state)
+    assert torch.equal(part.tokens, full.tokens[:, :5])
+    for bad in (0, 7):
+        with pytest.raises(ValueError, match="num_steps"):
+            run_chain(bb, spec, LookupChooser(full.tokens), 3, num_steps=bad)
