@@ -10,7 +10,7 @@ Suite ``diagnostics`` (where the generator loses FID): the generator's chain wit
 `train` images replacing its choices in some token rows (``true_rows``): of class-matched images, or of
 other images (``true_from``); score these against `val` (the tokens are `train`'s). Its hand-off rows
 (``kind="handoff"``) let the generator draw the first k chain steps only and the backbone's ancestral
-sampler (its ``steps``-step schedule from the first time below the chain's, CFG ``cfg_scale``) finish
+sampler (its ``steps``-step schedule from the first time below the chain's, CFG ``backbone_finish_cfg``) finish
 from that state: how far the generator's early maps, and the backbone's late denoising, carry.
 Suite ``ablations`` (also the tuning of a checkpoint's sampling defaults): CFG scale sweep, temperature
 sweep, optional top-k / top-p, minimum-norm and backbone-guidance sweeps, the linear CFG schedule, and
@@ -203,8 +203,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
         idx = np.arange(b, min(b + a.batch_size, n))
         y = torch.from_numpy(labels[idx]).long()
         if row["kind"] in ("generator", "handoff"):
-            hand_off = (row["handoff_steps"], ancestral_finish(tok.backbone, row, y.to(tok.device))) \
-                if row["kind"] == "handoff" else None
+            hand_off = (row["handoff_steps"], ancestral_finish(tok.backbone, row)) if row["kind"] == "handoff" else None
             imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"],
                                      row["temperature"], row["top_k"], row["top_p"], a.global_seed,
                                      min_norm_maps=row["min_norm_maps"], backbone_cfg_scale=row["backbone_cfg_scale"],
@@ -235,7 +234,7 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
     return np.concatenate(out), timing
 
 
-def ancestral_finish(backbone, row: dict, y: torch.Tensor):
+def ancestral_finish(backbone, row: dict):
     """A hand-off row's finish: the backbone's ancestral sampler (CFG ``backbone_finish_cfg``) from the chain's
     state at time t, over the times of its ``steps``-step schedule below t (the start of that schedule is
     what the generator's first maps replaced)."""
@@ -245,9 +244,9 @@ def ancestral_finish(backbone, row: dict, y: torch.Tensor):
     w = row["backbone_finish_cfg"]
     bb = GuidedBackbone(backbone, w) if w != 1.0 else backbone
 
-    def finish(state, t, _labels, generators):
+    def finish(state, t, labels, generators):
         times = [t] + [u for u in ode_times(bb.family, row["steps"]) if u < t]
-        return ancestral_sample(bb, state / float(bb.family.S(t)), times, y, generators)
+        return ancestral_sample(bb, state / float(bb.family.S(t)), times, labels, generators)
     return finish
 
 

@@ -208,7 +208,8 @@ class Sampler:
         """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting.
         ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics);
         ``hand_off = (k, finish)``: the generator draws the first k chain steps only and ``finish(state, t, labels,
-        generators) -> latent`` samples on from that state at time t (benchmark diagnostics)."""
+        generators) -> latent`` samples on from that state at time t, given the images' classes and their
+        generators (benchmark diagnostics)."""
         from .chain import run_chain
         d = self.defaults
         cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
@@ -232,7 +233,7 @@ class Sampler:
                         bb_labels, self.device, num_steps=hand_off[0] if hand_off else None)
         latent = out.latent
         if hand_off:
-            latent = hand_off[1](out.state, tok.spec.plan.steps[hand_off[0] - 1][2], bb_labels, gens)
+            latent = hand_off[1](out.state, tok.spec.plan.steps[hand_off[0] - 1][2], y.to(self.device), gens)
         t_chain = time.time() - t0
         t1 = time.time()
         images = tok.autoencoder.decode(latent)
