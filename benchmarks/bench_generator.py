@@ -86,12 +86,16 @@ def generator_rows(a) -> list[dict]:
                  true_from="other images, one per token", **g0),
             # the converse of row 3: how well the generator continues a real image's first maps
             dict(label="true tokens in rows 0-3, the generator after", true_rows=[0, 1, 2, 3], **g0),
-            # hand-off rows (10-12): the generator's first k chain steps, then the backbone's ancestral sampler
+            # hand-off rows (10-11, 13-14): the generator's first k chain steps, then the backbone's ancestral sampler
             dict(label="the generator in rows 0-3, then the backbone's ancestral sampler", kind="handoff",
                  ckpt=a.generator, handoff_steps=3, steps=100, backbone_finish_cfg=a.ode_cfg_scale, min_norm_maps=0),
             dict(label="the generator in rows 0-6, then the backbone's ancestral sampler", kind="handoff",
                  ckpt=a.generator, handoff_steps=6, steps=100, backbone_finish_cfg=a.ode_cfg_scale, min_norm_maps=0),
             dict(label="backbone ancestral, 100 steps", kind="ancestral", steps=100, cfg_scale=a.ode_cfg_scale),
+            # rows 13-14: the hand-off between them, one map at a time
+            *(dict(label=f"the generator in rows 0-{k}, then the backbone's ancestral sampler", kind="handoff",
+                   ckpt=a.generator, handoff_steps=k, steps=100, backbone_finish_cfg=a.ode_cfg_scale, min_norm_maps=0)
+              for k in (4, 5)),
         ]
     rows = []
     for w in a.cfg_sweep:

@@ -831,9 +831,9 @@ def t_generator_diagnostics():
 
 def t_generator_handoff():
     """The generator's first k chain steps, then the backbone's ancestral sampler (bench_generator.py
-    diagnostics rows 10-11), against the shipped generator alone and the backbone's ancestral sampler alone
+    diagnostics rows 10-11, 13-14), against the shipped generator alone and the backbone's ancestral sampler alone
     (main table rows, the same protocol); FID-1k vs `val`."""
-    d = _merged("generator_handoff", "generator_handoff_b")
+    d = _merged("generator_handoff", "generator_handoff_b", "generator_handoff_c")
     main = _latent_fid()
     gen_json = ROOT / "assets" / "cifar10-generator" / "generator.json"
     if not d or not main or not gen_json.exists():
@@ -861,8 +861,8 @@ def t_generator_handoff():
             f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i), the same per-image seeds in every "
             f"row), scored at 32 px, standard FID Inception against {d['rows'][0]['fid_reference']}; the shipped "
             f"generator (gen-mini, CFG w = {d['rows'][0]['cfg_scale']}, τ = {d['rows'][0]['temperature']}) with "
-            f"`assets/{bound}` in every row. Seconds per image in fp32 on one thread per process "
-            "(two processes shared the 2 cores). "
+            f"`assets/{bound}` in every row. Seconds per image in fp32 on one thread per process, with another "
+            "job on the 2 cores (they vary with its load). "
             + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 

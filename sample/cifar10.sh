@@ -194,12 +194,14 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --out benchmarks/results/generator_fid_edm2m.json
   run $PY benchmarks/bench_generator.py "${EDM2M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-2m --rows 6 \
     --out benchmarks/results/generator_fid_edm2m_b.json
-  # hand-off diagnostics: the shipped generator's first 3 / 6 chain steps, then edm-2m's ancestral sampler
+  # hand-off diagnostics: the shipped generator's first 3 / 6 / 4 / 5 chain steps, then edm-2m's ancestral sampler
   HANDOFF=(--suite diagnostics --num-images 1000 --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val')
   run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${HANDOFF[@]}" \
     --features-dir runs/generator-features-handoff --rows 10 --out benchmarks/results/generator_handoff.json
   run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${HANDOFF[@]}" \
     --features-dir runs/generator-features-handoff --rows 11 --out benchmarks/results/generator_handoff_b.json
+  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${HANDOFF[@]}" \
+    --features-dir runs/generator-features-handoff --rows 13,14 --out benchmarks/results/generator_handoff_c.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
