@@ -440,6 +440,25 @@ def test_overfit_and_samples_decode_to_training_images(toy):
     assert torch.equal(tokens, torch.from_numpy(data.tokens[:]))       # the training sequences, exactly
     ref = s.tokenizer.decode(torch.from_numpy(data.tokens[:]))
     assert torch.allclose(imgs, ref, atol=1e-5)
+    # hand-off (benchmark diagnostics): the generator draws the first k steps, the finish gets that state, its
+    # time and the images' classes, and its latent is what gets decoded
+    from rdpm_gddcm.chain import LookupChooser, run_chain
+    k, seen = 2, {}
+
+    def finish(state, t, labels, generators):
+        seen.update(state=state, t=t, labels=labels, n=len(generators))
+        return torch.zeros_like(state)
+    imgs_h, tokens_h, _ = s.sample(np.arange(4), data.labels, cfg_scale=1.0, temperature=0.0, return_tokens=True,
+                                   hand_off=(k, finish))
+    spec = s.tokenizer.spec
+    assert torch.equal(tokens_h, torch.from_numpy(data.tokens[:, :spec.row_of_step(k - 1) + 1]))
+    assert seen["t"] == spec.plan.steps[k - 1][2] and seen["n"] == 4
+    assert torch.equal(seen["labels"].cpu(), torch.as_tensor(np.asarray(data.labels[:4])).long())
+    replay = run_chain(s.tokenizer.backbone, spec, LookupChooser(tokens_h), 4,
+                       seen["labels"] if s.tokenizer.cfg.conditional else None, "cpu", num_steps=k)
+    assert torch.allclose(seen["state"], replay.state, atol=1e-5)
+    zero = s.tokenizer.autoencoder.decode(torch.zeros_like(seen["state"]))
+    assert torch.allclose(imgs_h, zero, atol=1e-6)
 
 
 def test_resume_continues_same_loss_curve(toy):
