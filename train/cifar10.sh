@@ -47,7 +47,8 @@ if want backbone-decay; then   # not in the default STAGES: a learning-rate deca
   # EMA (BACKBONE): fresh AdamW, warm-up, cosine from 5e-4 to a tenth of it over 3,000 steps of 64 (README: 'A
   # learning-rate decay phase'); each checkpoint's EMA is scored by benchmarks/bench_backbone_scaling.py. The 2.09M
   # row: BACKBONE=runs/backbone-long/export/step_0032699 (rdpm-train-backbone --results-dir runs/backbone-long
-  # --export-checkpoint latest) DECAY_RUN=runs/backbone-decay-2m; a copy of the long run's latent cache in DECAY_RUN
+  # --export-checkpoint latest) DECAY_RUN=runs/backbone-decay-2m, the 2.85M row the same with step_0044473 and
+  # DECAY_RUN=runs/backbone-decay-3m; a copy of the long run's latent cache in DECAY_RUN
   # skips the encoding
   run $PY -m rdpm_gddcm.train_backbone --data-path "$DATA/train" --image-size 64 --autoencoder "taef2:$TAEF2" \
     --family edm --model unet-latent-cpu --results-dir "${DECAY_RUN:-$RUNS/backbone-decay}" --init-from "$BACKBONE" --max-steps 3000 \
