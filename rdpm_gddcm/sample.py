@@ -228,9 +228,8 @@ class Sampler:
         chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast,
                                min_norm_maps, map_passes, norm_bias)
         t0 = time.time()
-        bb_labels = y if tok.cfg.conditional else None
         out = run_chain(backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
-                        bb_labels, self.device, num_steps=hand_off[0] if hand_off else None)
+                        y if tok.cfg.conditional else None, self.device, num_steps=hand_off[0] if hand_off else None)
         latent = out.latent
         if hand_off:
             latent = hand_off[1](out.state, tok.spec.plan.steps[hand_off[0] - 1][2], y.to(self.device), gens)
