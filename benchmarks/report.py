@@ -115,7 +115,7 @@ def t_classifier():
 
 
 BACKBONE_ASSETS = ("cifar10-pixels-vp", "cifar10-pixels-flow", "cifar10-taef2-edm", "cifar10-taef2-edm-long",
-                   "cifar10-taef2-edm-2m", "cifar10-taef2-consistency")
+                   "cifar10-taef2-edm-2m", "cifar10-taef2-edm-3m", "cifar10-taef2-consistency")
 
 
 def t_backbone_fid():
@@ -344,7 +344,7 @@ def _latent_fid():
     return _merged("generator_fid_latent", "generator_fid_latent_b", "generator_fid_latent_c",
                    "generator_fid_latent_xs", "generator_fid_latent_hist", "generator_fid_latent_2pass",
                    "generator_fid_latent_longer", "generator_fid_latent_2m", "generator_fid_edm2m",
-                   "generator_fid_edm2m_b")
+                   "generator_fid_edm2m_b", "generator_fid_latent_3m", "generator_fid_edm3m", "generator_fid_edm3m_b")
 
 
 def _latent_tuning():
@@ -407,29 +407,43 @@ def shipped_backbone() -> str:
     return json.loads((ROOT / "assets" / "cifar10-generator" / "card.json").read_text())["backbone_asset"]
 
 
-BACKBONE_SHORT = {"cifar10-taef2-edm-long": "edm-long", "cifar10-taef2-edm-2m": "edm-2m"}
+# the latent backbones the shipped generator has sampled with, newest first (tables list them in this order)
+BACKBONE_SHORT = {"cifar10-taef2-edm-3m": "edm-3m", "cifar10-taef2-edm-2m": "edm-2m", "cifar10-taef2-edm-long": "edm-long"}
+
+
+# the backbone whose tokens every latent generator was trained on
+TRAINED_ON = "cifar10-taef2-edm-long"
+
+
+def backbone_rank(name: str) -> int:
+    """A backbone's place in the tables: the one the shipped generator is bound to first, then newest first."""
+    return -1 if name == shipped_backbone() else list(BACKBONE_SHORT).index(name) if name in BACKBONE_SHORT else 99
 
 
 def t_generator_fid_latent():
     """The latent generator against its backbone's own samplers, random tokens and the previous
     generator, all FID-1k against `val` (1,000 class-balanced samples, image i seeded by (0, i)); rows of
-    both backbones the shipped weights have been bound to, the one it is bound to now first."""
+    every backbone the shipped weights have been bound to, the one it is bound to now first."""
     d = _latent_fid()
     if not d:
         return None
     rows = []
     total = lambda r: sum(r.get("seconds_per_image", {}).values())  # noqa: E731
     shipped, now = shipped_row(d["rows"], bound=True), shipped_backbone()
-    earlier = shipped_row([r for r in d["rows"] if backbone_of(r) != now])
-    order = lambda r: (r is not shipped, r is not earlier, backbone_of(r) != now, r["kind"] != "generator")  # noqa: E731
+    # the shipped weights at their recorded setting with each backbone they were bound to before
+    earlier = [r for r in (shipped_row([x for x in d["rows"] if backbone_of(x) == bb]) for bb in BACKBONE_SHORT
+                           if bb != now) if r is not None]
+    order = lambda r: (r is not shipped, r not in earlier, backbone_rank(backbone_of(r)),  # noqa: E731
+                       r["kind"] != "generator")
     for r in sorted(d["rows"], key=order):
         setting = _gen_rows({"rows": [r]})[0][1]
         calls = {"generator": "10 + 1", "random": "10 + 1", "tokens": "10 + 1", "real": "-", "autoencoder": "-"}.get(
             r["kind"], r.get("steps"))
         if r["kind"] == "generator" and not is_shipped_generator(r):
             note = f" ({generator_of(r)['generator_model']}, {generator_of(r)['generator_parameters_m']:.2f}M: not shipped)"
-        elif r is earlier:
-            note = " (the shipped weights with the backbone they were trained on, before the re-binding)"
+        elif r in earlier:
+            note = (" (the shipped weights with the backbone they were trained on, before the re-binding)"
+                    if backbone_of(r) == TRAINED_ON else " (the shipped weights bound to an earlier backbone)")
         else:
             note = " (earlier default)" if r["kind"] == "generator" and r is not shipped else ""
         rows.append((r["label"] + note, BACKBONE_SHORT.get(backbone_of(r), backbone_of(r)),
@@ -437,7 +451,7 @@ def t_generator_fid_latent():
                      f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",
                      (f"{total(r):.3f}" + (f" ({r['threads']} threads)" if (r.get("threads") or 1) > 1 else ""))
                      if r["kind"] != "real" else "-"))
-    for bb in sorted({backbone_of(r) for r in d["rows"]}, key=lambda b: b != now):
+    for bb in sorted({backbone_of(r) for r in d["rows"]}, key=backbone_rank):
         card = json.loads((ROOT / "assets" / bb / "card.json").read_text())
         for r in card.get("fid") or []:
             rows.append((f"backbone's own {r['sampler']} (its card)", BACKBONE_SHORT.get(bb, bb), f"CFG w={r['cfg_scale']}",
@@ -459,8 +473,9 @@ def t_generator_fid_latent():
                 "class accuracy ↑ (proxy)", "s/image"], rows) +
             f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i)), scored at 32 px (the 64 px samples "
             f"box-filtered, see above), standard FID Inception against {d['rows'][0]['fid_reference']}. Backbones: "
-            "edm-2m = `assets/cifar10-taef2-edm-2m`, edm-long = `assets/cifar10-taef2-edm-long` (every latent "
-            "generator here was trained on edm-long's tokens; the shipped one now samples with edm-2m). The "
+            + ", ".join(f"{short} = `assets/{bb}`" for bb, short in BACKBONE_SHORT.items())
+            + f" (every latent generator here was trained on {BACKBONE_SHORT[TRAINED_ON]}'s tokens; the shipped one "
+            f"now samples with {BACKBONE_SHORT.get(now, now)}). The "
             "generator's network calls: 10 chain steps plus the final ODE step "
             f"(each chain step also runs the transformer, twice with CFG). Seconds per image: this table's rows in "
             f"fp32 on one thread per process (two processes shared the 2 cores) unless marked, the card rows as their card says, the "
@@ -558,7 +573,7 @@ def t_headline():
             f"classifier)"
             + (f"; at the same count real `train` images score {floor[0]['fid']:.1f}" if floor else "")
             + (f", its backbone's (`{bb}`) own best sampler {best['fid']:.1f} ({best['sampler']})" if best else "")
-            + ". From `benchmarks/results/generator_fid_latent*.json` and `generator_fid_edm2m*.json`; the table is under "
+            + ". From `benchmarks/results/generator_fid_latent*.json` and `generator_fid_edm*.json`; the table is under "
               "[Results](#class-conditional-cifar-10-in-10-steps-the-shipped-latent-generator).*")
 
 
@@ -589,15 +604,20 @@ def t_generator_tuning():
             + "; ".join(f"`{c}`" for c in cmds))
 
 
+# the tuning JSON each re-binding re-checked the setting in
+TUNING_OF = {"cifar10-taef2-edm-2m": "generator_tuning_2m", "cifar10-taef2-edm-3m": "generator_tuning_3m"}
+
+
 def t_generator_knobs():
     """The shipped weights' sampling settings against the first 5,000 `train` images' features (the tuning
-    set): the norm bias and CFG schedules with edm-long, then the setting re-checked with edm-2m."""
-    d = _merged("generator_tuning_f", "generator_tuning_2m")
+    set): the norm bias and CFG schedules with edm-long, then the setting re-checked with each newer backbone
+    at its re-binding (edm-2m, edm-3m)."""
+    d = _merged("generator_tuning_f", "generator_tuning_2m", "generator_tuning_3m")
     if not d:
         return None
     rec, now = shipped_sampling(), shipped_backbone()
     chosen = lambda r: same_setting(r, rec) and backbone_of(r) == now  # noqa: E731
-    rs = sorted(d["rows"], key=lambda r: (backbone_of(r) != now, r["fid"]))
+    rs = sorted(d["rows"], key=lambda r: (backbone_rank(backbone_of(r)), r["fid"]))
     rows = [(BACKBONE_SHORT.get(backbone_of(r), backbone_of(r)), r["label"], _gen_rows({"rows": [r]})[0][1],
              f"{r['fid']:.1f}" + (" (chosen)" if chosen(r) else ""), f"{r['kid'] * 1e3:.1f}",
              f"{100 * r['class accuracy']:.1f} %") for r in rs]
@@ -606,9 +626,9 @@ def t_generator_knobs():
             f"\n\n{n} class-balanced samples per setting against {rs[0]['fid_reference']}: the tuning set (its FID "
             "is not comparable with the older tuning tables', whose reference held 20,000 images), not the `val` "
             "images results are reported on. The shipped weights (gen-mini) in every row; the chosen setting is the "
-            "lowest FID with edm-2m among those reaching 60 % class accuracy (`benchmarks/generator_card.py --retune "
-            "assets/cifar10-generator --sampling-from benchmarks/results/generator_tuning_2m.json "
-            "--min-class-accuracy 0.6`). " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+            f"lowest FID with {BACKBONE_SHORT.get(now, now)} among those reaching 65 % class accuracy "
+            "(`benchmarks/generator_card.py --retune assets/cifar10-generator --sampling-from "
+            f"benchmarks/results/{TUNING_OF.get(now, 'generator_tuning_f')}.json --min-class-accuracy 0.65`). " + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
 def t_generator_sizes():
@@ -840,11 +860,11 @@ def t_generator_handoff():
         return None
     steps = json.loads(gen_json.read_text())["tokens_header"]["plan"]["steps"]
     total = lambda r: sum(r.get("seconds_per_image", {}).values())  # noqa: E731
-    bound = shipped_backbone()
+    bound = backbone_of(d["rows"][0])          # the backbone the hand-off rows ran (the binding of their time)
     cells = lambda r: (f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",  # noqa: E731
                        f"{total(r):.3f}")
     rows = []
-    shipped = shipped_row(main["rows"], bound=True)
+    shipped = shipped_row([r for r in main["rows"] if backbone_of(r) == bound])
     if shipped:
         rows.append(("the shipped generator alone (main table)", "0-10 (the last 4 minimum-norm)", "-", *cells(shipped)))
     for r in sorted(d["rows"], key=lambda r: r["handoff_steps"]):

@@ -163,7 +163,7 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   # the re-binding, the setting re-checked with edm-2m, then FID-1k against val and edm-2m's own samplers
   run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out runs/tokens-cifar10-val-edm-2m-8x8 --num-images 500 \
     --backbone assets/cifar10-taef2-edm-2m --autoencoder taef2:../shared/weights/taef2 --plan trajectory --p 0.7 \
-    --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional --save-states
+    --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional --save-states --mixed-precision no
   run $PY benchmarks/bench_fid_reference.py --data "$DATA" --cache runs/fid-features --train-images 5000 --shard 0/2
   TUNE5K=(--batch-size 50 --mixed-precision no --suite ablations --num-images 500 --temperature 1.0 --min-norm-maps 4
           --fid-reference runs/fid-features/train-000000-005000.npy
@@ -202,6 +202,26 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --features-dir runs/generator-features-handoff --rows 11 --out benchmarks/results/generator_handoff_b.json
   run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${HANDOFF[@]}" \
     --features-dir runs/generator-features-handoff --rows 13,14 --out benchmarks/results/generator_handoff_c.json
+  # the shipped weights re-bound to the decay phase from the long run at 2.85M images (README: "Re-bound to
+  # edm-3m"): its val tokens (their header), the re-binding, the setting re-checked with edm-3m, FID-1k against
+  # val and edm-3m's own samplers. The edm-2m commands above need the asset bound to edm-2m: run them first.
+  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out runs/tokens-cifar10-val-edm-3m-8x8 --num-images 500 \
+    --backbone assets/cifar10-taef2-edm-3m --autoencoder taef2:../shared/weights/taef2 --plan trajectory --p 0.7 \
+    --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional --save-states --mixed-precision no
+  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --backbone-asset cifar10-taef2-edm-3m \
+    --tokens-header-from runs/tokens-cifar10-val-edm-3m-8x8
+  EDM3M=(--tokens runs/tokens-cifar10-val-edm-3m-8x8 --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no)
+  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM3M[@]}" "${TUNE5K[@]}" \
+    --features-dir runs/generator-features-tune5k-3m --cfg-scale 2 --cfg-sweep 2 2.5 1.5 --min-norm-maps-sweep 3 5 \
+    --rows 0,1,2,3,4 --out benchmarks/results/generator_tuning_3m.json
+  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM3M[@]}" "${VAL2M[@]}" \
+    --features-dir runs/generator-features-latent-3m --rows 0,3 --out benchmarks/results/generator_fid_latent_3m.json
+  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --sampling-from benchmarks/results/generator_tuning_3m.json \
+    --min-class-accuracy 0.65 --fid-from benchmarks/results/generator_fid_latent_3m.json
+  run $PY benchmarks/bench_generator.py "${EDM3M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-3m --rows 2,5 \
+    --out benchmarks/results/generator_fid_edm3m.json
+  run $PY benchmarks/bench_generator.py "${EDM3M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-3m --rows 6 \
+    --out benchmarks/results/generator_fid_edm3m_b.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json

@@ -48,8 +48,8 @@ if want backbone-decay; then   # not in the default STAGES: a learning-rate deca
   # learning-rate decay phase'); each checkpoint's EMA is scored by benchmarks/bench_backbone_scaling.py. The 2.09M
   # row: BACKBONE=runs/backbone-long/export/step_0032699 (rdpm-train-backbone --results-dir runs/backbone-long
   # --export-checkpoint latest) DECAY_RUN=runs/backbone-decay-2m, the 2.85M row the same with step_0044473 and
-  # DECAY_RUN=runs/backbone-decay-3m; a copy of the long run's latent cache in DECAY_RUN
-  # skips the encoding
+  # DECAY_RUN=runs/backbone-decay-3m (shipped as assets/cifar10-taef2-edm-3m: benchmarks/backbone_card.py, command in
+  # its CARD.md); a copy of the long run's latent cache in DECAY_RUN skips the encoding
   run $PY -m rdpm_gddcm.train_backbone --data-path "$DATA/train" --image-size 64 --autoencoder "taef2:$TAEF2" \
     --family edm --model unet-latent-cpu --results-dir "${DECAY_RUN:-$RUNS/backbone-decay}" --init-from "$BACKBONE" --max-steps 3000 \
     --warmup-steps 50 --global-batch-size 64 --lr 5e-4 --ckpt-every 500 --keep-checkpoints 10 --sample-every 0 \
