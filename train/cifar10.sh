@@ -63,15 +63,18 @@ fi
 
 if want tokenize; then    # the generators' train and val tokens (tokenizer/cifar10.sh)
   run env DATA="$DATA" RUNS="$RUNS" TAEF2="$TAEF2" BACKBONE="$BACKBONE" PY="$PY" TOKENS="$TOKENS" VAL_TOKENS="$VAL_TOKENS" \
-    LATENT_IMAGES="$LATENT_IMAGES" STAGES=tokenize bash tokenizer/cifar10.sh
+    LATENT_IMAGES="$LATENT_IMAGES" TOKEN_PRECISION="${TOKEN_PRECISION:-auto}" STAGES=tokenize bash tokenizer/cifar10.sh
 fi
 
 if want generator; then   # the shipped generator: gen-mini over the latent tokens of all 50,000 train images, 2
-  # CPU processes (accelerate launch --multi_gpu --num_processes 2 here); its card has the measured wall time
-  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "$RUNS/gen-latent" \
+  # CPU processes (accelerate launch --multi_gpu --num_processes 2 here); its card has the measured wall time.
+  # The same from scratch over edm-3m's tokens (README: "Re-bound to edm-3m"): STAGES="tokenize generator"
+  # BACKBONE=assets/cifar10-taef2-edm-3m TOKENS=runs/tokens-cifar10-edm-3m-8x8 VAL_TOKENS=runs/tokens-cifar10-val-edm-3m-8x8
+  # GEN_RUN=runs/gen-latent-3m TOKEN_PRECISION=no (fp32 tokens, as made for it); GEN_ARGS="--run-state DIR --stop-after-minutes M" spreads it over several sittings
+  run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "${GEN_RUN:-$RUNS/gen-latent}" \
     --model gen-mini --head-rank 4 --max-steps 3300 --global-batch-size 64 --lr 1e-3 --warmup-steps 100 \
     --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
-    --val-tokens "$VAL_TOKENS"
+    --val-tokens "$VAL_TOKENS" ${GEN_ARGS:-}
 fi
 
 if want generator-xs; then   # an ablation, not in the default STAGES: the next size up (gen-xs, 7.31M) on the same
