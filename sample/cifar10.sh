@@ -158,12 +158,8 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --fid-reference-name 'CIFAR-10 val' --features-dir runs/generator-features-latent-2pass --suite main --num-images 1000 --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --rows 0 \
     --out benchmarks/results/generator_fid_latent_2pass.json
   # the shipped weights re-bound to the decayed backbone (README: "The shipped generator bound to the decayed
-  # backbone"): edm-2m's val tokens (their header), the tuning set = the first 5,000 train images' features, the
-  # norm-bias / CFG-interval rows with edm-long (run before the re-binding: they need the asset bound to edm-long),
-  # the re-binding, the setting re-checked with edm-2m, then FID-1k against val and edm-2m's own samplers
-  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out runs/tokens-cifar10-val-edm-2m-8x8 --num-images 500 \
-    --backbone assets/cifar10-taef2-edm-2m --autoencoder taef2:../shared/weights/taef2 --plan trajectory --p 0.7 \
-    --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional --save-states --mixed-precision no
+  # backbone"): the tuning set = the first 5,000 train images' features, the norm-bias / CFG-interval rows with
+  # edm-long (run before the re-binding: they need the asset bound to edm-long), then rebind 2m
   run $PY benchmarks/bench_fid_reference.py --data "$DATA" --cache runs/fid-features --train-images 5000 --shard 0/2
   TUNE5K=(--batch-size 50 --mixed-precision no --suite ablations --num-images 500 --temperature 1.0 --min-norm-maps 4
           --fid-reference runs/fid-features/train-000000-005000.npy
@@ -179,21 +175,33 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 2 --cfg-sweep --norm-bias-sweep -0.1 -0.25 --rows 0,1
   run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 2 --cfg-sweep --cfg-schedule-sweep interval:0-2 interval:0-0 --rows 0,1
   run $PY benchmarks/bench_generator.py "${KNOBS[@]}" --cfg-scale 3 --cfg-sweep --cfg-schedule-sweep interval:0-0 interval:0-2 --rows 0,1
-  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --backbone-asset cifar10-taef2-edm-2m \
-    --tokens-header-from runs/tokens-cifar10-val-edm-2m-8x8
+  # rebind M: the shipped weights re-bound to the decay phase edm-M: its val tokens (their header), the re-binding,
+  # the setting re-checked with it on the tuning set, FID-1k against val, the setting re-chosen (>= 65 % class
+  # accuracy), then the backbone's own samplers. Each binding's rows need the asset bound to that backbone: run in order.
+  VAL1K=(--suite main --num-images 1000 --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val')
+  rebind() {
+    local m=$1
+    local bb=(--tokens "runs/tokens-cifar10-val-edm-$m-8x8" --backbone "assets/cifar10-taef2-edm-$m" --batch-size 50
+              --mixed-precision no)
+    run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out "runs/tokens-cifar10-val-edm-$m-8x8" --num-images 500 \
+      --backbone "assets/cifar10-taef2-edm-$m" --autoencoder taef2:../shared/weights/taef2 --plan trajectory --p 0.7 \
+      --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional --save-states --mixed-precision no
+    run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --backbone-asset "cifar10-taef2-edm-$m" \
+      --tokens-header-from "runs/tokens-cifar10-val-edm-$m-8x8"
+    run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${bb[@]}" "${TUNE5K[@]}" \
+      --features-dir "runs/generator-features-tune5k-$m" --cfg-scale 2 --cfg-sweep 2 2.5 1.5 --min-norm-maps-sweep 3 5 \
+      --rows 0,1,2,3,4 --out "benchmarks/results/generator_tuning_$m.json"
+    run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${bb[@]}" "${VAL1K[@]}" \
+      --features-dir "runs/generator-features-latent-$m" --rows 0,3 --out "benchmarks/results/generator_fid_latent_$m.json"
+    run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --sampling-from "benchmarks/results/generator_tuning_$m.json" \
+      --min-class-accuracy 0.65 --fid-from "benchmarks/results/generator_fid_latent_$m.json"
+    run $PY benchmarks/bench_generator.py "${bb[@]}" "${VAL1K[@]}" --features-dir "runs/generator-features-edm-$m" --rows 2,5 \
+      --out "benchmarks/results/generator_fid_edm$m.json"
+    run $PY benchmarks/bench_generator.py "${bb[@]}" "${VAL1K[@]}" --features-dir "runs/generator-features-edm-$m" --rows 6 \
+      --out "benchmarks/results/generator_fid_edm$m"_b.json
+  }
+  rebind 2m
   EDM2M=(--tokens runs/tokens-cifar10-val-edm-2m-8x8 --backbone assets/cifar10-taef2-edm-2m --batch-size 50 --mixed-precision no)
-  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${TUNE5K[@]}" \
-    --features-dir runs/generator-features-tune5k-2m --cfg-scale 2 --cfg-sweep 2 2.5 1.5 --min-norm-maps-sweep 3 5 \
-    --rows 0,1,2,3,4 --out benchmarks/results/generator_tuning_2m.json
-  VAL2M=(--suite main --num-images 1000 --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val')
-  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${VAL2M[@]}" \
-    --features-dir runs/generator-features-latent-2m --rows 0,3 --out benchmarks/results/generator_fid_latent_2m.json
-  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --sampling-from benchmarks/results/generator_tuning_2m.json \
-    --min-class-accuracy 0.65 --fid-from benchmarks/results/generator_fid_latent_2m.json
-  run $PY benchmarks/bench_generator.py "${EDM2M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-2m --rows 2,5 \
-    --out benchmarks/results/generator_fid_edm2m.json
-  run $PY benchmarks/bench_generator.py "${EDM2M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-2m --rows 6 \
-    --out benchmarks/results/generator_fid_edm2m_b.json
   # hand-off diagnostics: the shipped generator's first 3 / 6 / 4 / 5 chain steps, then edm-2m's ancestral sampler
   HANDOFF=(--suite diagnostics --num-images 1000 --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val')
   run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${HANDOFF[@]}" \
@@ -202,26 +210,8 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --features-dir runs/generator-features-handoff --rows 11 --out benchmarks/results/generator_handoff_b.json
   run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM2M[@]}" "${HANDOFF[@]}" \
     --features-dir runs/generator-features-handoff --rows 13,14 --out benchmarks/results/generator_handoff_c.json
-  # the shipped weights re-bound to the decay phase from the long run at 2.85M images (README: "Re-bound to
-  # edm-3m"): its val tokens (their header), the re-binding, the setting re-checked with edm-3m, FID-1k against
-  # val and edm-3m's own samplers. The edm-2m commands above need the asset bound to edm-2m: run them first.
-  run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out runs/tokens-cifar10-val-edm-3m-8x8 --num-images 500 \
-    --backbone assets/cifar10-taef2-edm-3m --autoencoder taef2:../shared/weights/taef2 --plan trajectory --p 0.7 \
-    --num-steps 10 --grid 8x8 --codebook-size 4096 --selection dot --conditional --save-states --mixed-precision no
-  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --backbone-asset cifar10-taef2-edm-3m \
-    --tokens-header-from runs/tokens-cifar10-val-edm-3m-8x8
-  EDM3M=(--tokens runs/tokens-cifar10-val-edm-3m-8x8 --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no)
-  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM3M[@]}" "${TUNE5K[@]}" \
-    --features-dir runs/generator-features-tune5k-3m --cfg-scale 2 --cfg-sweep 2 2.5 1.5 --min-norm-maps-sweep 3 5 \
-    --rows 0,1,2,3,4 --out benchmarks/results/generator_tuning_3m.json
-  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator "${EDM3M[@]}" "${VAL2M[@]}" \
-    --features-dir runs/generator-features-latent-3m --rows 0,3 --out benchmarks/results/generator_fid_latent_3m.json
-  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --sampling-from benchmarks/results/generator_tuning_3m.json \
-    --min-class-accuracy 0.65 --fid-from benchmarks/results/generator_fid_latent_3m.json
-  run $PY benchmarks/bench_generator.py "${EDM3M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-3m --rows 2,5 \
-    --out benchmarks/results/generator_fid_edm3m.json
-  run $PY benchmarks/bench_generator.py "${EDM3M[@]}" "${VAL2M[@]}" --features-dir runs/generator-features-edm-3m --rows 6 \
-    --out benchmarks/results/generator_fid_edm3m_b.json
+  # then the decay phase from the long run at 2.85M images (README: "Re-bound to edm-3m"), after the edm-2m rows
+  rebind 3m
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
