@@ -344,7 +344,8 @@ def _latent_fid():
     return _merged("generator_fid_latent", "generator_fid_latent_b", "generator_fid_latent_c",
                    "generator_fid_latent_xs", "generator_fid_latent_hist", "generator_fid_latent_2pass",
                    "generator_fid_latent_longer", "generator_fid_latent_2m", "generator_fid_edm2m",
-                   "generator_fid_edm2m_b", "generator_fid_latent_3m", "generator_fid_edm3m", "generator_fid_edm3m_b")
+                   "generator_fid_edm2m_b", "generator_fid_latent_3m", "generator_fid_edm3m", "generator_fid_edm3m_b",
+                   "generator_fid_latent_3m_scratch")
 
 
 def _latent_tuning():
@@ -358,17 +359,19 @@ def _latent_tuning():
 # since the second latent generator; every latent-generator row benchmarked before sampled gen-mini
 # (runs/gen-latent, then the shipped asset)
 GEN_MINI = {"generator_model": "gen-mini", "generator_parameters_m": 1.260321}
-# continuations of the shipped generator with nothing added (same size, input and head), told apart from it by
-# the run a row sampled (bench_generator records it as `generator`)
-PLAIN_CONTINUATIONS = {"runs/gen-latent-longer": "gen-mini + 1,200 steps"}
+# other gen-mini runs with the shipped generator's size, input and head (a continuation of it, one trained the same
+# way on another backbone's tokens), told apart from it by the run a row sampled (bench_generator records it as
+# `generator`)
+SAME_SHAPE_RUNS = {"runs/gen-latent-longer": "gen-mini + 1,200 steps",
+                   "runs/gen-latent-3m": "gen-mini trained on edm-3m's tokens"}
 
 
 def generator_of(r: dict) -> dict:
     """The name (size, and its token history or two passes when it has them) and parameters (millions) of
     the generator a latent bench_generator row sampled."""
     g = {k: r.get(k, v) for k, v in GEN_MINI.items()}
-    if r.get("generator") in PLAIN_CONTINUATIONS:
-        g["generator_model"] = PLAIN_CONTINUATIONS[r["generator"]]
+    if r.get("generator") in SAME_SHAPE_RUNS:
+        g["generator_model"] = SAME_SHAPE_RUNS[r["generator"]]
     if r.get("generator_history_maps"):
         g["generator_model"] += f" + history {r['generator_history_maps']}"
     if r.get("generator_two_pass"):
@@ -386,7 +389,7 @@ def shipped_sampling() -> dict:
 def is_shipped_generator(r: dict) -> bool:
     """Whether a latent bench_generator row sampled the shipped generator (same size as its card's)."""
     size = json.loads((ROOT / "assets" / "cifar10-generator" / "card.json").read_text())["parameters_m"]
-    return abs(generator_of(r)["generator_parameters_m"] - size) < 1e-3 and r.get("generator") not in PLAIN_CONTINUATIONS
+    return abs(generator_of(r)["generator_parameters_m"] - size) < 1e-3 and r.get("generator") not in SAME_SHAPE_RUNS
 
 
 def shipped_row(rows: list, bound: bool = False) -> dict | None:
@@ -474,7 +477,7 @@ def t_generator_fid_latent():
             f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i)), scored at 32 px (the 64 px samples "
             f"box-filtered, see above), standard FID Inception against {d['rows'][0]['fid_reference']}. Backbones: "
             + ", ".join(f"{short} = `assets/{bb}`" for bb, short in BACKBONE_SHORT.items())
-            + f" (every latent generator here was trained on {BACKBONE_SHORT[TRAINED_ON]}'s tokens; the shipped one "
+            + f" (every latent generator here was trained on {BACKBONE_SHORT[TRAINED_ON]}'s tokens unless its row says otherwise; the shipped one "
             f"now samples with {BACKBONE_SHORT.get(now, now)}). The "
             "generator's network calls: 10 chain steps plus the final ODE step "
             f"(each chain step also runs the transformer, twice with CFG). Seconds per image: this table's rows in "
