@@ -212,6 +212,11 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --features-dir runs/generator-features-handoff --rows 13,14 --out benchmarks/results/generator_handoff_c.json
   # then the decay phase from the long run at 2.85M images (README: "Re-bound to edm-3m"), after the edm-2m rows
   rebind 3m
+  # gen-mini trained from scratch on edm-3m's tokens (train/cifar10.sh stage generator with GEN_RUN=runs/gen-latent-3m)
+  run $PY benchmarks/bench_generator.py --generator runs/gen-latent-3m --tokens runs/tokens-cifar10-val-edm-3m-8x8 \
+    --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no "${VAL1K[@]}" --cfg-scale 2 --temperature 1.0 \
+    --min-norm-maps 4 --features-dir runs/generator-features-latent-3m-scratch --rows 0 \
+    --out benchmarks/results/generator_fid_latent_3m_scratch.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
