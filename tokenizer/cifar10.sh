@@ -32,7 +32,9 @@ if want tokenize; then    # the shipped generator's tokens: all 50,000 train ima
   # decoding every reconstruction; both with a low-priority job alongside): ~2 h with 2 CPU processes
   # (prefix `accelerate launch --multi_gpu --num_processes 2`; the shards do not depend on it)
   LATENT=(--backbone "$BACKBONE" --autoencoder "taef2:$TAEF2" --plan trajectory --p 0.7 --num-steps 10 --grid 8x8
-          --codebook-size 4096 --selection dot --conditional --save-states --mixed-precision "${TOKEN_PRECISION:-auto}")
+          --codebook-size 4096 --selection dot --conditional --save-states --mixed-precision "${TOKEN_PRECISION:-auto}"
+          ${TOKEN_PLAN_ARGS:-})   # e.g. TOKEN_PLAN_ARGS="--t-end 0.5 --final-steps 3 --final-solver heun" (README: 'A token
+                                  # plan with more maps at mid noise')
   run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/train" --out "$TOKENS" --num-images "$LATENT_IMAGES" "${LATENT[@]}"
   run $PY -m rdpm_gddcm.tokenize --data-path "$DATA/val" --out "$VAL_TOKENS" --num-images 500 "${LATENT[@]}"
 fi

@@ -63,7 +63,8 @@ fi
 
 if want tokenize; then    # the generators' train and val tokens (tokenizer/cifar10.sh)
   run env DATA="$DATA" RUNS="$RUNS" TAEF2="$TAEF2" BACKBONE="$BACKBONE" PY="$PY" TOKENS="$TOKENS" VAL_TOKENS="$VAL_TOKENS" \
-    LATENT_IMAGES="$LATENT_IMAGES" TOKEN_PRECISION="${TOKEN_PRECISION:-auto}" STAGES=tokenize bash tokenizer/cifar10.sh
+    LATENT_IMAGES="$LATENT_IMAGES" TOKEN_PRECISION="${TOKEN_PRECISION:-auto}" TOKEN_PLAN_ARGS="${TOKEN_PLAN_ARGS:-}" STAGES=tokenize \
+    bash tokenizer/cifar10.sh
 fi
 
 if want generator; then   # the shipped generator: gen-mini over the latent tokens of all 50,000 train images, 2
