@@ -217,6 +217,15 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no "${VAL1K[@]}" --cfg-scale 2 --temperature 1.0 \
     --min-norm-maps 4 --features-dir runs/generator-features-latent-3m-scratch --rows 0 \
     --out benchmarks/results/generator_fid_latent_3m_scratch.json
+  # bounds of the token plan with more maps at mid noise (README section of that name): decoded train tokens of the
+  # shipped plan and of the raised one (train/cifar10.sh stage tokenize, TOKEN_PLAN_ARGS there), random tokens of the latter
+  BOUNDS=(--backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no "${VAL1K[@]}")
+  run $PY benchmarks/bench_generator.py --tokens runs/tokens-cifar10-edm-3m-8x8 "${BOUNDS[@]}" \
+    --features-dir runs/generator-features-edm-3m --rows 7 --out benchmarks/results/generator_fid_plan_te002_7.json
+  for r in 7 3; do
+    run $PY benchmarks/bench_generator.py --tokens runs/tokens-cifar10-edm-3m-8x8-te05 "${BOUNDS[@]}" \
+      --features-dir runs/generator-features-edm-3m-te05 --rows $r --out "benchmarks/results/generator_fid_plan_te05_$r.json"
+  done
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
