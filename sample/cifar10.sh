@@ -226,6 +226,17 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     run $PY benchmarks/bench_generator.py --tokens runs/tokens-cifar10-edm-3m-8x8-te05 "${BOUNDS[@]}" \
       --features-dir runs/generator-features-edm-3m-te05 --rows $r --out "benchmarks/results/generator_fid_plan_te05_$r.json"
   done
+  # gen-mini trained from scratch on the raised plan's tokens (train/cifar10.sh stage generator with
+  # TOKENS=runs/tokens-cifar10-edm-3m-8x8-te05 GEN_RUN=runs/gen-latent-te05): its setting on the tuning set, then FID-1k
+  TE05=(--generator runs/gen-latent-te05 --tokens runs/tokens-cifar10-val-edm-3m-8x8-te05 --backbone assets/cifar10-taef2-edm-3m
+        --batch-size 50 --mixed-precision no --temperature 1.0 --cfg-scale 2 --min-norm-maps 3)
+  TUNE5K=(--suite ablations --num-images 500 --fid-reference runs/fid-features/train-000000-005000.npy
+          --fid-reference-name 'CIFAR-10 train (first 5,000, class-balanced)' --features-dir runs/generator-features-tune5k-te05
+          --cfg-sweep 2 --out benchmarks/results/generator_tuning_te05.json)
+  run $PY benchmarks/bench_generator.py "${TE05[@]}" "${TUNE5K[@]}" --min-norm-maps-sweep 2 4 1 --rows 0,1,2,3
+  run $PY benchmarks/bench_generator.py "${TE05[@]}" "${TUNE5K[@]}" --min-norm-maps-sweep 2 4 5 --rows 4,5,6
+  run $PY benchmarks/bench_generator.py "${TE05[@]}" "${VAL1K[@]}" --features-dir runs/generator-features-latent-te05 --rows 0 \
+    --out benchmarks/results/generator_fid_latent_te05.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json
