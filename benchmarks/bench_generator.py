@@ -96,6 +96,11 @@ def generator_rows(a) -> list[dict]:
             *(dict(label=f"the generator in rows 0-{k}, then the backbone's ancestral sampler", kind="handoff",
                    ckpt=a.generator, handoff_steps=k, steps=100, backbone_finish_cfg=a.ode_cfg_scale, min_norm_maps=0)
               for k in (4, 5)),
+            # rows 15-16: the middle maps alone (σ 16 to 1.8 on the shipped plan) from one real image, the generator's
+            # choices (and its minimum-norm maps) elsewhere: what coherent tokens there are worth at its setting
+            dict(label="one same-class train image's tokens in rows 4-6 only", true_rows=[4, 5, 6], **g0),
+            dict(label="one other train image's tokens (any class) in rows 4-6 only", true_rows=[4, 5, 6],
+                 true_from="other images", **g0),
         ]
     rows = []
     for w in a.cfg_sweep:

@@ -553,6 +553,26 @@ def t_generator_token_plan_tuning():
             + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
+def t_generator_midmaps():
+    """The shipped generator with its middle token maps (rows 4-6) replayed from one real `train` image
+    (bench_generator.py --suite diagnostics, rows 15-16), against the generator alone (main table), FID-1k vs `val`."""
+    d, fid = load("generator_diagnostics_midmaps"), _latent_fid()
+    alone = shipped_row(fid["rows"], bound=True) if fid else None
+    if not d or alone is None:
+        return None
+    rows = [("the shipped generator alone (main table)", "the generator", alone)]
+    rows += [(r["label"].split(",")[0], "one same-class `train` image" if r.get("true_from", "same class") == "same class"
+              else "one `train` image of any class", r) for r in d["rows"]]
+    n = d["rows"][0]["num_images"]
+    return (md(["chain", "token maps 4-6 (σ 16 → 1.8)", f"FID-{n // 1000}k ↓", "KID ×10³ ↓", "class accuracy ↑ (proxy)"],
+               [(a, b, f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %") for a, b, r in rows])
+            + f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i), the same seeds in every row), 32 px, "
+            f"standard FID Inception against {d['rows'][0]['fid_reference']}; the shipped generator and edm-3m at the "
+            f"shipped setting ({_gen_rows({'rows': [alone]})[0][1]}) in every row, its choices in the other maps. The "
+            "real images' tokens are edm-3m's tokens of `train` images (the shipped plan), never the reference's. "
+            + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+
+
 def t_generator_masked():
     """The stack over the decayed backbone (assets/cifar10-taef2-edm-2m): the masked-pass generator continued
     from the shipped gen-mini on its tokens, sampled in P passes and in one, against the new backbone's own
@@ -1077,7 +1097,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_handoff": t_generator_handoff, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "generator_token_plan": t_generator_token_plan, "generator_token_plan_tuning": t_generator_token_plan_tuning, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_handoff": t_generator_handoff, "generator_midmaps": t_generator_midmaps, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "generator_token_plan": t_generator_token_plan, "generator_token_plan_tuning": t_generator_token_plan_tuning, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

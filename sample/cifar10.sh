@@ -217,6 +217,13 @@ if want benchmarks; then  # every README table and plot; each script resumes row
     --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no "${VAL1K[@]}" --cfg-scale 2 --temperature 1.0 \
     --min-norm-maps 4 --features-dir runs/generator-features-latent-3m-scratch --rows 0 \
     --out benchmarks/results/generator_fid_latent_3m_scratch.json
+  # the middle maps (rows 4-6) from one real train image, the shipped generator elsewhere (README "The middle maps from
+  # one real image"; diagnostics rows 15-16)
+  run $PY benchmarks/bench_generator.py --suite diagnostics --generator assets/cifar10-generator \
+    --tokens runs/tokens-cifar10-edm-3m-8x8 --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no \
+    --num-images 1000 --cfg-scale 2 --temperature 1.0 --min-norm-maps 4 --fid-reference 'runs/fid-features/val-*.npy' \
+    --fid-reference-name 'CIFAR-10 val' --features-dir runs/generator-features-midmaps --rows 15,16 \
+    --out benchmarks/results/generator_diagnostics_midmaps.json
   # bounds of the token plan with more maps at mid noise (README section of that name): decoded train tokens of the
   # shipped plan and of the raised one (train/cifar10.sh stage tokenize, TOKEN_PLAN_ARGS there), random tokens of the latter
   BOUNDS=(--backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no "${VAL1K[@]}")
