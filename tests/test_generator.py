@@ -1006,3 +1006,33 @@ def test_run_state_continues_a_generator_run_elsewhere(toy, tmp_path):
     assert sorted(p.name for p in out.glob("random_states_*.pkl")) == ["random_states_0.pkl", "random_states_1.pkl"]
     assert torch.load(out / "random_states_1.pkl", weights_only=False)["which_process"] == 1
     assert "which_process" not in torch.load(out / "random_states_0.pkl", weights_only=False)
+
+
+def test_diagnostics_row_mix_replays_its_rows_and_leaves_the_others_to_the_generator(toy):
+    """bench_generator's RowMixChooser (diagnostics rows 15-16: the middle maps from one real image): the stored
+    tokens in its rows, exactly the generator's choices before them, and the minimum-norm maps after them still
+    minimum-norm."""
+    import importlib.util
+    from pathlib import Path
+    from rdpm_gddcm.generator import min_norm_entries
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generator.py"
+    spec = importlib.util.spec_from_file_location("bench_generator_for_mix_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    root, _, tok = toy
+    run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    s = sample.Sampler(str(run))
+    R = s.model.cfg.num_rows
+    assert R >= 3
+    idx, labels = np.arange(3), np.arange(3) % 4
+    mid = [R - 2]                                                        # one replayed map, the last one minimum-norm
+    kw = dict(cfg_scale=2.0, temperature=1.0, global_seed=3, return_tokens=True, min_norm_maps=1)
+    _, plain, _ = s.sample(idx, labels, **kw)
+    # stored tokens the generator would not pick itself (an overfit generator may reproduce the real ones)
+    stored = (torch.from_numpy(np.asarray(TokenDataset(tok).tokens[:3])).long() + 1) % s.tokenizer.cfg.codebook_size
+    assert not torch.equal(plain[:, mid], stored[:, mid])
+    _, got, _ = s.sample(idx, labels, wrap_chooser=lambda mc: bench.RowMixChooser(mc, stored, mid), **kw)
+    assert torch.equal(got[:, mid], stored[:, mid])
+    assert torch.equal(got[:, :mid[0]], plain[:, :mid[0]])              # same seeds: the same picks before the mix
+    cb = s.tokenizer.spec.codebook_blocks(R - 1, "cpu")
+    assert torch.equal(got[:, R - 1], min_norm_entries(cb).expand(len(idx), -1))
