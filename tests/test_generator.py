@@ -700,15 +700,21 @@ def test_gumbel_max_sampler_draws_from_the_softmax(tau):
     assert stats.chisquare(counts, inverted).pvalue < 1e-12                  # a sign error would be caught
 
 
+def _benchmark_script(name: str):
+    """A script under benchmarks/ loaded as a module (they are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_for_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_binding_a_generator_to_a_fine_tuned_backbone(toy, tmp_path, make_tiny_backbone):
     """generator_card.py --retune --backbone-asset: a generator is re-bound to another backbone only with tokens of
     the same tokenizer made by that backbone; its generator.json then names them, and it samples with it."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "generator_card.py"
-    spec = importlib.util.spec_from_file_location("generator_card_for_test", path)
-    card = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(card)
+    card = _benchmark_script("generator_card")
     root, bb, tok = toy
     run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
     meta = json.loads((run / "generator.json").read_text())
@@ -741,12 +747,7 @@ def test_diagnostics_recombined_tokens_keep_row_and_block(toy):
     """bench_generator's diagnostics draw other images' stored tokens whole, one image per map or one per
     token: every token stays at its own row and block (the codebook it indexes) and is a stored token there."""
     import argparse
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generator.py"
-    spec = importlib.util.spec_from_file_location("bench_generator_for_test", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark_script("bench_generator")
     _, _, tok = toy
     data = TokenDataset(tok)
     stored = data.tokens[:]                                            # (M, R, G)
@@ -1012,13 +1013,8 @@ def test_diagnostics_row_mix_replays_its_rows_and_leaves_the_others_to_the_gener
     """bench_generator's RowMixChooser (diagnostics rows 15-16: the middle maps from one real image): the stored
     tokens in its rows, exactly the generator's choices before them, and the minimum-norm maps after them still
     minimum-norm."""
-    import importlib.util
-    from pathlib import Path
     from rdpm_gddcm.generator import min_norm_entries
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generator.py"
-    spec = importlib.util.spec_from_file_location("bench_generator_for_mix_test", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark_script("bench_generator")
     root, _, tok = toy
     run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
     s = sample.Sampler(str(run))
