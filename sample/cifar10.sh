@@ -240,8 +240,9 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   TUNE5K=(--suite ablations --num-images 500 --fid-reference runs/fid-features/train-000000-005000.npy
           --fid-reference-name 'CIFAR-10 train (first 5,000, class-balanced)' --features-dir runs/generator-features-tune5k-te05
           --cfg-sweep 2 --out benchmarks/results/generator_tuning_te05.json)
-  run $PY benchmarks/bench_generator.py "${TE05[@]}" "${TUNE5K[@]}" --min-norm-maps-sweep 2 4 1 --rows 0,1,2,3
-  run $PY benchmarks/bench_generator.py "${TE05[@]}" "${TUNE5K[@]}" --min-norm-maps-sweep 2 4 5 --rows 4,5,6
+  # (rows 0-3: w=2 and the default temperature sweep at M=3; rows 4-6: M = 2, 4, 5; the JSON's two commands ran them
+  # in two parts)
+  run $PY benchmarks/bench_generator.py "${TE05[@]}" "${TUNE5K[@]}" --min-norm-maps-sweep 2 4 5 --rows 0,1,2,3,4,5,6
   run $PY benchmarks/bench_generator.py "${TE05[@]}" "${VAL1K[@]}" --features-dir runs/generator-features-latent-te05 --rows 0 \
     --out benchmarks/results/generator_fid_latent_te05.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
