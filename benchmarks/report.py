@@ -573,6 +573,60 @@ def t_generator_midmaps():
             + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
+def t_token_coherence():
+    """How coherent one image's chosen codebook vectors are within a token map and across maps
+    (bench_token_coherence.py): real `val` tokens, the shipped generator's samples, uniformly random tokens."""
+    d = load("token_coherence")
+    if not d:
+        return None
+    s = d["sets"]
+    rows = [(r, *(f"{s[k]['neighbour'][r]:+.3f}" for k in ("real", "generator", "random")),
+             *((f"{s[k]['next_map'][r]:+.3f}" if r + 1 < d["rows_sampled"] else "-") for k in ("real", "generator", "random")))
+            for r in range(d["rows_sampled"])]
+    sm = d["sampling"]
+    return (md(["token map", "within the map: real `val` tokens", "within: the generator", "within: random",
+                "with the next map: real", "with the next map: the generator", "with the next map: random"], rows)
+            + f"\n\nExcess cosine between the unit-length codebook vectors one image chose for two blocks: horizontally "
+            "and vertically adjacent blocks of one map (within), or one block in this map and the next (with the next "
+            "map), minus the same with the second block taken from another image of the same class. "
+            f"{d['num_images']} images per set: the edm-3m tokens of the first {d['num_images']} `val` images, the "
+            f"shipped generator's class-balanced samples (image i seeded by (0, i)) at its setting (CFG w={sm['cfg_scale']}, "
+            f"τ={sm['temperature']}, minimum-norm last {sm['min_norm_maps']} maps, left out: one fixed entry per block), "
+            "and uniformly random tokens (zero up to noise). "
+            f"`{d['command']}`")
+
+
+def t_generator_half_shown():
+    """The masked-pass generator over edm-3m's tokens: held-out CE per token map with nothing of the map shown
+    and with one checkerboard half of its true tokens shown (val_metrics.json), and its tuning FID-500 in one
+    pass and in four confidence-ranked passes against the shipped weights'."""
+    m, d, base = load("val_cifar10-generator-masked-3m"), load("generator_tuning_masked_3m"), load("generator_tuning_3m")
+    if not (m and d and base):
+        return None
+    m = m[-1]
+    shipped = next((r for r in base["rows"] if same_setting(r, shipped_sampling())), None)
+    if shipped is None:
+        return None
+    rows = [(r, f"{m['ce_per_row'][r]:.3f}", f"{m['ce_second_pass_per_row'][r]:.3f}",
+             f"{m['ce_per_row'][r] - m['ce_second_pass_per_row'][r]:+.3f}") for r in range(7)]
+    fids = [("the shipped weights (gen-mini, no masked input)", shipped)] + \
+        [(f"the masked-pass generator, {r['map_passes']} pass{'es' if r['map_passes'] > 1 else ''} per map", r)
+         for r in sorted(d["rows"], key=lambda r: r["map_passes"])]
+    n = d["rows"][0]["num_images"]
+    return (md(["token map", "held-out CE, nothing shown (nats/token)", "half of the map shown", "difference"], rows)
+            + "\n\n" + md(["sampler (edm-3m, CFG w=2.0, τ=1.0, minimum-norm last 4 maps)", f"FID-{n} ↓ (vs train, tuning)",
+                            "KID ×10³ ↓", "class accuracy ↑ (proxy)"],
+                           [(a, f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %")
+                            for a, r in fids])
+            + f"\n\nHeld-out CE teacher-forced on the edm-3m tokens of 500 `val` images, overall {m['ce']:.3f} with nothing "
+            f"shown and {m['ce_second_pass']:.3f} with a checkerboard half shown (scored on the other half; uniform "
+            f"guessing {m['uniform_ce']:.3f}), from the run's `val_metrics.json` (copied to "
+            "`benchmarks/results/val_cifar10-generator-masked-3m.json`); token maps 7-10 are minimum-norm when sampling. "
+            f"FID-{n}: {n} class-balanced samples against {d['rows'][0]['fid_reference']} (the tuning set), 32 px, "
+            "standard FID Inception; the shipped weights' row is the knobs table's. "
+            + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+
+
 def t_generator_masked():
     """The stack over the decayed backbone (assets/cifar10-taef2-edm-2m): the masked-pass generator continued
     from the shipped gen-mini on its tokens, sampled in P passes and in one, against the new backbone's own
@@ -1097,7 +1151,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_handoff": t_generator_handoff, "generator_midmaps": t_generator_midmaps, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "generator_token_plan": t_generator_token_plan, "generator_token_plan_tuning": t_generator_token_plan_tuning, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_handoff": t_generator_handoff, "generator_midmaps": t_generator_midmaps, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "token_coherence": t_token_coherence, "generator_half_shown": t_generator_half_shown, "generator_token_plan": t_generator_token_plan, "generator_token_plan_tuning": t_generator_token_plan_tuning, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

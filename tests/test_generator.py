@@ -1032,3 +1032,27 @@ def test_diagnostics_row_mix_replays_its_rows_and_leaves_the_others_to_the_gener
     assert torch.equal(got[:, :mid[0]], plain[:, :mid[0]])              # same seeds: the same picks before the mix
     cb = s.tokenizer.spec.codebook_blocks(R - 1, "cpu")
     assert torch.equal(got[:, R - 1], min_norm_entries(cb).expand(len(idx), -1))
+
+
+def test_token_coherence_measures_agreement_beyond_class_and_position():
+    """bench_token_coherence.py: independent random directions score ~0 within a map and across maps; one
+    direction per image shared by its blocks scores high within the map and, repeated in the next map, across
+    maps; a direction shared by a whole class (or a fixed block position) is not counted (the partner image is
+    another image of the same class)."""
+    bc = _benchmark_script("bench_token_coherence")
+    labels = np.arange(40) % 4
+    partner = bc.within_class_partner(labels)
+    assert (labels[partner] == labels).all() and (partner != np.arange(40)).all()
+    g = torch.Generator().manual_seed(0)
+    unit = lambda x: x / x.norm(dim=-1, keepdim=True)  # noqa: E731
+    rand = unit(torch.randn(40, 2, 16, 8, generator=g))                       # (N, R, G, Db), a 4x4 grid
+    c = bc.coherence(rand, labels, 4, 4)
+    assert max(abs(v) for v in c["neighbour"] + c["next_map"]) < 0.05
+    per_image = unit(torch.randn(40, 1, 1, 8, generator=g) + 0.3 * torch.randn(40, 2, 16, 8, generator=g))
+    c = bc.coherence(per_image, labels, 4, 4)
+    assert min(c["neighbour"]) > 0.5 and c["next_map"][0] > 0.5
+    per_class = unit(torch.randn(4, 1, 1, 8, generator=g)[labels] + 0.3 * torch.randn(40, 2, 16, 8, generator=g))
+    per_position = unit(torch.randn(1, 1, 16, 8, generator=g) + 0.3 * torch.randn(40, 2, 16, 8, generator=g))
+    for shared in (per_class, per_position):
+        c = bc.coherence(shared, labels, 4, 4)
+        assert max(abs(v) for v in c["neighbour"]) < 0.05
