@@ -245,6 +245,17 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   run $PY benchmarks/bench_generator.py "${TE05[@]}" "${TUNE5K[@]}" --min-norm-maps-sweep 2 4 5 --rows 0,1,2,3,4,5,6
   run $PY benchmarks/bench_generator.py "${TE05[@]}" "${VAL1K[@]}" --features-dir runs/generator-features-latent-te05 --rows 0 \
     --out benchmarks/results/generator_fid_latent_te05.json
+  # within a map (README section of that name): the chosen vectors' coherence, real val tokens against the shipped
+  # generator's; the masked-pass generator over edm-3m's tokens (train/cifar10.sh stage generator-masked with
+  # MASKED_RUN=runs/gen-masked-3m, README there) on the tuning set, in four passes and in one
+  run $PY benchmarks/bench_token_coherence.py --tokens runs/tokens-cifar10-val-edm-3m-8x8 \
+    --backbone assets/cifar10-taef2-edm-3m --num-images 500 --out benchmarks/results/token_coherence.json
+  run $PY benchmarks/bench_generator.py --generator runs/gen-masked-3m --tokens runs/tokens-cifar10-edm-3m-8x8 \
+    --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no --suite ablations --num-images 500 \
+    --temperature 1.0 --cfg-scale 2 --cfg-sweep 2 --temperature-sweep --min-norm-maps 4 --map-passes-sweep 1 \
+    --fid-reference runs/fid-features/train-000000-005000.npy \
+    --fid-reference-name 'CIFAR-10 train (first 5,000, class-balanced)' --features-dir runs/generator-features-tune5k-masked3m \
+    --rows 0,1 --out benchmarks/results/generator_tuning_masked_3m.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json

@@ -135,7 +135,9 @@ if want generator-masked; then   # not in the default STAGES: the masked-pass ge
   # backbone: BACKBONE=assets/cifar10-taef2-edm-2m, its tokens of the first 25,600 train images
   # (TOKENS=runs/tokens-cifar10-edm-2m-8x8 VAL_TOKENS=runs/tokens-cifar10-val-edm-2m-8x8 LATENT_IMAGES=25600,
   # the tokenize stage), GEN_INIT=assets/cifar10-generator (the generator stage's export: its tokens' backbone is
-  # the one this backbone was fine-tuned from), as 2 CPU processes here (README: Masked passes)
+  # the one this backbone was fine-tuned from), as 2 CPU processes here (README: Masked passes). Over edm-3m:
+  # BACKBONE=assets/cifar10-taef2-edm-3m, TOKENS/VAL_TOKENS its tokens of all 50,000 train and 500 val images,
+  # MASKED_RUN=runs/gen-masked-3m, the same GEN_INIT (README: Within a map)
   run $PY -m rdpm_gddcm.train_generator --tokens "$TOKENS" --results-dir "${MASKED_RUN:-$RUNS/gen-latent-masked}" \
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --map-passes 4 --max-steps "${MASKED_STEPS:-1500}" \
     --global-batch-size 64 --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 \
