@@ -607,21 +607,22 @@ def t_generator_half_shown():
     shipped = next((r for r in base["rows"] if same_setting(r, shipped_sampling())), None)
     if shipped is None:
         return None
+    R, M = len(m["ce_per_row"]), d["rows"][0].get("min_norm_maps") or 0       # the last M maps are not sampled
     rows = [(r, f"{m['ce_per_row'][r]:.3f}", f"{m['ce_second_pass_per_row'][r]:.3f}",
-             f"{m['ce_per_row'][r] - m['ce_second_pass_per_row'][r]:+.3f}") for r in range(7)]
+             f"{m['ce_per_row'][r] - m['ce_second_pass_per_row'][r]:+.3f}") for r in range(R - M)]
     fids = [("the shipped weights (gen-mini, no masked input)", shipped)] + \
         [(f"the masked-pass generator, {r['map_passes']} pass{'es' if r['map_passes'] > 1 else ''} per map", r)
          for r in sorted(d["rows"], key=lambda r: r["map_passes"])]
     n = d["rows"][0]["num_images"]
     return (md(["token map", "held-out CE, nothing shown (nats/token)", "half of the map shown", "difference"], rows)
-            + "\n\n" + md(["sampler (edm-3m, CFG w=2.0, τ=1.0, minimum-norm last 4 maps)", f"FID-{n} ↓ (vs train, tuning)",
+            + "\n\n" + md([f"sampler (edm-3m, {_gen_rows({'rows': [shipped]})[0][1]})", f"FID-{n} ↓ (vs train, tuning)",
                             "KID ×10³ ↓", "class accuracy ↑ (proxy)"],
                            [(a, f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %")
                             for a, r in fids])
             + f"\n\nHeld-out CE teacher-forced on the edm-3m tokens of 500 `val` images, overall {m['ce']:.3f} with nothing "
             f"shown and {m['ce_second_pass']:.3f} with a checkerboard half shown (scored on the other half; uniform "
             f"guessing {m['uniform_ce']:.3f}), from the run's `val_metrics.json` (copied to "
-            "`benchmarks/results/val_cifar10-generator-masked-3m.json`); token maps 7-10 are minimum-norm when sampling. "
+            f"`benchmarks/results/val_cifar10-generator-masked-3m.json`); token maps {R - M}-{R - 1} are minimum-norm when sampling. "
             f"FID-{n}: {n} class-balanced samples against {d['rows'][0]['fid_reference']} (the tuning set), 32 px, "
             "standard FID Inception; the shipped weights' row is the knobs table's. "
             + "; ".join(f"`{c}`" for c in d.get("commands", [])))
