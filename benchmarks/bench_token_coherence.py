@@ -117,9 +117,9 @@ def main():
         c = coherence(chosen_vectors(spec, t.long()), np.asarray(lab), spec.grid.gh, spec.grid.gw)
         result["sets"][name] = {k: v[:R - M] for k, v in c.items()}
         print(name, {k: [round(x, 4) for x in v[:R - M]] for k, v in c.items()}, flush=True)
-    rel = lambda x: str(Path(x).resolve().relative_to(ROOT)) if Path(x).resolve().is_relative_to(ROOT) else str(x)  # noqa: E731
+    from bench_generator import relative_to_root          # benchmarks/ (this script's directory): paths as recorded there
     backbone = a.backbone or resolve_recorded_path(sampler.meta.get("backbone"), a.generator)
-    result.update(generator=rel(a.generator), backbone=rel(backbone), tokens=a.tokens,
+    result.update(generator=relative_to_root(a.generator), backbone=relative_to_root(str(backbone)), tokens=a.tokens,
                   sampling={k: sampler.defaults[k] for k in ("cfg_scale", "temperature", "min_norm_maps")},
                   command="python benchmarks/bench_token_coherence.py " + shlex.join(sys.argv[1:]))
     write_json_atomic(Path(a.out), result)
