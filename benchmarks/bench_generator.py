@@ -126,6 +126,11 @@ def generator_rows(a) -> list[dict]:
     for beta in a.norm_bias_sweep:
         rows.append(dict(label=f"norm bias β={beta}", kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
                          temperature=a.temperature, norm_bias=beta))
+    for w in a.init_prior_guidance_sweep:
+        for sc in a.init_prior_scale_sweep:
+            rows.append(dict(label=f"Gaussian init prior w={w}, s={sc}", kind="generator", ckpt=a.generator,
+                             cfg_scale=a.cfg_scale, temperature=a.temperature, init_prior="gaussian",
+                             init_prior_guidance=w, init_prior_scale=sc))
     for sched in a.cfg_schedule_sweep:
         rows.append(dict(label=f"CFG {sched} schedule" + (f", w={a.cfg_scale}" if a.cfg_scale is not None else ""),
                          kind="generator", ckpt=a.generator, cfg_scale=a.cfg_scale,
@@ -216,7 +221,8 @@ def run_row(row: dict, a, labels: np.ndarray, cache: dict) -> tuple[np.ndarray, 
             imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"],
                                      row["temperature"], row["top_k"], row["top_p"], a.global_seed,
                                      min_norm_maps=row["min_norm_maps"], backbone_cfg_scale=row["backbone_cfg_scale"],
-                                     map_passes=row["map_passes"], norm_bias=row["norm_bias"], hand_off=hand_off)
+                                     map_passes=row["map_passes"], norm_bias=row["norm_bias"], hand_off=hand_off,
+                                     **prior_knobs(row))
             for k in timing:
                 timing[k] += t[k]
         else:
@@ -334,7 +340,8 @@ def mixed_rows(row: dict, a, labels: np.ndarray, sampler: Sampler) -> tuple[np.n
         imgs, t = sampler.sample(idx, labels[idx], row["cfg_scale"], row["cfg_schedule"], row["temperature"],
                                  row["top_k"], row["top_p"], a.global_seed, min_norm_maps=row["min_norm_maps"],
                                  backbone_cfg_scale=row["backbone_cfg_scale"], map_passes=row["map_passes"],
-                                 norm_bias=row["norm_bias"], wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]))
+                                 norm_bias=row["norm_bias"], wrap_chooser=lambda mc: RowMixChooser(mc, stored, row["true_rows"]),
+                                 **prior_knobs(row))
         out.append(to_uint8_nhwc(imgs))
         for k in timing:
             timing[k] += t[k]
@@ -356,11 +363,18 @@ def decoded_tokens(a, labels: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+def prior_knobs(row: dict) -> dict:
+    """The row's init-prior setting as Sampler.sample keywords (init_prior.py)."""
+    return {k: row[k] for k in ("init_prior", "init_prior_guidance", "init_prior_scale")}
+
+
 def sample_key(row: dict, a) -> str:
     """What a row's samples depend on: kept samples are reused only when it matches (a row label alone,
     e.g. "RDPM generator (ours)", does not pin the generator's settings)."""
     # a knob at its off value is left out, so samples kept before the knob existed still match
-    d = {k: v for k, v in row.items() if k != "label" and not (k == "norm_bias" and not v)}
+    prior_off = row.get("init_prior", "off") == "off"
+    d = {k: v for k, v in row.items() if k != "label" and not (k == "norm_bias" and not v)
+         and not (prior_off and k.startswith("init_prior"))}
     return json.dumps({**d, "num_images": a.num_images, "global_seed": a.global_seed, "tokens": a.tokens,
                        "backbone": a.backbone, "mixed_precision": a.mixed_precision}, sort_keys=True, default=str)
 
@@ -439,6 +453,17 @@ def main():
                    help="ablations: norm biases β (rdpm-sample --norm-bias; after masked passes)")
     p.add_argument("--norm-bias", type=float, default=None,
                    help="the generator rows' --norm-bias; default: the checkpoint's rdpm-sample default")
+    p.add_argument("--init-prior-guidance-sweep", type=float, nargs="*", default=[],
+                   help="ablations: Gaussian init prior guidance values w (rdpm-sample --init-prior gaussian "
+                        "--init-prior-guidance; after the norm biases), each at every --init-prior-scale-sweep value")
+    p.add_argument("--init-prior-scale-sweep", type=float, nargs="*", default=[1.0],
+                   help="ablations: Gaussian init prior scales s for the rows above")
+    p.add_argument("--init-prior", default=None, choices=["off", "gaussian"],
+                   help="the generator rows' --init-prior; default: the checkpoint's rdpm-sample default")
+    p.add_argument("--init-prior-guidance", type=float, default=None,
+                   help="the generator rows' --init-prior-guidance; default: the checkpoint's rdpm-sample default")
+    p.add_argument("--init-prior-scale", type=float, default=None,
+                   help="the generator rows' --init-prior-scale; default: the checkpoint's rdpm-sample default")
     p.add_argument("--cfg-schedule-sweep", nargs="*", default=[],
                    help="ablations: CFG schedules, e.g. interval:1-6 (rdpm-sample --cfg-schedule; after the norm biases)")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
@@ -471,6 +496,9 @@ def main():
             r["map_passes"] = a.map_passes
         if r["kind"] in ("generator", "mixed", "handoff") and "norm_bias" not in r:
             r["norm_bias"] = a.norm_bias
+        for k in ("init_prior", "init_prior_guidance", "init_prior_scale"):
+            if r["kind"] in ("generator", "mixed", "handoff") and k not in r:
+                r[k] = getattr(a, k)
     if a.rows:
         rows = [rows[int(i)] for i in a.rows.split(",")]
     labels = labels_for(a.num_images, 10, None)
@@ -487,6 +515,8 @@ def main():
                 row["label"] += f", {row['map_passes']} passes per map"
             if row["norm_bias"] and "norm bias" not in row["label"]:
                 row["label"] += f", norm bias β={row['norm_bias']}"
+            if row["init_prior"] != "off" and "init prior" not in row["label"]:
+                row["label"] += f", Gaussian init prior w={row['init_prior_guidance']}, s={row['init_prior_scale']}"
         if row["label"] in done:
             continue
         tag = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in row["label"]).strip("_")

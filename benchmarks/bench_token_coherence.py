@@ -15,6 +15,16 @@ Sets: the stored tokens of real images (``--tokens``, e.g. `val`'s), the generat
 ``rdpm-sample`` setting (CFG, temperature, minimum-norm maps: the checkpoint's), and uniformly random tokens
 (zero up to noise: the scale of "nothing"). Minimum-norm maps are left out (one fixed entry per block).
 
+Teacher-forced sets (``given_real``, ``given_real_argmax``): the chain replays each real image's stored tokens,
+and at every row the generator draws (at its setting) or takes its most likely token given *that image's*
+state, as it does when trained. Its blocks are still drawn independently, so any agreement between them comes
+through the state. Beside the coherence, ``with_real`` is the mean cosine between such a pick and the token the
+encoder chose there (``real``'s own: 1). ``after_real_init``: the generator's own chain (its draws at its
+setting) except the init map, which is the real image's: how much of the agreement survives once the generator
+builds the states itself from a real start. ``with_init_prior`` (when the checkpoint has an init prior,
+init_prior.py): the generator's own chain with its init map drawn from that prior; the ``generator`` set always
+draws its own init map.
+
     python benchmarks/bench_token_coherence.py --generator assets/cifar10-generator \\
         --tokens runs/tokens-cifar10-val-edm-3m-8x8 --backbone assets/cifar10-taef2-edm-3m \\
         --num-images 500 --out benchmarks/results/token_coherence.json
@@ -72,6 +82,41 @@ def coherence(u: torch.Tensor, labels: np.ndarray, gh: int, gw: int) -> dict:
     return {"neighbour": neighbour, "next_map": next_map}
 
 
+def agreement(u: torch.Tensor, v: torch.Tensor) -> list:
+    """Per row: mean cosine between the unit vectors u and v (N, R, G, Db) of the same image and block."""
+    return [float((u[:, r] * v[:, r]).sum(-1).mean()) for r in range(u.shape[1])]
+
+
+class TeacherForced:
+    """A chooser that replays stored ``tokens`` (B, R, G), so the chain is the real image's, and records what
+    the generator's ``model_chooser`` would draw at each row given that state, and its argmax."""
+
+    def __init__(self, model_chooser, tokens: torch.Tensor):
+        self.model_chooser, self.tokens = model_chooser, tokens.long()
+        self.drawn, self.argmax = [], []
+
+    def _choose(self, ctx):
+        logits = self.model_chooser.logits(ctx)              # CFG-combined, at the row's guidance scale
+        self.drawn.append(self.model_chooser.draw(logits).cpu())
+        self.argmax.append(logits.argmax(-1).cpu())
+        return self.tokens[:, ctx.spec.row_of_step(ctx.n)].to(ctx.state.device)
+
+    init = step = _choose
+
+
+class RealInit:
+    """A chooser that takes the init map (row 0) from stored ``tokens`` and lets ``model_chooser`` draw the rest."""
+
+    def __init__(self, model_chooser, tokens: torch.Tensor):
+        self.model_chooser, self.tokens = model_chooser, tokens.long()
+
+    def init(self, ctx):
+        return self.tokens[:, ctx.spec.row_of_step(ctx.n)].to(ctx.state.device)
+
+    def step(self, ctx):
+        return self.model_chooser.step(ctx)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--generator", default=str(ROOT / "assets" / "cifar10-generator"))
@@ -81,6 +126,10 @@ def main():
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--mixed-precision", default="no")
+    p.add_argument("--init-prior-guidance", type=float, default=None,
+                   help="the with_init_prior set's guidance w; default: the checkpoint's recorded setting")
+    p.add_argument("--init-prior-scale", type=float, default=None,
+                   help="the with_init_prior set's scale s; default: the checkpoint's recorded setting")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "token_coherence.json"))
     a = p.parse_args()
 
@@ -100,27 +149,55 @@ def main():
     sets = {"real": (torch.as_tensor(real.tokens[:n]), real.labels[:n])}
 
     labels = np.arange(n) % sampler.num_classes                           # class-balanced
-    toks = []
-    for s in range(0, n, a.batch_size):
+    prior_setting = {"init_prior_guidance": a.init_prior_guidance if a.init_prior_guidance is not None
+                     else sampler.defaults["init_prior_guidance"],
+                     "init_prior_scale": a.init_prior_scale if a.init_prior_scale is not None
+                     else sampler.defaults["init_prior_scale"]}
+    kinds = {"generator": "off", **({"with_init_prior": "gaussian"} if sampler.init_prior is not None else {})}
+    for name, kind in kinds.items():
+        toks = []
+        for s in range(0, n, a.batch_size):
+            idx = list(range(s, min(n, s + a.batch_size)))
+            _, t, _ = sampler.sample(idx, labels[idx], global_seed=a.global_seed, return_tokens=True, init_prior=kind,
+                                     **prior_setting)
+            toks.append(t.cpu())
+            print(f"{name}: {s + len(idx)}/{n}", flush=True)
+        sets[name] = (torch.cat(toks), labels)
+    drawn, best, after_init = [], [], []
+    for s in range(0, n, a.batch_size):                  # the real images' chains or init maps, their classes
         idx = list(range(s, min(n, s + a.batch_size)))
-        _, t, _ = sampler.sample(idx, labels[idx], global_seed=a.global_seed, return_tokens=True)
-        toks.append(t.cpu())
-        print(f"generated {s + len(idx)}/{n}", flush=True)
-    sets["generator"] = (torch.cat(toks), labels)
+        holder = {}
+        stored = sets["real"][0][idx]
+        sampler.sample(idx, sets["real"][1][idx], global_seed=a.global_seed, init_prior="off",
+                       wrap_chooser=lambda mc: holder.setdefault("tf", TeacherForced(mc, stored)))
+        drawn.append(torch.stack(holder["tf"].drawn, 1))
+        best.append(torch.stack(holder["tf"].argmax, 1))
+        _, t, _ = sampler.sample(idx, sets["real"][1][idx], global_seed=a.global_seed, return_tokens=True,
+                                 init_prior="off", wrap_chooser=lambda mc: RealInit(mc, stored))
+        after_init.append(t.cpu())
+        print(f"teacher-forced and from a real init map {s + len(idx)}/{n}", flush=True)
+    sets["given_real"] = (torch.cat(drawn), sets["real"][1])
+    sets["given_real_argmax"] = (torch.cat(best), sets["real"][1])
+    sets["after_real_init"] = (torch.cat(after_init), sets["real"][1])
     g = torch.Generator().manual_seed(a.global_seed)
     sets["random"] = (torch.randint(spec.codebook_size, tuple(sets["real"][0].shape), generator=g), labels)
 
     M = sampler.defaults["min_norm_maps"]
     R = sets["real"][0].shape[1]
     result = {"rows_sampled": R - M, "num_images": n, "sets": {}}
+    real_u = chosen_vectors(spec, sets["real"][0].long())
     for name, (t, lab) in sets.items():
-        c = coherence(chosen_vectors(spec, t.long()), np.asarray(lab), spec.grid.gh, spec.grid.gw)
+        u = chosen_vectors(spec, t.long())
+        c = coherence(u, np.asarray(lab), spec.grid.gh, spec.grid.gw)
+        if name.startswith("given_real"):
+            c["with_real"] = agreement(u, real_u)
         result["sets"][name] = {k: v[:R - M] for k, v in c.items()}
         print(name, {k: [round(x, 4) for x in v[:R - M]] for k, v in c.items()}, flush=True)
     from bench_generator import relative_to_root          # benchmarks/ (this script's directory): paths as recorded there
     backbone = a.backbone or resolve_recorded_path(sampler.meta.get("backbone"), a.generator)
     result.update(generator=relative_to_root(a.generator), backbone=relative_to_root(str(backbone)), tokens=a.tokens,
                   sampling={k: sampler.defaults[k] for k in ("cfg_scale", "temperature", "min_norm_maps")},
+                  init_prior=prior_setting if "with_init_prior" in sets else None,
                   command="python benchmarks/bench_token_coherence.py " + shlex.join(sys.argv[1:]))
     write_json_atomic(Path(a.out), result)
 

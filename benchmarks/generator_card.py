@@ -70,12 +70,19 @@ def write_card_md(card: dict, dst: Path):
             (f", backbone CFG w_b = {smp['backbone_cfg_scale']}" if smp.get("backbone_cfg_scale", 1.0) != 1.0 else "") + \
             (f", {smp['map_passes']} passes per token map" if (smp.get("map_passes") or 1) > 1 else "") + \
             (f", CFG {smp['cfg_schedule']} schedule" if smp.get("cfg_schedule", "constant") != "constant" else "") + \
-            (f", norm bias β = {smp['norm_bias']}" if smp.get("norm_bias") else "")
+            (f", norm bias β = {smp['norm_bias']}" if smp.get("norm_bias") else "") + \
+            (f", the init token map from the Gaussian init prior (w = {smp['init_prior_guidance']}, s = "
+             f"{smp['init_prior_scale']})" if smp.get("init_prior", "off") != "off" else "")
         sampling = (f"`rdpm-sample` defaults to this checkpoint's tuned setting ({knobs}; recorded in generator.json "
                     f"\"sampling\", chosen as the {smp['tuned_by']}); flags override it.\n")
         shown = knobs
     else:
         sampling, shown = "", "CFG 2, τ = 1"
+    prior = card.get("init_prior")
+    prior_md = (f"\n- Init prior: `init_prior.safetensors` ({prior['mb']:.1f} MB, fp16), a class-conditional Gaussian over "
+                f"the latent (rank {prior['rank']} per class) that draws the init token map jointly (`rdpm-sample "
+                f"--init-prior gaussian`), fitted by `{prior['command']}` (`train/cifar10.sh` stage `init-prior`)."
+                if prior else "")
     fid = card.get("fid")
     fid_md = (f"\n## Samples: FID\n{fid['num_images']:,} class-balanced samples with `rdpm-sample`'s defaults, "
               + (f"scored at {fid['fid_image_size']} px (the reference's resolution), "
@@ -118,7 +125,7 @@ this project's CPU budget. It samples with the shipped backbone `assets/{card['b
 {bound}{sampling}
 - Model: `{g['model']}` ({card['parameters_m']:.2f}M parameters; hidden {g['hidden']}, depth {g['depth']},
   {g['heads']} heads), {g['head']} head scoring the entries with the tokens' `{g['score']}` rule{rank}, EMA weights, fp16
-  safetensors ({card['weights_mb']:.1f} MB).
+  safetensors ({card['weights_mb']:.1f} MB).{prior_md}
 - Tokens: `{trained_on}` ({bb_text}), plan `{t['plan']}` p={t['p']}, N={t['num_steps']} steps,
   grid {t['grid']} ({t['blocks']} blocks of {t['block_dim']} values), K={t['codebook_size']}, selection `{t['selection']}`,
   init `{t['init']}`, backbone called with the class label: {t['conditional']}. {t['num_token_rows']} token maps per image.
@@ -158,6 +165,8 @@ def tuned_sampling(paths: list[Path], min_class_accuracy: float = 0.0) -> dict:
             "temperature": best["temperature"], "top_k": best.get("top_k") or 0, "top_p": best.get("top_p") or 1.0,
             "min_norm_maps": best.get("min_norm_maps") or 0, "backbone_cfg_scale": best.get("backbone_cfg_scale") or 1.0,
             "map_passes": best.get("map_passes") or 1, "norm_bias": best.get("norm_bias") or 0.0,
+            **({k: best[k] for k in ("init_prior", "init_prior_guidance", "init_prior_scale")}
+               if best.get("init_prior", "off") != "off" else {}),
             "tuned_by": f"lowest FID of {total} settings{floor}, {best['num_images']} samples each against "
                         f"{best['fid_reference']}, in {', '.join(rel)} (row '{best['label']}')"}
 
@@ -223,6 +232,19 @@ def bound_meta(meta: dict, tokens_dir: Path, backbone: Path, backbone_ref: str) 
     return {**meta, "tokens_header": header, "backbone": backbone_ref}
 
 
+def init_prior_record(dst: Path, previous: dict | None) -> dict | None:
+    """The card's record of the asset's init prior (init_prior.py), if it has one."""
+    from rdpm_gddcm.init_prior import PRIOR_FILE, GaussianInitPrior
+    prior = GaussianInitPrior.load(dst)
+    if prior is None:
+        return None
+    n = f" --num-images {prior.num_images}" if prior.num_images else ""
+    command = (previous or {}).get("command") or \
+        f"rdpm-fit-init-prior --ckpt assets/{dst.name} --data-path DATA/cifar10/train{n} --rank {prior.rank}"
+    return {"mb": (dst / PRIOR_FILE).stat().st_size / 2 ** 20, "rank": prior.rank, "num_images": prior.num_images,
+            "command": command}
+
+
 def retune(dst: Path, a):
     """Re-record a shipped generator's "sampling" (the lowest-FID setting of --sampling-from), its card's FID
     (--fid-from) and samples.png; the weights and training record stay as they are. With --backbone-asset
@@ -252,6 +274,7 @@ def retune(dst: Path, a):
     if a.fid_from:
         card["fid"] = generator_fid(Path(a.fid_from), meta.get("sampling"))
     meta_path.write_text(json.dumps(meta, indent=2))
+    card["init_prior"] = init_prior_record(dst, card.get("init_prior"))
     card["grid_note"] = class_rows_grid(dst)
     card_path.write_text(json.dumps(card, indent=2))
     write_card_md(card, dst)
@@ -307,6 +330,11 @@ def main():
         raise SystemExit(f"{backbone} is not the backbone these tokens were made with (weights hash differs)")
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy(run / "generator.safetensors", dst / "generator.safetensors")
+    from rdpm_gddcm.init_prior import PRIOR_FILE
+    if (run / PRIOR_FILE).exists():                          # the run's init prior travels with its weights
+        shutil.copy(run / PRIOR_FILE, dst / PRIOR_FILE)
+    else:                                                    # and an earlier package's does not stay behind
+        (dst / PRIOR_FILE).unlink(missing_ok=True)
     meta["backbone"] = f"../{a.backbone_asset}"          # resolved relative to the asset by rdpm-sample
     meta["train_config"] = {k: (v if not isinstance(v, str) or not Path(v).is_absolute() else Path(v).name)
                             for k, v in meta["train_config"].items()}
@@ -333,6 +361,7 @@ def main():
             "training_images": cfg["resolved"]["num_images"], **log_stats(run), "val": val,
             "command": a.command, "tokenize_command": a.tokenize_command, "commit": a.commit, "note": a.note,
             "backbone": backbone_summary(backbone), "sampling": sampling, "earlier_stages": earlier,
+            "init_prior": init_prior_record(dst, None),
             "precision": cfg["resolved"].get("precision"),
             "fid": generator_fid(Path(a.fid_from), sampling) if a.fid_from else None}
     if grid_note:

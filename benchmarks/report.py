@@ -163,8 +163,9 @@ def t_backbones():
 # its default: 0 for min_norm_maps, 1 (no guidance) for backbone_cfg_scale, 1 pass per map for map_passes, 0 (off)
 # for norm_bias
 KNOBS = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "min_norm_maps", "backbone_cfg_scale",
-         "map_passes", "norm_bias")
-KNOB_DEFAULTS = {"min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 1, "norm_bias": 0.0}
+         "map_passes", "norm_bias", "init_prior", "init_prior_guidance", "init_prior_scale")
+KNOB_DEFAULTS = {"min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 1, "norm_bias": 0.0, "init_prior": "off",
+                 "init_prior_guidance": 1.0, "init_prior_scale": 1.0}
 
 
 def knob(r: dict, k: str):
@@ -184,7 +185,9 @@ def _gen_rows(d):
                    + (f", minimum-norm last {r['min_norm_maps']} maps" if r.get("min_norm_maps") else "")
                    + (f", backbone CFG w_b={r['backbone_cfg_scale']}" if knob(r, "backbone_cfg_scale") != 1.0 else "")
                    + (f", {r['map_passes']} passes per map" if knob(r, "map_passes") > 1 else "")
-                   + (f", norm bias β={r['norm_bias']}" if knob(r, "norm_bias") else ""),
+                   + (f", norm bias β={r['norm_bias']}" if knob(r, "norm_bias") else "")
+                   + (f", Gaussian init prior w={r['init_prior_guidance']}, s={r['init_prior_scale']}"
+                      if knob(r, "init_prior") != "off" else ""),
                    "ode": f"CFG w={r.get('cfg_scale')}", "ancestral": f"CFG w={r.get('cfg_scale')}",
                    "random": "uniform random indices", "real": "-", "tokens": "stored tokens, replayed",
                    "autoencoder": "encode + decode"}[r["kind"]]
@@ -345,7 +348,7 @@ def _latent_fid():
                    "generator_fid_latent_xs", "generator_fid_latent_hist", "generator_fid_latent_2pass",
                    "generator_fid_latent_longer", "generator_fid_latent_2m", "generator_fid_edm2m",
                    "generator_fid_edm2m_b", "generator_fid_latent_3m", "generator_fid_edm3m", "generator_fid_edm3m_b",
-                   "generator_fid_latent_3m_scratch")
+                   "generator_fid_latent_3m_scratch", "generator_fid_latent_prior")
 
 
 def _latent_tuning():
@@ -553,6 +556,24 @@ def t_generator_token_plan_tuning():
             + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
 
+def t_generator_init_prior():
+    """The shipped weights with the Gaussian init prior (init_prior.py) against their own init maps, by FID-1k on the
+    tuning set (bench_generator.py --init-prior-guidance-sweep / --init-prior-scale-sweep)."""
+    d = _merged("generator_tuning_prior", "generator_tuning_prior_b")
+    if not d:
+        return None
+    rows = [(s, f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %")
+            for r, (_, s, *_) in sorted(zip(d["rows"], _gen_rows(d)), key=lambda x: x[0]["fid"])]
+    r0 = d["rows"][0]
+    return (md(["setting (edm-3m, the shipped weights)", f"FID-{r0['num_images'] // 1000}k ↓ (vs train, tuning)",
+                "KID ×10³ ↓", "class accuracy ↑ (proxy)"], rows)
+            + f"\n\n{r0['num_images']:,} class-balanced samples per setting (image i seeded by (0, i)) against "
+            f"{r0['fid_reference']}: the tuning set, not the `val` images results are reported on. 32 px, standard FID "
+            "Inception. The prior: `assets/cifar10-generator/init_prior.safetensors`, fitted on the latents of the first "
+            "10,000 `train` images (class-interleaved, 1,000 per class; rank 256). "
+            + "; ".join(f"`{c}`" for c in d.get("commands", [])))
+
+
 def t_generator_midmaps():
     """The shipped generator with its middle token maps (rows 4-6) replayed from one real `train` image
     (bench_generator.py --suite diagnostics, rows 15-16), against the generator alone (main table), FID-1k vs `val`."""
@@ -575,24 +596,40 @@ def t_generator_midmaps():
 
 def t_token_coherence():
     """How coherent one image's chosen codebook vectors are within a token map and across maps
-    (bench_token_coherence.py): real `val` tokens, the shipped generator's samples, uniformly random tokens."""
+    (bench_token_coherence.py): real `val` tokens, the shipped generator's samples, the generator's picks given
+    the real images' chains (teacher-forced), uniformly random tokens."""
     d = load("token_coherence")
     if not d:
         return None
     s = d["sets"]
-    rows = [(r, *(f"{s[k]['neighbour'][r]:+.3f}" for k in ("real", "generator", "random")),
-             *((f"{s[k]['next_map'][r]:+.3f}" if r + 1 < d["rows_sampled"] else "-") for k in ("real", "generator", "random")))
-            for r in range(d["rows_sampled"])]
+    R = d["rows_sampled"]
+    prior = d.get("init_prior")
+    within = ("real", "generator", *(("with_init_prior",) if prior else ()), "after_real_init", "given_real",
+              "given_real_argmax", "random")
+    across = ("real", "generator", "random")
+    rows = [(r, *(f"{s[k]['neighbour'][r]:+.3f}" for k in within),
+             *((f"{s[k]['next_map'][r]:+.3f}" if r + 1 < R else "-") for k in across),
+             *(f"{s[k]['with_real'][r]:+.3f}" for k in ("given_real", "given_real_argmax")))
+            for r in range(R)]
     sm = d["sampling"]
-    return (md(["token map", "within the map: real `val` tokens", "within: the generator", "within: random",
-                "with the next map: real", "with the next map: the generator", "with the next map: random"], rows)
+    return (md(["token map", "within the map: real `val` tokens", "within: the generator (its own chain)",
+                *((f"within: its own chain, init map from the Gaussian prior (w={prior['init_prior_guidance']}, "
+                   f"s={prior['init_prior_scale']})",) if prior else ()),
+                "within: its own chain from the real init map", "within: the generator's draws given the real chain", "within: its most likely tokens given the real chain",
+                "within: random", "with the next map: real", "with the next map: the generator",
+                "with the next map: random", "cosine with the real pick: its draw", "cosine with the real pick: its most likely"],
+               rows)
             + f"\n\nExcess cosine between the unit-length codebook vectors one image chose for two blocks: horizontally "
             "and vertically adjacent blocks of one map (within), or one block in this map and the next (with the next "
             "map), minus the same with the second block taken from another image of the same class. "
             f"{d['num_images']} images per set: the edm-3m tokens of the first {d['num_images']} `val` images, the "
             f"shipped generator's class-balanced samples (image i seeded by (0, i)) at its setting (CFG w={sm['cfg_scale']}, "
             f"τ={sm['temperature']}, minimum-norm last {sm['min_norm_maps']} maps, left out: one fixed entry per block), "
-            "and uniformly random tokens (zero up to noise). "
+            "the generator's draws at that setting and its most likely tokens when the chain replays the real images' "
+            "tokens (teacher-forced, each image's own class; the blocks still drawn independently given the state), "
+            "its own chain at that setting started from the real image's init map (token map 0; its class), "
+            "and uniformly random tokens (zero up to noise). The last two columns: the mean cosine between a "
+            "teacher-forced pick and the entry the encoder chose for that block. "
             f"`{d['command']}`")
 
 
@@ -713,6 +750,8 @@ def t_headline():
             f"(CFG w = {g['cfg_scale']}, τ = {g['temperature']}"
             + (f", the last {g['min_norm_maps']} token maps minimum-norm" if g.get("min_norm_maps") else "")
             + (f", backbone CFG w_b = {g['backbone_cfg_scale']}" if knob(g, "backbone_cfg_scale") != 1.0 else "")
+            + (f", the init token map from its Gaussian init prior at w = {g['init_prior_guidance']}"
+               if knob(g, "init_prior") != "off" else "")
             + f"), one class per row ({classes}). "
             f"**FID-{g['num_images'] // 1000}k {g['fid']:.1f}** against {g['fid_reference']} "
             f"({g['num_images']:,} class-balanced samples; class accuracy {100 * g['class accuracy']:.0f} % by the proxy "
@@ -1152,7 +1191,7 @@ def t_ect_schedules():
             + "; ".join(f"`{c}`" for c in d["commands"]))
 
 
-TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_handoff": t_generator_handoff, "generator_midmaps": t_generator_midmaps, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "token_coherence": t_token_coherence, "generator_half_shown": t_generator_half_shown, "generator_token_plan": t_generator_token_plan, "generator_token_plan_tuning": t_generator_token_plan_tuning, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
+TABLES = {"ect_schedules": t_ect_schedules, "backbone_fid": t_backbone_fid, "backbone_pilots": t_backbone_pilots, "backbone_scaling": t_backbone_scaling, "backbone_decay": t_backbone_decay, "rfid": t_rfid, "generator_fid": t_generator_fid, "generator_fid_latent": t_generator_fid_latent, "generator_tuning": t_generator_tuning, "generator_knobs": t_generator_knobs, "generator_diagnostics": t_generator_diagnostics, "generator_handoff": t_generator_handoff, "generator_midmaps": t_generator_midmaps, "generator_isotropic": t_generator_isotropic, "generator_sizes": t_generator_sizes, "generator_history": t_generator_history, "generator_two_pass": t_generator_two_pass, "generator_masked": t_generator_masked, "token_coherence": t_token_coherence, "generator_init_prior": t_generator_init_prior, "generator_half_shown": t_generator_half_shown, "generator_token_plan": t_generator_token_plan, "generator_token_plan_tuning": t_generator_token_plan_tuning, "generator_backbone_guidance": t_generator_backbone_guidance, "headline": t_headline, "fid_resolution": t_fid_resolution, "reliability": t_reliability, "codebook_versions": t_codebook_versions, "portability": t_portability, "fid_reference": t_fid_reference, "generator": t_generator, "generator_ablations": t_generator_ablations, "generator_heads": t_generator_heads,
           "fidelity_tokens10": lambda: t_fidelity("fidelity_tokens10"),
           "fidelity_table1": lambda: t_fidelity("fidelity_table1"), "fidelity_grid2d": lambda: t_fidelity("fidelity_grid2d"),
           "fidelity_ksweep": lambda: t_fidelity("fidelity_ksweep"), "fidelity_psweep": lambda: t_fidelity("fidelity_psweep"),

@@ -365,11 +365,13 @@ class ModelChooser:
     A generator with ``history_maps`` is fed the indices chosen at the chain's earlier rows (``ctx.earlier``,
     whoever chose them), in both CFG branches: the history is the image's, not the class's. A ``two_pass``
     generator draws each map twice, a ``map_passes`` one in ``map_passes`` masked passes (module docstring;
-    None: the number it was trained for); the kept blocks are the image's too, in both branches."""
+    None: the number it was trained for); the kept blocks are the image's too, in both branches. With an
+    ``init_prior`` (init_prior.py) the init map is that prior's, drawn from each image's generator first."""
 
     def __init__(self, model: TokenGenerator, labels: torch.Tensor, generators: list, cfg_scale: float = 1.0,
                  cfg_schedule: str = "constant", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 autocast_dtype=None, min_norm_maps: int = 0, map_passes: int | None = None, norm_bias: float = 0.0):
+                 autocast_dtype=None, min_norm_maps: int = 0, map_passes: int | None = None, norm_bias: float = 0.0,
+                 init_prior=None, init_prior_guidance: float = 1.0, init_prior_scale: float = 1.0):
         if not 0 <= min_norm_maps <= model.cfg.num_rows:
             raise ValueError(f"min_norm_maps {min_norm_maps} outside [0, {model.cfg.num_rows}] (the token maps)")
         if not math.isfinite(norm_bias):
@@ -379,6 +381,7 @@ class ModelChooser:
         self.cfg_scale, self.cfg_schedule = cfg_scale, cfg_schedule
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.min_norm_maps, self.norm_bias = min_norm_maps, norm_bias
+        self.init_prior, self.init_prior_guidance, self.init_prior_scale = init_prior, init_prior_guidance, init_prior_scale
         self.autocast_dtype = autocast_dtype
         self.time_in_model = 0.0
         self._device_generators: list | None = None
@@ -423,6 +426,10 @@ class ModelChooser:
         return out
 
     def choose(self, ctx) -> torch.Tensor:
+        if self.init_prior is not None and ctx.n < 0:              # init_prior.py: the init map drawn jointly
+            from .init_prior import init_tokens
+            return init_tokens(ctx, self.init_prior.sample(self.labels, self.generators, self.init_prior_guidance,
+                                                           self.init_prior_scale))
         if self.min_norm_maps:                                     # module docstring: minimum-norm maps
             m = ctx.spec.row_of_step(ctx.n)
             if m >= self.model.cfg.num_rows - self.min_norm_maps:

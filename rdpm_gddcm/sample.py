@@ -50,7 +50,8 @@ from .files import write_json_atomic
 
 # Used where neither the command line nor the checkpoint's generator.json sets a sampling knob.
 SAMPLING_DEFAULTS = {"cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-                     "min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 0, "norm_bias": 0.0}
+                     "min_norm_maps": 0, "backbone_cfg_scale": 1.0, "map_passes": 0, "norm_bias": 0.0,
+                     "init_prior": "off", "init_prior_guidance": 1.0, "init_prior_scale": 1.0}
 
 
 def _schedule(text: str) -> str:
@@ -61,10 +62,18 @@ def _schedule(text: str) -> str:
     return text
 
 
+def _init_prior_kind(text: str) -> str:
+    from .init_prior import PRIOR_KINDS
+    if text not in PRIOR_KINDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: use one of {', '.join(PRIOR_KINDS)}")
+    return text
+
+
 # how a recorded value is checked: the command line's own parsers
 _RECORDED = {"cfg_scale": nonneg_float, "cfg_schedule": _schedule, "temperature": nonneg_float, "top_k": nonneg_int,
              "top_p": open_probability, "min_norm_maps": nonneg_int, "backbone_cfg_scale": nonneg_float,
-             "map_passes": nonneg_int, "norm_bias": finite_float}
+             "map_passes": nonneg_int, "norm_bias": finite_float, "init_prior": _init_prior_kind,
+             "init_prior_guidance": finite_float, "init_prior_scale": nonneg_float}
 
 
 def recorded_sampling(meta: dict, source: str) -> dict:
@@ -118,6 +127,15 @@ def parse_args(argv=None):
     p.add_argument("--norm-bias", type=finite_float, default=argparse.SUPPRESS,
                    help="β: every sampled chain-step map's logits get -β·½‖C_k‖²: β > 0 favours shorter codebook "
                         f"entries (less injected noise; generator.py), β < 0 longer ones, 0 = off ({recorded.format(SAMPLING_DEFAULTS['norm_bias'])})")
+    p.add_argument("--init-prior", type=_init_prior_kind, default=argparse.SUPPRESS,
+                   help="gaussian: draw the init token map jointly from the checkpoint's init prior "
+                        "(init_prior.safetensors, made by rdpm-fit-init-prior); off: the generator's own per-block "
+                        f"draws ({recorded.format(SAMPLING_DEFAULTS['init_prior'])})")
+    p.add_argument("--init-prior-guidance", type=finite_float, default=argparse.SUPPRESS,
+                   help="w: the prior's latent mean is μ + w·(μ_class − μ), 1 = the class's own mean "
+                        f"({recorded.format(SAMPLING_DEFAULTS['init_prior_guidance'])})")
+    p.add_argument("--init-prior-scale", type=nonneg_float, default=argparse.SUPPRESS,
+                   help=f"s: the prior's spread, 1 = the fitted covariance ({recorded.format(SAMPLING_DEFAULTS['init_prior_scale'])})")
     p.add_argument("--global-seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per chain run (in fp32 results do not depend on it; under bf16 autocast the last bits can, see above)")
     p.add_argument("--sample-dir", required=True)
@@ -176,6 +194,11 @@ class Sampler:
         self.autocast = self.generator_precision.dtype
         self.num_classes = self.model.cfg.num_classes
         self.defaults = recorded_sampling(self.meta, f"{ckpt} (generator.json)")
+        from .init_prior import GaussianInitPrior
+        ckpt_dir = self.ckpt_dir = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+        self.init_prior = GaussianInitPrior.load(ckpt_dir)
+        if self.init_prior is not None:
+            self.init_prior.check_matches(self.num_classes, self.tokenizer.spec.grid.latent_shape, str(ckpt_dir))
 
     def share_precision(self, state):
         """Use the main process's resolved precisions on every process (``precision.shared_precision``)."""
@@ -201,10 +224,23 @@ class Sampler:
                              "guide; use 1, or tokens made with --conditional")
         return GuidedBackbone(bb, backbone_cfg_scale)
 
+    def prior_for(self, kind: str):
+        """The init prior a sampling setting asks for (None: the generator's own init map)."""
+        if kind == "off":
+            return None
+        if self.init_prior is None:
+            raise ValueError(f"--init-prior {kind}: this generator has no init prior ({self.ckpt_dir}/init_prior.safetensors); "
+                             "fit one with rdpm-fit-init-prior, or pass --init-prior off")
+        if not self.tokenizer.spec.has_init_token:
+            raise ValueError(f"--init-prior {kind}: this generator's tokens have no init map (init is not codebook); "
+                             "pass --init-prior off")
+        return self.init_prior
+
     @torch.no_grad()
     def sample(self, indices, labels, cfg_scale=None, cfg_schedule=None, temperature=None, top_k=None, top_p=None,
                global_seed=0, return_tokens=False, wrap_chooser=None, min_norm_maps=None, backbone_cfg_scale=None,
-               map_passes=None, norm_bias=None, hand_off=None):
+               map_passes=None, norm_bias=None, hand_off=None, init_prior=None, init_prior_guidance=None,
+               init_prior_scale=None):
         """Images (and tokens) for ``indices``; a knob left None takes the checkpoint's recorded setting.
         ``wrap_chooser(model_chooser) -> chooser`` lets a caller pick some steps itself (benchmark diagnostics);
         ``hand_off = (k, finish)``: the generator draws the first k chain steps only and ``finish(state, t, labels,
@@ -221,12 +257,16 @@ class Sampler:
         backbone_cfg_scale = d["backbone_cfg_scale"] if backbone_cfg_scale is None else backbone_cfg_scale
         map_passes = d["map_passes"] if map_passes is None else map_passes
         norm_bias = d["norm_bias"] if norm_bias is None else norm_bias
+        init_prior = d["init_prior"] if init_prior is None else init_prior
+        init_prior_guidance = d["init_prior_guidance"] if init_prior_guidance is None else init_prior_guidance
+        init_prior_scale = d["init_prior_scale"] if init_prior_scale is None else init_prior_scale
+        prior = self.prior_for(init_prior)
         tok = self.tokenizer
         backbone = self.chain_backbone(backbone_cfg_scale)
         gens = [image_generator(global_seed, int(i)) for i in indices]
         y = torch.as_tensor(np.asarray(labels)).long()
         chooser = ModelChooser(self.model, y, gens, cfg_scale, cfg_schedule, temperature, top_k, top_p, self.autocast,
-                               min_norm_maps, map_passes, norm_bias)
+                               min_norm_maps, map_passes, norm_bias, prior, init_prior_guidance, init_prior_scale)
         t0 = time.time()
         out = run_chain(backbone, tok.spec, wrap_chooser(chooser) if wrap_chooser else chooser, len(indices),
                         y if tok.cfg.conditional else None, self.device, num_steps=hand_off[0] if hand_off else None)
@@ -253,6 +293,9 @@ def sample_settings(a, sampler) -> dict:
     d = {k: v for k, v in vars(a).items() if k not in RESUME_IGNORED}
     d["device"] = torch.device(a.device).type               # cpu and cuda kernels differ in the last bits
     d["generator_sha256"] = tensors_sha256(v for _, v in sorted(sampler.model.state_dict().items()))
+    if a.init_prior != "off":                                  # the images depend on the prior's numbers too
+        p = sampler.init_prior
+        d["init_prior_sha256"] = tensors_sha256([p.means, p.factors, p.residual_std])
     d["backbone_sha256"] = sampler.tokenizer.backbone.weights_hash()
     ae = sampler.tokenizer.autoencoder.identity()
     d["autoencoder_identity"] = ae.get("sha256") or ae.get("name")
@@ -278,6 +321,8 @@ def check_resumable(out: Path, settings: dict) -> None:
     old.setdefault("backbone_cfg_scale", SAMPLING_DEFAULTS["backbone_cfg_scale"])
     old.setdefault("map_passes", SAMPLING_DEFAULTS["map_passes"])
     old.setdefault("norm_bias", SAMPLING_DEFAULTS["norm_bias"])
+    for k in ("init_prior", "init_prior_guidance", "init_prior_scale"):
+        old.setdefault(k, SAMPLING_DEFAULTS[k])
     diff = {k: (old.get(k), settings.get(k)) for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)}
     if diff:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
@@ -300,6 +345,7 @@ def run(a):
                          "maps; pass at most that (0 samples every map)")
     sampler.chain_backbone(a.backbone_cfg_scale)     # refuses guidance the tokens' backbone cannot take, before writing
     resolve_map_passes(sampler.model.cfg, a.map_passes)         # likewise passes it was not trained for
+    sampler.prior_for(a.init_prior)                             # and an init prior it does not have
     out = Path(a.sample_dir)
     settings = json.loads(json.dumps(sample_settings(a, sampler), default=str))
     check_resumable(out, settings)              # every process checks, so all fail together
@@ -330,7 +376,8 @@ def run(a):
         idx = mine[b:b + a.batch_size]
         imgs, t = sampler.sample(idx, labels[idx], a.cfg_scale, a.cfg_schedule, a.temperature, a.top_k, a.top_p, a.global_seed,
                                  min_norm_maps=a.min_norm_maps, backbone_cfg_scale=a.backbone_cfg_scale,
-                                 map_passes=a.map_passes, norm_bias=a.norm_bias)
+                                 map_passes=a.map_passes, norm_bias=a.norm_bias, init_prior=a.init_prior,
+                                 init_prior_guidance=a.init_prior_guidance, init_prior_scale=a.init_prior_scale)
         for k in timing:
             timing[k] += t[k]
         save_images(imgs.cpu(), [str(out / f"{i:06d}.png") for i in idx])

@@ -249,13 +249,37 @@ if want benchmarks; then  # every README table and plot; each script resumes row
   # generator's; the masked-pass generator over edm-3m's tokens (train/cifar10.sh stage generator-masked with
   # MASKED_RUN=runs/gen-masked-3m, README there) on the tuning set, in four passes and in one
   run $PY benchmarks/bench_token_coherence.py --tokens runs/tokens-cifar10-val-edm-3m-8x8 \
-    --backbone assets/cifar10-taef2-edm-3m --num-images 500 --out benchmarks/results/token_coherence.json
+    --backbone assets/cifar10-taef2-edm-3m --num-images 500 --init-prior-guidance 2.5 --init-prior-scale 1.0 \
+    --out benchmarks/results/token_coherence.json
   run $PY benchmarks/bench_generator.py --generator runs/gen-masked-3m --tokens runs/tokens-cifar10-edm-3m-8x8 \
     --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no --suite ablations --num-images 500 \
     --temperature 1.0 --cfg-scale 2 --cfg-sweep 2 --temperature-sweep --min-norm-maps 4 --map-passes-sweep 1 \
     --fid-reference runs/fid-features/train-000000-005000.npy \
     --fid-reference-name 'CIFAR-10 train (first 5,000, class-balanced)' --features-dir runs/generator-features-tune5k-masked3m \
     --rows 0,1 --out benchmarks/results/generator_tuning_masked_3m.json
+  # a joint init map (README section of that name): the shipped weights with their Gaussian init prior
+  # (train/cifar10.sh stage init-prior) on the tuning set at 1,000 samples (guidance w and scale s; row 0: without
+  # it), FID-1k against val at the setting that choice makes (lowest FID with >= 65 % class accuracy), the re-choice
+  PRIOR=(--generator assets/cifar10-generator --tokens runs/tokens-cifar10-edm-3m-8x8 --backbone assets/cifar10-taef2-edm-3m
+         --batch-size 50 --mixed-precision no --suite ablations --num-images 1000 --temperature 1.0 --cfg-scale 2 --cfg-sweep 2
+         --temperature-sweep --min-norm-maps 4 --fid-reference runs/fid-features/train-000000-005000.npy
+         --fid-reference-name 'CIFAR-10 train (first 5,000, class-balanced)' --features-dir runs/generator-features-tune5k-prior)
+  run $PY benchmarks/bench_generator.py "${PRIOR[@]}" --init-prior-guidance-sweep 2 1.5 --rows 0,1,2 \
+    --out benchmarks/results/generator_tuning_prior.json
+  run $PY benchmarks/bench_generator.py "${PRIOR[@]}" --init-prior-guidance-sweep 2.5 --rows 1 \
+    --out benchmarks/results/generator_tuning_prior_b.json
+  run $PY benchmarks/bench_generator.py "${PRIOR[@]}" --init-prior-guidance-sweep 2 --init-prior-scale-sweep 0.85 --rows 1 \
+    --out benchmarks/results/generator_tuning_prior_b.json
+  run $PY benchmarks/bench_generator.py "${PRIOR[@]}" --init-prior-guidance-sweep 3 --rows 1 \
+    --out benchmarks/results/generator_tuning_prior_b.json
+  run $PY benchmarks/bench_generator.py "${PRIOR[@]}" --init-prior-guidance-sweep 2.5 --init-prior-scale-sweep 1.15 --rows 1 \
+    --out benchmarks/results/generator_tuning_prior_b.json
+  run $PY benchmarks/bench_generator.py --generator assets/cifar10-generator --tokens runs/tokens-cifar10-val-edm-3m-8x8 \
+    --backbone assets/cifar10-taef2-edm-3m --batch-size 50 --mixed-precision no --suite main --num-images 1000 \
+    --init-prior gaussian --init-prior-guidance 2 --init-prior-scale 1 --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' \
+    --features-dir runs/generator-features-latent-prior --rows 0 --out benchmarks/results/generator_fid_latent_prior.json
+  run $PY benchmarks/generator_card.py --retune assets/cifar10-generator --sampling-from benchmarks/results/generator_tuning_prior.json \
+    benchmarks/results/generator_tuning_prior_b.json --min-class-accuracy 0.65 --fid-from benchmarks/results/generator_fid_latent_prior.json
   # the previous (pixel-space) generator's tables (the benchmark's defaults are its generator, tokens, backbone)
   run $PY benchmarks/bench_generator.py --suite main --num-images 1000 --rows 0,1,3,4 \
     --fid-reference 'runs/fid-features/val-*.npy' --fid-reference-name 'CIFAR-10 val' --out benchmarks/results/generator_fid.json

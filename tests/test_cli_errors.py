@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdpm_gddcm import codec, evaluate, reconstruct, sample, tokenize, train_backbone, train_generator
+from rdpm_gddcm import codec, evaluate, init_prior, reconstruct, sample, tokenize, train_backbone, train_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 GEN, VP = ROOT / "assets" / "cifar10-generator-pixels", ROOT / "assets" / "cifar10-pixels-vp"
 MAINS = {"rdpm-sample": sample.main, "rdpm-tokenize": tokenize.main, "rdpm-reconstruct": reconstruct.main,
          "rdpm-codec": codec.main, "rdpm-train-backbone": train_backbone.main, "rdpm-train": train_generator.main,
-         "rdpm-eval": evaluate.main}
+         "rdpm-eval": evaluate.main, "rdpm-fit-init-prior": init_prior.main}
 S = ["--ckpt", "{gen}", "--sample-dir", "{tmp}/s"]
 T = ["--data-path", "procedural:40", "--backbone", "{vp}", "--out", "{tmp}/tok", "--num-steps", "2"]
 R = ["--data-path", "procedural:40", "--backbone", "{vp}", "--out", "{tmp}/rec", "--num-steps", "2"]
@@ -36,6 +36,10 @@ CASES = [
     ("rdpm-sample", S + ["--top-p", "0"], "--top-p"),
     ("rdpm-sample", S + ["--mixed-precision", "fp8"], "--mixed-precision"),
     ("rdpm-sample", ["--ckpt", "{tmp}/nope", "--sample-dir", "{tmp}/s"], "nope"),
+    ("rdpm-sample", S + ["--init-prior", "mixture"], "--init-prior"),
+    ("rdpm-sample", S + ["--init-prior", "gaussian"], "init prior"),
+    ("rdpm-fit-init-prior", ["--ckpt", "{tmp}/nope", "--data-path", "procedural:40"], "nope"),
+    ("rdpm-fit-init-prior", ["--ckpt", "{gen}", "--data-path", "procedural:40", "--rank", "0"], "--rank"),
     ("rdpm-tokenize", T + ["--codebook-size", "1"], "--codebook-size"),
     ("rdpm-tokenize", T + ["--codebook-size", "0"], "--codebook-size"),
     ("rdpm-tokenize", T + ["--grid", "0x0"], "--grid"),

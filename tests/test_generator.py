@@ -1056,3 +1056,43 @@ def test_token_coherence_measures_agreement_beyond_class_and_position():
     for shared in (per_class, per_position):
         c = bc.coherence(shared, labels, 4, 4)
         assert max(abs(v) for v in c["neighbour"]) < 0.05
+
+
+def test_init_prior_draws_the_init_map_jointly_by_the_encoders_rule(toy, tmp_path, cli_error):
+    """rdpm-fit-init-prior writes a Gaussian prior into a generator directory; with --init-prior gaussian the
+    init map is the encoder's Eq. 15 choice for the prior's latent, drawn from each image's own generator (so
+    independent of the batch), and the later maps are the generator's. Without a prior the option is one clear
+    error; a prior is not overwritten without --force."""
+    import shutil
+
+    from rdpm_gddcm import init_prior
+    from rdpm_gddcm.sample import image_generator
+    root, bb, tok = toy
+    run = root / "overfit" if (root / "overfit" / "generator.json").exists() else _train(toy, "overfit")
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(run, ckpt, ignore=shutil.ignore_patterns("checkpoints", "samples"))
+    common = ["--ckpt", str(ckpt), "--num-samples", "3", "--mixed-precision", "no"]
+    err = cli_error(sample.main, common + ["--init-prior", "gaussian", "--sample-dir", str(tmp_path / "none")])
+    assert "init prior" in err and "rdpm-fit-init-prior" in err and not (tmp_path / "none").exists()
+    fit = ["--ckpt", str(ckpt), "--data-path", "procedural:40", "--rank", "3", "--batch-size", "16"]
+    init_prior.main(fit)
+    prior_file = ckpt / init_prior.PRIOR_FILE
+    before = prior_file.read_bytes()
+    err = cli_error(init_prior.main, fit)
+    assert "--force" in err and prior_file.read_bytes() == before
+
+    s = sample.Sampler(str(ckpt))
+    spec = s.tokenizer.spec
+    idx, labels = np.arange(3), np.array([0, 1, 3])
+    _, got, _ = s.sample(idx, labels, cfg_scale=2.0, global_seed=5, return_tokens=True, init_prior="gaussian",
+                         init_prior_guidance=1.5)
+    x = s.init_prior.sample(torch.as_tensor(labels), [image_generator(5, int(i)) for i in idx], 1.5, 1.0)
+    scores = torch.einsum("bgd,kgd->bgk", spec.grid.to_blocks(x), spec.codebook_blocks(0, "cpu"))
+    picked = scores.gather(-1, got[:, 0].unsqueeze(-1)).squeeze(-1)
+    assert (picked >= scores.max(-1).values - 1e-4 * scores.abs().max()).all()      # the argmax, up to float ties
+    _, alone, _ = s.sample(idx[2:], labels[2:], cfg_scale=2.0, global_seed=5, return_tokens=True,
+                           init_prior="gaussian", init_prior_guidance=1.5)
+    assert torch.equal(alone, got[2:])                                              # per-image streams
+    sample.main(common + ["--init-prior", "gaussian", "--sample-dir", str(tmp_path / "prior")])
+    rec = json.loads((tmp_path / "prior" / "sample_settings.json").read_text())
+    assert rec["init_prior"] == "gaussian" and rec["init_prior_sha256"]

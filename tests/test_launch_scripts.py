@@ -14,7 +14,7 @@ RECIPES = ["train/cifar10.sh", "tokenizer/cifar10.sh", "sample/cifar10.sh"]
 
 
 def test_every_command_is_listed():
-    assert len(MODULES) == 7 and "rdpm_gddcm.evaluate" in MODULES
+    assert len(MODULES) == 8 and "rdpm_gddcm.evaluate" in MODULES and "rdpm_gddcm.init_prior" in MODULES
 
 
 @pytest.mark.parametrize("module", MODULES + ["rdpm_gddcm.classifier"])

@@ -11,7 +11,7 @@ set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10}
 TAEF2=${TAEF2:-../shared/weights/taef2}
 RUNS=${RUNS:-runs}
-STAGES=${STAGES:-"backbones classifier tokenize generator"}
+STAGES=${STAGES:-"backbones classifier tokenize generator init-prior"}
 # the previous (pixel-space) generator, assets/cifar10-generator-pixels: its tokens' image count and steps
 TOKEN_IMAGES=${TOKEN_IMAGES:-8192}
 GEN_STEPS=${GEN_STEPS:-2800}
@@ -127,6 +127,13 @@ if want generator-two-pass; then   # continue the generator stage's weights with
     --init-from "$GEN_INIT" --model gen-mini --head-rank 4 --two-pass --max-steps 2500 --global-batch-size 64 \
     --lr 5e-4 --warmup-steps 100 --log-every 50 --ckpt-every 250 --sample-every 0 --backbone "$BACKBONE" \
     --val-tokens "$VAL_TOKENS"
+fi
+
+if want init-prior; then   # the shipped generator's Gaussian init prior (README: A joint init map): fitted on the
+  # latents of the first 10,000 train images (class-interleaved, 1,000 per class) through its autoencoder, written
+  # into the asset as init_prior.safetensors (INIT_PRIOR_CKPT: another generator directory); 7 minutes here beside two other jobs
+  run $PY -m rdpm_gddcm.init_prior --ckpt "${INIT_PRIOR_CKPT:-assets/cifar10-generator}" --data-path "$DATA/train" \
+    --num-images 10000 --rank 256 --backbone assets/cifar10-taef2-edm-3m --force
 fi
 
 if want generator-masked; then   # not in the default STAGES: the masked-pass generator (--map-passes 4: each map
