@@ -403,6 +403,14 @@ def shipped_row(rows: list, bound: bool = False) -> dict | None:
                  and (not bound or backbone_of(r) == shipped_backbone())), None)
 
 
+def shipped_row_without_prior(rows: list, bound: bool = False) -> dict | None:
+    """``shipped_row`` at the recorded setting with the init prior off: the chain the diagnostics ran (they
+    predate the prior and draw the generator's own init map)."""
+    rec = {**shipped_sampling(), "init_prior": "off", "init_prior_guidance": 1.0, "init_prior_scale": 1.0}
+    return next((r for r in rows if r["kind"] == "generator" and same_setting(r, rec) and is_shipped_generator(r)
+                 and (not bound or backbone_of(r) == shipped_backbone())), None)
+
+
 def backbone_of(r: dict) -> str:
     """The backbone asset a latent row ran (rows before the re-binding did not record it: the edm-long one)."""
     return Path(r.get("backbone_asset") or "assets/cifar10-taef2-edm-long").name
@@ -437,8 +445,9 @@ def t_generator_fid_latent():
     total = lambda r: sum(r.get("seconds_per_image", {}).values())  # noqa: E731
     shipped, now = shipped_row(d["rows"], bound=True), shipped_backbone()
     # the shipped weights at their recorded setting with each backbone they were bound to before
-    earlier = [r for r in (shipped_row([x for x in d["rows"] if backbone_of(x) == bb]) for bb in BACKBONE_SHORT
+    earlier = [r for r in (shipped_row_without_prior([x for x in d["rows"] if backbone_of(x) == bb]) for bb in BACKBONE_SHORT
                            if bb != now) if r is not None]
+    no_prior = shipped_row_without_prior(d["rows"], bound=True)
     order = lambda r: (r is not shipped, r not in earlier, backbone_rank(backbone_of(r)),  # noqa: E731
                        r["kind"] != "generator")
     for r in sorted(d["rows"], key=order):
@@ -450,6 +459,8 @@ def t_generator_fid_latent():
         elif r in earlier:
             note = (" (the shipped weights with the backbone they were trained on, before the re-binding)"
                     if backbone_of(r) == TRAINED_ON else " (the shipped weights bound to an earlier backbone)")
+        elif r is no_prior and r is not shipped:
+            note = " (the shipped weights with their own init map: the earlier default)"
         else:
             note = " (earlier default)" if r["kind"] == "generator" and r is not shipped else ""
         rows.append((r["label"] + note, BACKBONE_SHORT.get(backbone_of(r), backbone_of(r)),
@@ -578,18 +589,19 @@ def t_generator_midmaps():
     """The shipped generator with its middle token maps (rows 4-6) replayed from one real `train` image
     (bench_generator.py --suite diagnostics, rows 15-16), against the generator alone (main table), FID-1k vs `val`."""
     d, fid = load("generator_diagnostics_midmaps"), _latent_fid()
-    alone = shipped_row(fid["rows"], bound=True) if fid else None
+    alone = shipped_row_without_prior(fid["rows"], bound=True) if fid else None
     if not d or alone is None:
         return None
-    rows = [("the shipped generator alone (main table)", "the generator", alone)]
+    rows = [("the shipped weights alone, their own init map (main table)", "the generator", alone)]
     rows += [(r["label"].split(",")[0], "one same-class `train` image" if r.get("true_from", "same class") == "same class"
               else "one `train` image of any class", r) for r in d["rows"]]
     n = d["rows"][0]["num_images"]
     return (md(["chain", "token maps 4-6 (σ 16 → 1.8)", f"FID-{n // 1000}k ↓", "KID ×10³ ↓", "class accuracy ↑ (proxy)"],
                [(a, b, f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %") for a, b, r in rows])
             + f"\n\n{n:,} class-balanced samples per row (image i seeded by (0, i), the same seeds in every row), 32 px, "
-            f"standard FID Inception against {d['rows'][0]['fid_reference']}; the shipped generator and edm-3m at the "
-            f"shipped setting ({_gen_rows({'rows': [alone]})[0][1]}) in every row, its choices in the other maps. The "
+            f"standard FID Inception against {d['rows'][0]['fid_reference']}; the shipped weights and edm-3m at the "
+            f"setting of their time ({_gen_rows({'rows': [alone]})[0][1]}; the generator's own init map, before the init "
+            "prior) in every row, its choices in the other maps. The "
             "real images' tokens are edm-3m's tokens of `train` images (the shipped plan), never the reference's. "
             + "; ".join(f"`{c}`" for c in d.get("commands", [])))
 
@@ -1049,9 +1061,9 @@ def t_generator_handoff():
     cells = lambda r: (f"{r['fid']:.1f}", f"{r['kid'] * 1e3:.1f}", f"{100 * r['class accuracy']:.1f} %",  # noqa: E731
                        f"{total(r):.3f}")
     rows = []
-    shipped = shipped_row([r for r in main["rows"] if backbone_of(r) == bound])
+    shipped = shipped_row_without_prior([r for r in main["rows"] if backbone_of(r) == bound])
     if shipped:
-        rows.append(("the shipped generator alone (main table)", "0-10 (the last 4 minimum-norm)", "-", *cells(shipped)))
+        rows.append(("the shipped weights alone, their own init map (main table)", "0-10 (the last 4 minimum-norm)", "-", *cells(shipped)))
     for r in sorted(d["rows"], key=lambda r: r["handoff_steps"]):
         k = r["handoff_steps"]
         rows.append((r["label"], f"0-{k}", f"σ = {steps[k - 1][2]:.1f}: the {r['steps']}-step schedule below it, "
