@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from rdpm_gddcm.generator import count_params, resolve_map_passes  # noqa: E402
 from rdpm_gddcm.image_sources import ArrayImages, Source, load_source  # noqa: E402
+from rdpm_gddcm.init_prior import PRIOR_SETTINGS  # noqa: E402
 from rdpm_gddcm.proxy_metrics import PROXY_ACC, PROXY_FD, proxy_metrics  # noqa: E402
 from rdpm_gddcm.sample import Sampler, image_generator, labels_for, resolve_recorded_path  # noqa: E402
 
@@ -365,7 +366,7 @@ def decoded_tokens(a, labels: np.ndarray) -> np.ndarray:
 
 def prior_knobs(row: dict) -> dict:
     """The row's init-prior setting as Sampler.sample keywords (init_prior.py)."""
-    return {k: row[k] for k in ("init_prior", "init_prior_guidance", "init_prior_scale")}
+    return {k: row[k] for k in PRIOR_SETTINGS}
 
 
 def sample_key(row: dict, a) -> str:
@@ -496,7 +497,7 @@ def main():
             r["map_passes"] = a.map_passes
         if r["kind"] in ("generator", "mixed", "handoff") and "norm_bias" not in r:
             r["norm_bias"] = a.norm_bias
-        for k in ("init_prior", "init_prior_guidance", "init_prior_scale"):
+        for k in PRIOR_SETTINGS:
             if r["kind"] in ("generator", "mixed", "handoff") and k not in r:
                 r[k] = getattr(a, k)
     if a.rows:

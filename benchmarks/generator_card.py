@@ -158,6 +158,7 @@ def tuned_sampling(paths: list[Path], min_class_accuracy: float = 0.0) -> dict:
         raise SystemExit(f"--sampling-from {' '.join(map(str, paths))}: no generator row with an FID"
                          + (f" and class accuracy >= {min_class_accuracy}" if min_class_accuracy else ""))
     best = min(rows, key=lambda r: r["fid"])
+    from rdpm_gddcm.init_prior import PRIOR_SETTINGS
     floor = (f" with class accuracy >= {100 * min_class_accuracy:.0f} % ({len(rows)} of {total} settings)"
              if min_class_accuracy else "")
     rel = [str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in paths]
@@ -165,7 +166,7 @@ def tuned_sampling(paths: list[Path], min_class_accuracy: float = 0.0) -> dict:
             "temperature": best["temperature"], "top_k": best.get("top_k") or 0, "top_p": best.get("top_p") or 1.0,
             "min_norm_maps": best.get("min_norm_maps") or 0, "backbone_cfg_scale": best.get("backbone_cfg_scale") or 1.0,
             "map_passes": best.get("map_passes") or 1, "norm_bias": best.get("norm_bias") or 0.0,
-            **({k: best[k] for k in ("init_prior", "init_prior_guidance", "init_prior_scale")}
+            **({k: best[k] for k in PRIOR_SETTINGS}
                if best.get("init_prior", "off") != "off" else {}),
             "tuned_by": f"lowest FID of {total} settings{floor}, {best['num_images']} samples each against "
                         f"{best['fid_reference']}, in {', '.join(rel)} (row '{best['label']}')"}

@@ -25,6 +25,8 @@ import torch
 
 PRIOR_FILE = "init_prior.safetensors"
 PRIOR_KINDS = ("off", "gaussian")
+# the sampling settings that configure it (rdpm-sample --init-prior, --init-prior-guidance, --init-prior-scale)
+PRIOR_SETTINGS = ("init_prior", "init_prior_guidance", "init_prior_scale")
 
 
 class GaussianInitPrior:

@@ -321,7 +321,8 @@ def check_resumable(out: Path, settings: dict) -> None:
     old.setdefault("backbone_cfg_scale", SAMPLING_DEFAULTS["backbone_cfg_scale"])
     old.setdefault("map_passes", SAMPLING_DEFAULTS["map_passes"])
     old.setdefault("norm_bias", SAMPLING_DEFAULTS["norm_bias"])
-    for k in ("init_prior", "init_prior_guidance", "init_prior_scale"):
+    from .init_prior import PRIOR_SETTINGS
+    for k in PRIOR_SETTINGS:
         old.setdefault(k, SAMPLING_DEFAULTS[k])
     diff = {k: (old.get(k), settings.get(k)) for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)}
     if diff:
